@@ -1,0 +1,70 @@
+import type { GuestMemory } from './memory.js';
+import type { RegisterFile } from './registers.js';
+
+/**
+ * What a machine backend (arm64 on Unicorn, x86-64 on KVM) offers the core and the services
+ * of one VM. Services only ever act on the machine through this interface: they request
+ * power changes, system events and interrupts; the backend carries them out at the next
+ * safe point of its run loop.
+ */
+
+export type Arch = 'arm64' | 'x86_64';
+
+/** PSCI-visible power state of a vCPU. */
+export type VcpuPowerState = 'on' | 'off' | 'on-pending';
+
+/** Whole-machine events a guest can request; each ends a run with its own exit code. */
+export type SystemEventKind = 'off' | 'reset' | 'suspend' | 'hibernate-off' | 'crash';
+
+export interface SystemEvent {
+  readonly kind: SystemEventKind;
+  /** The vCPU that asked. */
+  readonly vcpu: number;
+  /** Event-specific data (e.g. SYSTEM_RESET2's reset type and cookie, SYSTEM_SUSPEND's entry). */
+  readonly data: readonly bigint[];
+}
+
+export interface Machine {
+  readonly arch: Arch;
+  readonly vcpuCount: number;
+  readonly memory: GuestMemory;
+
+  /** The affinity value (arm64 MPIDR_EL1 Aff fields, x86 APIC id) of vCPU n. */
+  affinityOf(vcpu: number): bigint;
+  /** vCPU index with exactly this affinity, or -1. */
+  vcpuByAffinity(affinity: bigint): number;
+
+  powerState(vcpu: number): VcpuPowerState;
+  /**
+   * Start a powered-off vCPU at `entry` with `context` in its first argument register, reset
+   * to the architecture's entry state (arm64: EL1, MMU off, caches off, the boot vCPU's
+   * endianness). The state is 'on-pending' until the backend applies it.
+   */
+  powerOn(vcpu: number, entry: bigint, context: bigint): void;
+  /** Power off the calling vCPU; it stops at the end of the current trap. */
+  powerOff(vcpu: number): void;
+  /** Park the calling vCPU until it has something to do (an interrupt), like WFI. */
+  idle(vcpu: number): void;
+
+  /** Request a whole-machine event; the run ends with it after the current trap. */
+  systemEvent(event: SystemEvent): void;
+
+  /**
+   * Raise (level=true) or lower an interrupt line of one vCPU: arm64 INTIDs (PPI 16–31, SPI
+   * 32+), x86 vectors. Delivery honours the guest's interrupt masks.
+   */
+  setInterrupt(vcpu: number, intid: number, level: boolean): void;
+
+  /**
+   * arm64 generic timer sample for paravirtual clocks: the host wall clock (ns since the Unix
+   * epoch) and the guest-visible virtual or physical counter, taken together.
+   */
+  sampleClock?(counter: 'virtual' | 'physical'): { wallClockNs: bigint; counter: bigint };
+}
+
+/** The view a hypercall handler gets of the trapping vCPU. Preallocated: never built per trap. */
+export interface VcpuContext {
+  readonly index: number;
+  readonly regs: RegisterFile;
+  readonly machine: Machine;
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Every test: set up, typecheck, lint, then the whole vitest suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export COREPACK_ENABLE_DOWNLOAD_PROMPT=0 COREPACK_INTEGRITY_KEYS=0
+corepack pnpm run --silent typecheck
+corepack pnpm run --silent lint
+corepack pnpm exec vitest run "$@"

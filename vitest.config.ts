@@ -1,0 +1,15 @@
+import { defineConfig } from 'vitest/config';
+
+// One config for the whole workspace. Packages resolve each other through the
+// "plugvisor-source" export condition, so tests run against src/ with no build step;
+// tests that spawn the CLI use the built dist/ (the test script builds first).
+export default defineConfig({
+  resolve: { conditions: ['plugvisor-source'] },
+  test: {
+    include: ['packages/*/src/**/*.test.ts', 'packages/*/test/**/*.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    pool: 'forks',
+    reporters: ['default'],
+  },
+});
