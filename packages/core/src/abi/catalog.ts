@@ -1,0 +1,207 @@
+import { ComposeError } from '../errors.js';
+import type { ServicePlugin } from '../plugin/service.js';
+import { Conduits } from '../router/conduits.js';
+import {
+  hex,
+  type CallDecl,
+  type ConstantRegisterDecl,
+  type FeatureDecl,
+  type VersionDecl,
+} from './surface.js';
+
+/**
+ * The union of every service's surface in a build, indexed, with every rule a composed
+ * build must satisfy checked once, up front. A conflict names both packages.
+ */
+
+export interface Owned<T> {
+  readonly decl: T;
+  readonly service: ServicePlugin<any>;
+}
+
+export type RegisterEntry =
+  | {
+      readonly kind: 'bitmap';
+      readonly id: bigint;
+      readonly name: string;
+      /** bit number → feature name */
+      readonly bits: ReadonlyMap<number, string>;
+      readonly mask: bigint;
+    }
+  | { readonly kind: 'version'; readonly id: bigint; readonly name: string; readonly version: string }
+  | { readonly kind: 'constant'; readonly id: bigint; readonly name: string; readonly decl: ConstantRegisterDecl };
+
+export class AbiCatalog {
+  readonly services: ReadonlyMap<string, ServicePlugin<any>>;
+  readonly features: ReadonlyMap<string, Owned<FeatureDecl>>;
+  readonly versions: ReadonlyMap<string, Owned<VersionDecl>>;
+  readonly calls: ReadonlyMap<string, Owned<CallDecl>>;
+  /** Sorted ascending by id: KVM_GET_REG_LIST order for the firmware block. */
+  readonly registers: readonly RegisterEntry[];
+  readonly registerById: ReadonlyMap<bigint, RegisterEntry>;
+
+  constructor(plugins: readonly ServicePlugin<any>[]) {
+    const problems: string[] = [];
+    const services = new Map<string, ServicePlugin<any>>();
+    const features = new Map<string, Owned<FeatureDecl>>();
+    const versions = new Map<string, Owned<VersionDecl>>();
+    const calls = new Map<string, Owned<CallDecl>>();
+    const registerOwners = new Map<bigint, { entry: RegisterEntry; owners: string[] }>();
+    const bitOwners = new Map<string, string>(); // `${id}:${bit}` → package
+
+    for (const p of plugins) {
+      const prev = services.get(p.name);
+      if (prev) {
+        problems.push(`service ${p.name} is in the build twice (${prev.version} and ${p.version})`);
+        continue;
+      }
+      services.set(p.name, p);
+    }
+
+    const claim = <T extends { name: string }>(
+      map: Map<string, Owned<T>>,
+      kind: string,
+      decl: T,
+      service: ServicePlugin<any>,
+    ) => {
+      const prev = map.get(decl.name);
+      if (prev) {
+        problems.push(`${kind} '${decl.name}' is declared by both ${prev.service.name} and ${service.name}`);
+        return;
+      }
+      map.set(decl.name, { decl, service });
+    };
+
+    const claimRegister = (id: bigint, name: string, service: string, entry: RegisterEntry) => {
+      const prev = registerOwners.get(id);
+      if (!prev) {
+        registerOwners.set(id, { entry, owners: [service] });
+        return;
+      }
+      // Several services may contribute bits to one bitmap register; nothing else is shared.
+      if (prev.entry.kind === 'bitmap' && entry.kind === 'bitmap' && prev.entry.name === name) {
+        prev.owners.push(service);
+        return;
+      }
+      problems.push(
+        `firmware register ${hex(id)} (${name}) is declared by both ${prev.owners.join(', ')} and ${service}`,
+      );
+    };
+
+    for (const p of services.values()) {
+      const s = p.surface;
+      for (const f of s.features) {
+        claim(features, 'feature', f, p);
+        if (f.register) {
+          const { id, name, bit } = f.register;
+          if (!Number.isInteger(bit) || bit < 0 || bit > 63) {
+            problems.push(`${p.name}: feature '${f.name}' maps to invalid bit ${bit} of ${name}`);
+            continue;
+          }
+          const key = `${id}:${bit}`;
+          const owner = bitOwners.get(key);
+          if (owner) {
+            problems.push(`bit ${bit} of ${name} (${hex(id)}) is claimed by both ${owner} and ${p.name}`);
+            continue;
+          }
+          bitOwners.set(key, p.name);
+          claimRegister(id, name, p.name, { kind: 'bitmap', id, name, bits: new Map(), mask: 0n });
+        }
+      }
+      for (const v of s.versions ?? []) {
+        claim(versions, 'version selector', v, p);
+        if (v.values.length === 0 || !v.values.some((x) => x.name === v.default)) {
+          problems.push(`${p.name}: version selector '${v.name}' has no value named '${v.default}' (its default)`);
+        }
+        for (let i = 1; i < v.values.length; i++) {
+          if (v.values[i]!.value <= v.values[i - 1]!.value) {
+            problems.push(`${p.name}: version selector '${v.name}' values are not in ascending order`);
+          }
+        }
+        if (v.register) {
+          claimRegister(v.register.id, v.register.name, p.name, {
+            kind: 'version',
+            id: v.register.id,
+            name: v.register.name,
+            version: v.name,
+          });
+        }
+      }
+      for (const c of s.constants ?? []) {
+        if (!c.accepts.includes(c.value)) {
+          problems.push(`${p.name}: constant register ${c.name} does not accept its own value ${hex(c.value)}`);
+        }
+        claimRegister(c.id, c.name, p.name, { kind: 'constant', id: c.id, name: c.name, decl: c });
+      }
+      for (const c of s.calls) claim(calls, 'call', c, p);
+    }
+
+    // Calls: conduit known, gating feature and version bounds declared by the same service.
+    const byConduit = new Map<string, Owned<CallDecl>[]>();
+    for (const owned of calls.values()) {
+      const { decl: c, service } = owned;
+      if (!Conduits.get(c.conduit)) problems.push(`${service.name}: call ${c.name} uses unknown conduit '${c.conduit}'`);
+      const f = features.get(c.feature);
+      if (!f) problems.push(`${service.name}: call ${c.name} is gated by undeclared feature '${c.feature}'`);
+      else if (f.service !== service)
+        problems.push(`${service.name}: call ${c.name} is gated by feature '${c.feature}' of ${f.service.name}`);
+      for (const bound of [c.since && { v: c.since.version, x: c.since.minimum }, c.until && { v: c.until.version, x: c.until.maximum }]) {
+        if (!bound) continue;
+        const v = versions.get(bound.v);
+        if (!v || v.service !== service) problems.push(`${service.name}: call ${c.name} names unknown version selector '${bound.v}'`);
+        else if (!v.decl.values.some((x) => x.name === bound.x))
+          problems.push(`${service.name}: call ${c.name} names unknown ${bound.v} version '${bound.x}'`);
+      }
+      const last = c.last ?? c.id;
+      if (!(c.id >= 0 && last <= 0xffff_ffff && last >= c.id))
+        problems.push(`${service.name}: call ${c.name} has an invalid id range ${hex(c.id)}..${hex(last)}`);
+      const list = byConduit.get(c.conduit) ?? [];
+      list.push(owned);
+      byConduit.set(c.conduit, list);
+    }
+    // Two calls on one conduit must not overlap; report each overlapping pair once.
+    for (const [conduit, list] of byConduit) {
+      const sorted = [...list].sort((a, b) => a.decl.id - b.decl.id);
+      for (let i = 0; i < sorted.length; i++) {
+        const a = sorted[i]!;
+        for (let j = i + 1; j < sorted.length && sorted[j]!.decl.id <= (a.decl.last ?? a.decl.id); j++) {
+          const b = sorted[j]!;
+          const who = a.service === b.service ? `${a.service.name} (twice)` : `${a.service.name} and ${b.service.name}`;
+          problems.push(
+            `${conduit} call id ${hex(b.decl.id)} is claimed by ${a.decl.name} and ${b.decl.name}: ${who}`,
+          );
+        }
+      }
+    }
+
+    for (const p of services.values()) {
+      for (const r of p.requires ?? []) {
+        if (!services.has(r)) problems.push(`${p.name} requires ${r}, which is not in the build`);
+      }
+    }
+
+    if (problems.length) {
+      throw new ComposeError(`cannot compose the build:\n  - ${problems.join('\n  - ')}`, problems);
+    }
+
+    // Fill bitmap registers' bit maps now that every claim is known to be unique.
+    for (const { decl } of features.values()) {
+      if (!decl.register) continue;
+      const entry = registerOwners.get(decl.register.id)!.entry as Extract<RegisterEntry, { kind: 'bitmap' }>;
+      (entry.bits as Map<number, string>).set(decl.register.bit, decl.name);
+      (entry as { mask: bigint }).mask = entry.mask | (1n << BigInt(decl.register.bit));
+    }
+
+    this.services = services;
+    this.features = features;
+    this.versions = versions;
+    this.calls = calls;
+    this.registers = [...registerOwners.values()].map((o) => o.entry).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    this.registerById = new Map(this.registers.map((r) => [r.id, r]));
+  }
+
+  /** Numeric value of a named version of a selector. */
+  versionValue(selector: string, name: string): number | undefined {
+    return this.versions.get(selector)?.decl.values.find((v) => v.name === name)?.value;
+  }
+}

@@ -1,0 +1,190 @@
+import type { AbiCatalog } from './catalog.js';
+import { hex, type CallDecl } from './surface.js';
+import { VmAbi } from './vm-abi.js';
+
+/**
+ * A VM's ABI record: authoritative, self-describing, JSON. It travels in every snapshot and
+ * is what `plugvisor check --vm` reads. It names every feature of the build that created the
+ * VM (on or off) with the exact calls each one gates, every version selection, the service
+ * package versions in use and the firmware register values a VMM would read.
+ */
+export interface AbiRecord {
+  readonly format: 1;
+  readonly services: { readonly [pkg: string]: ServiceUse };
+  readonly features: { readonly [name: string]: FeatureUse };
+  readonly versions: { readonly [selector: string]: VersionUse };
+  /** Firmware register id (hex) → value (hex), for VMMs that replay ONE_REG. */
+  readonly registers: { readonly [id: string]: string };
+}
+
+export interface ServiceUse {
+  readonly version: string;
+  readonly state?: { readonly id: string; readonly version: number };
+}
+export interface FeatureUse {
+  readonly service: string;
+  readonly enabled: boolean;
+  /** The calls this feature gates, `conduit:id[..last][ since|until selector version]`. */
+  readonly calls: readonly string[];
+}
+export interface VersionUse {
+  readonly service: string;
+  readonly name: string;
+  readonly value: number;
+}
+
+export function describeCall(c: CallDecl): string {
+  let s = `${c.conduit}:${hex(c.id)}`;
+  if (c.last !== undefined && c.last !== c.id) s += `..${hex(c.last)}`;
+  if (c.since) s += ` since ${c.since.version} ${c.since.minimum}`;
+  if (c.until) s += ` until ${c.until.version} ${c.until.maximum}`;
+  return s;
+}
+
+export function gatedCalls(catalog: AbiCatalog, feature: string): string[] {
+  const out: string[] = [];
+  for (const { decl } of catalog.calls.values()) if (decl.feature === feature) out.push(describeCall(decl));
+  return out.sort();
+}
+
+export function recordOf(abi: VmAbi): AbiRecord {
+  const { catalog } = abi;
+  const services: Record<string, ServiceUse> = {};
+  for (const s of catalog.services.values()) {
+    const st = s.surface.state;
+    services[s.name] = st ? { version: s.version, state: { id: st.id, version: st.version } } : { version: s.version };
+  }
+  const features: Record<string, FeatureUse> = {};
+  for (const [name, { service }] of catalog.features) {
+    features[name] = { service: service.name, enabled: abi.isEnabled(name), calls: gatedCalls(catalog, name) };
+  }
+  const versions: Record<string, VersionUse> = {};
+  for (const [name, { service }] of catalog.versions) {
+    versions[name] = { service: service.name, name: abi.version(name), value: abi.versionValue(name) };
+  }
+  const registers: Record<string, string> = {};
+  for (const [id, value] of abi.registerValues()) registers[hex(id)] = hex(value);
+  return { format: 1, services, features, versions, registers };
+}
+
+/** Services whose ABI the VM uses: at least one of their features is on. */
+export function servicesInUse(record: AbiRecord): Set<string> {
+  const used = new Set<string>();
+  for (const f of Object.values(record.features)) if (f.enabled) used.add(f.service);
+  return used;
+}
+
+export const major = (version: string): string => {
+  const [maj, min] = version.split('.');
+  return maj === '0' ? `0.${min}` : maj!; // semver: in 0.x the minor is the breaking part
+};
+
+/** One reason a build cannot reproduce a VM's ABI; `subject` is e.g. `feature trng`. */
+export interface AbiProblem {
+  readonly subject: string;
+  readonly message: string;
+}
+
+/**
+ * Can `catalog` (the destination build) reproduce this VM's ABI exactly? Returns every
+ * problem, each naming the feature, version, service or register at fault; empty = yes.
+ */
+export function checkRecord(record: AbiRecord, catalog: AbiCatalog): string[] {
+  return checkRecordDetailed(record, catalog).map((p) => p.message);
+}
+
+export function checkRecordDetailed(record: AbiRecord, catalog: AbiCatalog): AbiProblem[] {
+  const list: AbiProblem[] = [];
+  let subject = '';
+  const problems = { push: (message: string) => list.push({ subject, message }) };
+  if (record.format !== 1) return [{ subject: 'record', message: `ABI record format ${String(record.format)} is not understood by this build` }];
+  const used = servicesInUse(record);
+
+  for (const [name, use] of Object.entries(record.features)) {
+    if (!use.enabled) continue; // off stays off: a build without it, or with it, is fine
+    subject = `feature ${name}`;
+    const have = catalog.features.get(name);
+    if (!catalog.services.has(use.service)) {
+      problems.push(`feature '${name}' is enabled in the VM but the build has no ${use.service}`);
+      continue;
+    }
+    if (!have || have.service.name !== use.service) {
+      const svc = catalog.services.get(use.service)!;
+      problems.push(`feature '${name}' is enabled in the VM but ${use.service}@${svc.version} does not offer it`);
+      continue;
+    }
+    const now = gatedCalls(catalog, name);
+    const was = [...use.calls].sort();
+    const added = now.filter((c) => !was.includes(c));
+    const removed = was.filter((c) => !now.includes(c));
+    if (added.length || removed.length) {
+      problems.push(
+        `feature '${name}' of ${use.service}@${have.service.version} answers different calls than the VM saw` +
+          (added.length ? `; adds ${added.join(', ')}` : '') +
+          (removed.length ? `; lacks ${removed.join(', ')}` : ''),
+      );
+    }
+  }
+
+  for (const pkg of used) {
+    const svc = catalog.services.get(pkg);
+    const was = record.services[pkg];
+    if (!svc || !was) continue; // reported per feature above
+    subject = `service ${pkg}`;
+    if (major(svc.version) !== major(was.version)) {
+      problems.push(
+        `service ${pkg} ${was.version} → ${svc.version} crosses a major version: the guest ABI it gives existing VMs changed`,
+      );
+    }
+    if (was.state) {
+      const st = svc.surface.state;
+      if (!st || st.id !== was.state.id) {
+        problems.push(`service ${pkg}@${svc.version} does not keep state '${was.state.id}' the VM has`);
+      } else if (was.state.version > st.version || was.state.version < (st.minReadable ?? st.version)) {
+        problems.push(
+          `service ${pkg}@${svc.version} reads ${st.id} state schema ${st.minReadable ?? st.version}..${st.version}; the VM's is ${was.state.version}`,
+        );
+      }
+    }
+  }
+
+  for (const [selector, use] of Object.entries(record.versions)) {
+    if (!used.has(use.service)) continue; // the service is inert for this VM
+    subject = `version ${selector}`;
+    const have = catalog.versions.get(selector);
+    if (!have) {
+      if (catalog.services.has(use.service)) problems.push(`${use.service} no longer offers a ${selector} version selector`);
+      continue;
+    }
+    const offered = have.decl.values.find((v) => v.name === use.name);
+    if (!offered || offered.value !== use.value) {
+      const max = have.decl.values[have.decl.values.length - 1]!;
+      problems.push(
+        `${selector} version ${use.name} (${hex(use.value)}) is not offered by ${have.service.name}@${have.service.version}` +
+          ` (offers ${have.decl.values.map((v) => v.name).join(', ')}; maximum ${max.name})`,
+      );
+    }
+  }
+
+  for (const [idHex, valueHex] of Object.entries(record.registers)) {
+    const entry = catalog.registerById.get(BigInt(idHex));
+    if (entry?.kind !== 'constant') continue; // bitmaps and versions are checked above, by meaning
+    const value = BigInt(valueHex);
+    subject = `register ${entry.name}`;
+    if (!entry.decl.accepts.includes(value)) {
+      problems.push(
+        `${entry.name} (${idHex}) = ${valueHex} cannot be provided by this build (it provides ${hex(entry.decl.value)})`,
+      );
+    }
+  }
+  return list;
+}
+
+/** The VM ABI a destination build gives a VM with this record (call checkRecord first). */
+export function abiFromRecord(record: AbiRecord, catalog: AbiCatalog): VmAbi {
+  const features: Record<string, boolean> = {};
+  for (const [name, use] of Object.entries(record.features)) features[name] = use.enabled;
+  const versions: Record<string, string> = {};
+  for (const [name, use] of Object.entries(record.versions)) versions[name] = use.name;
+  return VmAbi.fromSelections(catalog, features, versions);
+}

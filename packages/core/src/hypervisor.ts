@@ -1,0 +1,86 @@
+import { AbiCatalog } from './abi/catalog.js';
+import { buildManifest, type BuildManifest } from './abi/manifest.js';
+import { VmAbi } from './abi/vm-abi.js';
+import { AbiError, ComposeError } from './errors.js';
+import { createHooks, type HypervisorHooks } from './plugin/hooks.js';
+import type { ServicePlugin } from './plugin/service.js';
+import { Vm } from './vm.js';
+
+/** Operator overrides applied on top of a build's defaults when a VM is created. */
+export interface VmOverrides {
+  /** Feature name → on/off. */
+  readonly features?: Readonly<Record<string, boolean>>;
+  /** Version selector → version name (e.g. `{ psci: '1.1' }`). */
+  readonly versions?: Readonly<Record<string, string>>;
+  /** Firmware register writes (KVM ONE_REG ids), applied last, in order. */
+  readonly registers?: ReadonlyArray<readonly [bigint, bigint]>;
+}
+
+/**
+ * A composed build: a set of services, validated together, with its frozen hooks. Nothing in
+ * here knows any service by name. `Hypervisor.compose` is the only way to make one.
+ */
+export class Hypervisor {
+  readonly hooks: HypervisorHooks = createHooks();
+  readonly catalog: AbiCatalog;
+  readonly services: readonly ServicePlugin<any>[];
+
+  private constructor(
+    readonly name: string,
+    services: readonly ServicePlugin<any>[],
+  ) {
+    this.catalog = new AbiCatalog(services); // throws ComposeError naming the packages
+    this.services = Object.freeze([...this.catalog.services.values()]);
+  }
+
+  static compose(services: readonly ServicePlugin<any>[], options: { name?: string } = {}): Hypervisor {
+    const hv = new Hypervisor(options.name ?? 'custom', services);
+    for (const s of hv.services) s.apply(hv);
+    hv.checkHandlers();
+    return hv;
+  }
+
+  /** Every declared call has a handler, tapped by the service that declared it and no other. */
+  private checkHandlers(): void {
+    const problems: string[] = [];
+    for (const [name, { service }] of this.catalog.calls) {
+      const taps = this.hooks.call.get(name)?.taps ?? [];
+      if (taps.length === 0) problems.push(`${service.name} declares call ${name} but taps no handler for it`);
+      for (const t of taps) {
+        if (t.name !== service.name) problems.push(`${t.name} taps call ${name}, which belongs to ${service.name}`);
+      }
+      if (taps.length > 1 && taps.every((t) => t.name === service.name))
+        problems.push(`${service.name} taps call ${name} ${taps.length} times`);
+    }
+    // tapable keeps a HookMap's hooks in _map; a key there means someone called .for(key).
+    for (const key of (this.hooks.call as unknown as { _map: Map<string, unknown> })._map.keys()) {
+      if (!this.catalog.calls.has(key)) {
+        const who = this.hooks.call.get(key)!.taps.map((t) => t.name).join(', ');
+        problems.push(`${who} taps call ${key}, which no service in the build declares`);
+      }
+    }
+    if (problems.length) throw new ComposeError(`cannot compose the build:\n  - ${problems.join('\n  - ')}`, problems);
+  }
+
+  manifest(): BuildManifest {
+    return buildManifest(this.name, this.services);
+  }
+
+  /** A new VM: the build's defaults, then the operator's overrides (AbiError on a bad one). */
+  createVm(overrides: VmOverrides = {}): Vm {
+    const abi = VmAbi.defaults(this.catalog);
+    for (const [name, on] of Object.entries(overrides.features ?? {})) abi.setFeature(name, on);
+    for (const [name, version] of Object.entries(overrides.versions ?? {})) abi.setVersion(name, version);
+    for (const [id, value] of overrides.registers ?? []) abi.setOneReg(id, value);
+    const vm = new Vm(this, abi);
+    vm.initialiseServices();
+    return vm;
+  }
+
+  /** Parses `name=on|off` the way the CLI takes `--feature`. */
+  static parseFeatureFlag(flag: string): [string, boolean] {
+    const m = /^([\w.-]+)=(on|off|true|false|1|0)$/.exec(flag);
+    if (!m) throw new AbiError('EINVAL', `--feature takes NAME=on|off, got '${flag}'`);
+    return [m[1]!, m[2] === 'on' || m[2] === 'true' || m[2] === '1'];
+  }
+}

@@ -1,0 +1,41 @@
+// @plugvisor/core: the public plugin API, the guest-ABI model, the trap router, the machine
+// interfaces backends implement, the snapshot stream and the compatibility checker.
+
+export * from './errors.js';
+export * from './abi/surface.js';
+export { AbiCatalog, type RegisterEntry, type Owned } from './abi/catalog.js';
+export { VmAbi } from './abi/vm-abi.js';
+export {
+  recordOf,
+  checkRecord,
+  checkRecordDetailed,
+  abiFromRecord,
+  servicesInUse,
+  describeCall,
+  type AbiRecord,
+  type AbiProblem,
+  type FeatureUse,
+  type ServiceUse,
+  type VersionUse,
+} from './abi/record.js';
+export {
+  buildManifest,
+  serviceManifest,
+  serviceAbiFile,
+  canonicalJson,
+  sha256,
+  type BuildManifest,
+  type ServiceManifest,
+} from './abi/manifest.js';
+export { defineService, type ServicePlugin, type ServiceDefinition, type ServiceBinding, type ServiceStateHandler, type CallHandler, type StateValue } from './plugin/service.js';
+export { createHooks, type HypervisorHooks } from './plugin/hooks.js';
+export { Hypervisor, type VmOverrides } from './hypervisor.js';
+export { Vm, type SavedServiceState } from './vm.js';
+export { Conduits, type Conduit } from './router/conduits.js';
+export { DispatchTable, isExposed } from './router/router.js';
+export { RegisterFile } from './machine/registers.js';
+export { FlatGuestMemory, type GuestMemory, type MemoryRegion } from './machine/memory.js';
+export type { Arch, Machine, SystemEvent, SystemEventKind, VcpuContext, VcpuPowerState } from './machine/machine.js';
+export { saveSnapshot, planRestore, readAbiRecord, validateAbiRecord, PAGE_SIZE, type MachineImage, type RestorePlan, type RestoreOptions, type SavedMemory } from './snapshot/snapshot.js';
+export { StreamWriter, readStream, encodeJson, decodeJson, RecordType, OPTIONAL as OPTIONAL_RECORD, type StreamRecord } from './snapshot/stream.js';
+export { checkBuilds, formatCompatReport, type CompatReport, type CompatRow } from './compat/check.js';

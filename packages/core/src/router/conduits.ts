@@ -1,0 +1,77 @@
+import type { RegisterFile } from '../machine/registers.js';
+
+/**
+ * A conduit is a calling convention: where the function id sits and what "not supported"
+ * looks like. It is not a service; a backend decides which trap maps to which conduit.
+ */
+export interface Conduit {
+  readonly name: string;
+  /** Small dense index, used to pick the per-conduit dispatch table. */
+  readonly index: number;
+  /** The function id of the call in `regs` (u32). */
+  functionId(regs: RegisterFile): number;
+  /** Writes the architected "not supported" answer. */
+  notSupported(regs: RegisterFile): void;
+  /** Registers a handler may have changed; the backend writes these back after dispatch. */
+  readonly resultRegisters: readonly number[];
+  readonly description: string;
+}
+
+const ENOSYS = 38;
+
+/** Arm SMCCC (HVC #0 / SMC #0): function id in w0; NOT_SUPPORTED is x0 = −1, x1–x3 = 0. */
+export const smccc: Conduit = Object.freeze({
+  name: 'smccc',
+  index: 0,
+  description: 'Arm SMCCC: w0 = function id, x1..x7 arguments, results in x0..x3',
+  resultRegisters: Object.freeze([0, 1, 2, 3]),
+  functionId: (regs: RegisterFile) => regs.u32[0]!,
+  notSupported(regs: RegisterFile) {
+    const r = regs.u32;
+    r[0] = 0xffff_ffff;
+    r[1] = 0xffff_ffff;
+    r[2] = 0;
+    r[3] = 0;
+    r[4] = 0;
+    r[5] = 0;
+    r[6] = 0;
+    r[7] = 0;
+  },
+});
+
+/** Xen on Arm (HVC #0xEA1): op in x16, arguments x0..x4, result in x0; unknown op → −ENOSYS. */
+export const xen: Conduit = Object.freeze({
+  name: 'xen',
+  index: 1,
+  description: 'Xen on Arm: x16 = hypercall number, x0..x4 arguments, result in x0',
+  resultRegisters: Object.freeze([0]),
+  functionId: (regs: RegisterFile) => regs.u32[32]!,
+  notSupported(regs: RegisterFile) {
+    regs.setSigned(0, -ENOSYS);
+  },
+});
+
+const registry = new Map<string, Conduit>([
+  [smccc.name, smccc],
+  [xen.name, xen],
+]);
+
+/** Conduits known to this core, by name. Backends for other architectures add theirs here. */
+export const Conduits = {
+  smccc,
+  xen,
+  get(name: string): Conduit | undefined {
+    return registry.get(name);
+  },
+  all(): Conduit[] {
+    return [...registry.values()];
+  },
+  /** Adds a conduit (e.g. an x86 hypercall port); its index is assigned densely. */
+  define(def: Omit<Conduit, 'index'>): Conduit {
+    const existing = registry.get(def.name);
+    if (existing) return existing;
+    const conduit = Object.freeze({ ...def, index: registry.size });
+    registry.set(conduit.name, conduit);
+    return conduit;
+  },
+};

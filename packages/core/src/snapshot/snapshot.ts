@@ -1,0 +1,346 @@
+import { abiFromRecord, checkRecord, servicesInUse, type AbiRecord } from '../abi/record.js';
+import { PlugvisorError, SnapshotError, type SnapshotErrorCode } from '../errors.js';
+import type { Hypervisor } from '../hypervisor.js';
+import type { Arch } from '../machine/machine.js';
+import type { MemoryRegion } from '../machine/memory.js';
+import type { StateValue } from '../plugin/service.js';
+import { Vm, type SavedServiceState } from '../vm.js';
+import { StreamWriter, decodeJson, encodeJson, readStream, recordName, RecordType, type StreamRecord } from './stream.js';
+
+/**
+ * Saving a VM into the stream, and restoring one: integrity first, then structure, then the
+ * ABI against the destination build, then every service's state — all before anything is
+ * changed. A refusal lists every problem; on success the caller gets a ready VM and the
+ * machine's part (description, vCPU blobs, memory) to rebuild the backend from.
+ */
+
+export const PAGE_SIZE = 4096;
+
+/** What a machine backend contributes to a snapshot. */
+export interface MachineImage {
+  readonly arch: Arch;
+  /** Backend-defined JSON: board, devices, vCPU count, backend state schema version. */
+  readonly description: StateValue;
+  /** One opaque, backend-versioned blob per vCPU, index order. */
+  readonly vcpus: readonly Uint8Array[];
+  readonly memory: readonly MemoryRegion[];
+}
+
+interface AbiPayload {
+  readonly build: { readonly name: string; readonly hash: string };
+  readonly started: boolean;
+  readonly record: AbiRecord;
+}
+
+export function saveSnapshot(vm: Vm, machine: MachineImage): Uint8Array {
+  const w = new StreamWriter();
+  const payload: AbiPayload = {
+    build: { name: vm.hv.name, hash: vm.hv.manifest().hash },
+    started: vm.started,
+    record: vm.record(),
+  };
+  w.record(RecordType.ABI, encodeJson(payload));
+  w.record(RecordType.MACHINE, encodeJson({ arch: machine.arch, vcpus: machine.vcpus.length, description: machine.description }));
+  for (const s of vm.saveServiceStates()) {
+    const optional = vm.hv.catalog.services.get(s.service)?.surface.state?.mandatory === false;
+    w.record(RecordType.SERVICE_STATE, encodeJson(s), optional);
+  }
+  machine.vcpus.forEach((blob, index) => {
+    const head = Buffer.alloc(8);
+    head.writeUInt32LE(index, 0);
+    w.record(RecordType.VCPU, Buffer.concat([head, blob]));
+  });
+  for (const region of machine.memory) w.record(RecordType.MEMORY, encodeMemory(region));
+  return w.finish();
+}
+
+// ---- memory records: zero pages elided -------------------------------------------------------
+//   u64 gpa  u64 size  u32 page size  u32 stored pages  bitmap[ceil(pages/8)]  pages...
+
+function encodeMemory(region: MemoryRegion): Uint8Array {
+  const { bytes } = region;
+  const pages = Math.ceil(bytes.byteLength / PAGE_SIZE);
+  const bitmap = Buffer.alloc(Math.ceil(pages / 8));
+  const stored: Uint8Array[] = [];
+  const words = bytes.byteOffset % 8 === 0 ? new BigUint64Array(bytes.buffer, bytes.byteOffset, Math.floor(bytes.byteLength / 8)) : undefined;
+  for (let p = 0; p < pages; p++) {
+    const start = p * PAGE_SIZE;
+    const end = Math.min(start + PAGE_SIZE, bytes.byteLength);
+    let zero = true;
+    if (words && end - start === PAGE_SIZE) {
+      for (let i = start / 8; i < end / 8; i++) if (words[i] !== 0n) { zero = false; break; }
+    } else {
+      for (let i = start; i < end; i++) if (bytes[i] !== 0) { zero = false; break; }
+    }
+    if (zero) continue;
+    bitmap[p >> 3]! |= 1 << (p & 7);
+    const page = Buffer.alloc(PAGE_SIZE);
+    page.set(bytes.subarray(start, end));
+    stored.push(page);
+  }
+  const head = Buffer.alloc(24);
+  head.writeBigUInt64LE(region.base, 0);
+  head.writeBigUInt64LE(BigInt(bytes.byteLength), 8);
+  head.writeUInt32LE(PAGE_SIZE, 16);
+  head.writeUInt32LE(stored.length, 20);
+  return Buffer.concat([head, bitmap, ...stored]);
+}
+
+/** A memory region from a snapshot, verified; `restoreInto` fills a RAM buffer of `size`. */
+export interface SavedMemory {
+  readonly gpa: bigint;
+  readonly size: number;
+  readonly storedPages: number;
+  restoreInto(target: Uint8Array): void;
+}
+
+function decodeMemory(rec: StreamRecord): SavedMemory {
+  const p = Buffer.from(rec.payload.buffer, rec.payload.byteOffset, rec.payload.byteLength);
+  const bad = (why: string) => new SnapshotError('BAD_RECORD', `MEMORY record at byte ${rec.offset}: ${why}`);
+  if (p.length < 24) throw bad('too short');
+  const gpa = p.readBigUInt64LE(0);
+  const size64 = p.readBigUInt64LE(8);
+  if (p.readUInt32LE(16) !== PAGE_SIZE) throw bad(`page size ${p.readUInt32LE(16)} is not ${PAGE_SIZE}`);
+  if (size64 === 0n || size64 > 1n << 40n) throw bad(`region size ${size64} is not plausible`);
+  const size = Number(size64);
+  const pages = Math.ceil(size / PAGE_SIZE);
+  const storedPages = p.readUInt32LE(20);
+  const bitmapLen = Math.ceil(pages / 8);
+  if (p.length !== 24 + bitmapLen + storedPages * PAGE_SIZE) throw bad('length does not match its page count');
+  const bitmap = p.subarray(24, 24 + bitmapLen);
+  let set = 0;
+  for (let i = 0; i < pages; i++) if (bitmap[i >> 3]! & (1 << (i & 7))) set++;
+  for (let i = pages; i < bitmapLen * 8; i++) if (bitmap[i >> 3]! & (1 << (i & 7))) throw bad('bitmap marks pages past the region');
+  if (set !== storedPages) throw bad(`bitmap marks ${set} pages, record stores ${storedPages}`);
+  const data = p.subarray(24 + bitmapLen);
+  return {
+    gpa,
+    size,
+    storedPages,
+    restoreInto(target: Uint8Array) {
+      if (target.byteLength !== size) {
+        throw new PlugvisorError('MEMORY_SIZE', `memory at 0x${gpa.toString(16)} is ${size} bytes; target has ${target.byteLength}`);
+      }
+      target.fill(0);
+      let k = 0;
+      for (let i = 0; i < pages; i++) {
+        if (!(bitmap[i >> 3]! & (1 << (i & 7)))) continue;
+        const start = i * PAGE_SIZE;
+        const len = Math.min(PAGE_SIZE, size - start);
+        target.set(data.subarray(k * PAGE_SIZE, k * PAGE_SIZE + len), start);
+        k++;
+      }
+    },
+  };
+}
+
+// ---- restore ------------------------------------------------------------------------------
+
+export interface RestorePlan {
+  /** A ready VM: ABI from the record, every service state loaded; not yet attached. */
+  readonly vm: Vm;
+  readonly started: boolean;
+  readonly arch: Arch;
+  readonly description: StateValue;
+  readonly vcpus: readonly Uint8Array[];
+  readonly memory: readonly SavedMemory[];
+  /** Where the snapshot came from. */
+  readonly source: { readonly build: string; readonly hash: string };
+  /** Optional records this build did not know and skipped, and states it set aside. */
+  readonly notes: readonly string[];
+}
+
+export interface RestoreOptions {
+  /** The destination backend's architecture: a different one is refused. */
+  readonly arch?: Arch;
+  /** Backend check of its own part (description, vCPU blobs, memory layout); returns problems. */
+  readonly checkMachine?: (description: StateValue, vcpus: readonly Uint8Array[], memory: readonly SavedMemory[]) => string[];
+}
+
+class Problems {
+  readonly list: string[] = [];
+  code: SnapshotErrorCode | undefined;
+  add(code: SnapshotErrorCode, message: string): void {
+    this.code ??= code;
+    this.list.push(message);
+  }
+  throwIfAny(headline: string): void {
+    if (this.list.length === 0) return;
+    throw new SnapshotError(this.code!, `${headline}:\n  - ${this.list.join('\n  - ')}`, this.list);
+  }
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
+
+function parseAbiPayload(v: unknown): AbiPayload | string {
+  if (!isObject(v) || !isObject(v.build) || typeof v.started !== 'boolean' || !isObject(v.record)) return 'ABI record is malformed';
+  const checked = validateAbiRecord(v.record);
+  return typeof checked === 'string' ? checked : (v as unknown as AbiPayload);
+}
+
+/** Structural check of an ABI record read from a file or stream: the record, or what is wrong. */
+export function validateAbiRecord(r: unknown): AbiRecord | string {
+  if (!isObject(r)) return 'ABI record is not an object';
+  if (r.format !== 1) return `ABI record format ${String(r.format)} is not understood`;
+  if (!isObject(r.services) || !isObject(r.features) || !isObject(r.versions) || !isObject(r.registers)) return 'ABI record is malformed';
+  for (const [name, f] of Object.entries(r.features)) {
+    if (!isObject(f) || typeof f.service !== 'string' || typeof f.enabled !== 'boolean' || !Array.isArray(f.calls))
+      return `ABI record feature '${name}' is malformed`;
+  }
+  for (const [name, s] of Object.entries(r.versions)) {
+    if (!isObject(s) || typeof s.service !== 'string' || typeof s.name !== 'string' || typeof s.value !== 'number')
+      return `ABI record version '${name}' is malformed`;
+  }
+  for (const [name, s] of Object.entries(r.services)) {
+    if (!isObject(s) || typeof s.version !== 'string') return `ABI record service '${name}' is malformed`;
+  }
+  for (const [id, val] of Object.entries(r.registers)) {
+    if (!/^0x[0-9a-f]+$/.test(id) || typeof val !== 'string' || !/^0x[0-9a-f]+$/.test(val)) return `ABI record register ${id} is malformed`;
+  }
+  return r as unknown as AbiRecord;
+}
+
+function parseServiceState(v: unknown): SavedServiceState | undefined {
+  if (!isObject(v) || typeof v.service !== 'string' || typeof v.stateId !== 'string' || !Number.isInteger(v.schema)) return undefined;
+  return v as unknown as SavedServiceState;
+}
+
+/** Verifies a snapshot against the destination build and returns a ready plan, or refuses. */
+export function planRestore(bytes: Uint8Array, hv: Hypervisor, options: RestoreOptions = {}): RestorePlan {
+  const records = readStream(bytes); // integrity: throws on the first broken byte
+  const problems = new Problems();
+  const notes: string[] = [];
+
+  let abi: AbiPayload | undefined;
+  let machine: { arch: Arch; vcpus: number; description: StateValue } | undefined;
+  const states = new Map<string, SavedServiceState>();
+  const vcpus = new Map<number, Uint8Array>();
+  const memory: SavedMemory[] = [];
+
+  for (const rec of records) {
+    const where = `${recordName(rec.type)} record at byte ${rec.offset}`;
+    switch (rec.type) {
+      case RecordType.ABI: {
+        if (abi) { problems.add('DUPLICATE', `second ${where}`); break; }
+        const parsed = parseAbiPayload(decodeJson(rec.payload, 'ABI'));
+        if (typeof parsed === 'string') problems.add('BAD_RECORD', parsed);
+        else abi = parsed;
+        break;
+      }
+      case RecordType.MACHINE: {
+        if (machine) { problems.add('DUPLICATE', `second ${where}`); break; }
+        const m = decodeJson(rec.payload, 'MACHINE');
+        if (!isObject(m) || (m.arch !== 'arm64' && m.arch !== 'x86_64') || !Number.isInteger(m.vcpus) || (m.vcpus as number) < 1)
+          problems.add('BAD_RECORD', `${where} is malformed`);
+        else machine = m as unknown as NonNullable<typeof machine>;
+        break;
+      }
+      case RecordType.SERVICE_STATE: {
+        const s = parseServiceState(decodeJson(rec.payload, 'SERVICE_STATE'));
+        if (!s) problems.add('BAD_RECORD', `${where} is malformed`);
+        else if (states.has(s.service)) problems.add('DUPLICATE', `second state record for ${s.service}`);
+        else states.set(s.service, s);
+        break;
+      }
+      case RecordType.VCPU: {
+        if (rec.payload.byteLength < 8) { problems.add('BAD_RECORD', `${where} is too short`); break; }
+        const dv = new DataView(rec.payload.buffer, rec.payload.byteOffset, rec.payload.byteLength);
+        const index = dv.getUint32(0, true);
+        if (vcpus.has(index)) problems.add('DUPLICATE', `second VCPU record for vCPU ${index}`);
+        else vcpus.set(index, rec.payload.subarray(8));
+        break;
+      }
+      case RecordType.MEMORY: {
+        try {
+          memory.push(decodeMemory(rec));
+        } catch (e) {
+          problems.add('BAD_RECORD', (e as Error).message);
+        }
+        break;
+      }
+      default:
+        if (rec.optional) notes.push(`skipped unknown optional ${where}`);
+        else problems.add('UNKNOWN_MANDATORY', `unknown mandatory ${where}: written by a newer build?`);
+    }
+  }
+  if (!abi) problems.add('MISSING', 'no ABI record');
+  if (!machine) problems.add('MISSING', 'no MACHINE record');
+  if (machine) {
+    for (let i = 0; i < machine.vcpus; i++) if (!vcpus.has(i)) problems.add('MISSING', `no VCPU record for vCPU ${i}`);
+    for (const i of vcpus.keys()) if (i >= machine.vcpus) problems.add('BAD_RECORD', `VCPU record for vCPU ${i} of a ${machine.vcpus}-vCPU machine`);
+  }
+  const sorted = [...memory].sort((a, b) => (a.gpa < b.gpa ? -1 : 1));
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i - 1]!.gpa + BigInt(sorted[i - 1]!.size) > sorted[i]!.gpa) problems.add('BAD_RECORD', 'MEMORY records overlap');
+  }
+  problems.throwIfAny('snapshot refused: the stream is malformed');
+
+  // ABI: can this build reproduce the VM's view exactly?
+  const record = abi!.record;
+  for (const p of checkRecord(record, hv.catalog)) problems.add('INCOMPATIBLE', p);
+  if (options.arch && options.arch !== machine!.arch) {
+    problems.add('INCOMPATIBLE', `snapshot is of an ${machine!.arch} machine; this backend runs ${options.arch}`);
+  }
+  problems.throwIfAny('snapshot refused: this build cannot reproduce the VM');
+
+  // Service states: load every one into a VM object nobody has seen yet.
+  const vm = new Vm(hv, abiFromRecord(record, hv.catalog));
+  const used = servicesInUse(record);
+  const loaded = new Map<string, unknown>();
+  for (const service of hv.services) {
+    const decl = service.surface.state;
+    if (!decl || !service.state) continue;
+    const saved = states.get(service.name);
+    if (!saved) {
+      const wasThere = record.services[service.name]?.state;
+      if (wasThere && used.has(service.name) && decl.mandatory !== false)
+        problems.add('MISSING', `no state record for ${service.name} (state '${decl.id}')`);
+      else loaded.set(service.name, service.state.create(vm)); // new to this VM, and off for it
+      continue;
+    }
+    if (saved.stateId !== decl.id) {
+      problems.add('INCOMPATIBLE', `${service.name}: state '${saved.stateId}' is not the '${decl.id}' this version keeps`);
+      continue;
+    }
+    if (saved.schema > decl.version || saved.schema < (decl.minReadable ?? decl.version)) {
+      problems.add('INCOMPATIBLE', `${service.name}: state schema ${saved.schema} not readable (reads ${decl.minReadable ?? decl.version}..${decl.version})`);
+      continue;
+    }
+    try {
+      loaded.set(service.name, service.state.load(saved.data, saved.schema, vm));
+    } catch (e) {
+      problems.add('BAD_RECORD', `${service.name}: state refused: ${(e as Error).message}`);
+    }
+  }
+  for (const name of states.keys()) {
+    if (hv.catalog.services.has(name)) continue;
+    if (used.has(name)) continue; // already reported as a missing service
+    notes.push(`set aside the state of ${name}: not in this build, and the VM does not use it`);
+  }
+  const vcpuList = [...vcpus.entries()].sort((a, b) => a[0] - b[0]).map(([, blob]) => blob);
+  for (const p of options.checkMachine?.(machine!.description, vcpuList, memory) ?? []) problems.add('INCOMPATIBLE', p);
+  problems.throwIfAny('snapshot refused');
+
+  vm.adoptStates(loaded, abi!.started);
+  return {
+    vm,
+    started: abi!.started,
+    arch: machine!.arch,
+    description: machine!.description,
+    vcpus: vcpuList,
+    memory,
+    source: { build: abi!.build.name, hash: abi!.build.hash },
+    notes,
+  };
+}
+
+/** Reads only the ABI record of a snapshot (for `plugvisor check --vm SNAPSHOT`). */
+export function readAbiRecord(bytes: Uint8Array): AbiRecord {
+  for (const rec of readStream(bytes)) {
+    if (rec.type !== RecordType.ABI) continue;
+    const parsed = parseAbiPayload(decodeJson(rec.payload, 'ABI'));
+    if (typeof parsed === 'string') throw new SnapshotError('BAD_RECORD', parsed);
+    return parsed.record;
+  }
+  throw new SnapshotError('MISSING', 'no ABI record');
+}

@@ -1,0 +1,177 @@
+import { PlugvisorError, GuestMemoryError } from '../errors.js';
+import type { CallDecl, FeatureDecl, VersionValue } from '../abi/surface.js';
+import { defineService, type CallHandler, type ServicePlugin, type StateValue } from '../plugin/service.js';
+
+/**
+ * A test-only service that exercises every core path: a legacy-opt-out feature and an
+ * opt-in one, both mirrored by bits of a firmware bitmap register; a version selector with
+ * its own register and a version-gated call; a constant register; a range call; a call that
+ * touches guest memory; a Xen-conduit call; and versioned per-VM state. It is not part of
+ * any build; tests and the machine backends' guest tests compose it.
+ *
+ * Function ids live in the SMCCC vendor-specific range a real build never uses (owner 7,
+ * "OEM-ish"), 0xC7000000.., so it composes beside the real SMCCC services.
+ */
+
+export const ECHO = Object.freeze({
+  BITMAP_REG: 0x6030_0000_0016_007fn,
+  VERSION_REG: 0x6030_0000_0014_007fn,
+  LEVEL_REG: 0x6030_0000_0014_007en,
+  CALL_ECHO: 0xc700_0000,
+  CALL_ECHO_V2: 0xc700_0001,
+  CALL_COUNT: 0xc700_0002,
+  CALL_PEEK_POKE: 0xc700_0003,
+  CALL_RANGE_FIRST: 0xc700_0100,
+  CALL_RANGE_LAST: 0xc700_01ff,
+  XEN_OP_ECHO: 0x30,
+});
+
+export interface EchoState {
+  count: number;
+}
+
+export interface EchoOptions {
+  readonly name?: string;
+  readonly version?: string;
+  /** Highest version offered (caps the selector, like a build capped at PSCI 1.1). */
+  readonly maxVersion?: '1.0' | '1.1' | '2.0';
+  /** Leave out the opt-in `echo-counter` feature (an older release of the service). */
+  readonly withoutCounter?: boolean;
+  /** State schema this release writes (2 by default; 1 = the older format, a bare number). */
+  readonly stateVersion?: 1 | 2;
+  /** Makes the ECHO call answer one more id (a surface change a minor bump must not make). */
+  readonly extraEchoCall?: boolean;
+}
+
+const ALL_VERSIONS: readonly VersionValue[] = [
+  { name: '1.0', value: 0x1_0000 },
+  { name: '1.1', value: 0x1_0001 },
+  { name: '2.0', value: 0x2_0000 },
+];
+
+export function createEchoService(options: EchoOptions = {}): ServicePlugin<EchoState> {
+  const max = options.maxVersion ?? '2.0';
+  const values = ALL_VERSIONS.slice(0, ALL_VERSIONS.findIndex((v) => v.name === max) + 1);
+  const stateVersion = options.stateVersion ?? 2;
+
+  const features: FeatureDecl[] = [
+    {
+      name: 'echo',
+      default: 'legacy-opt-out',
+      description: 'ECHO calls (guests saw them before the control existed)',
+      register: { id: ECHO.BITMAP_REG, name: 'TEST_ECHO_BMAP', bit: 0 },
+    },
+  ];
+  const calls: CallDecl[] = [
+    { name: 'ECHO', conduit: 'smccc', id: ECHO.CALL_ECHO, feature: 'echo' },
+    { name: 'ECHO_V2', conduit: 'smccc', id: ECHO.CALL_ECHO_V2, feature: 'echo', since: { version: 'echo', minimum: '2.0' } },
+    { name: 'ECHO_PEEK_POKE', conduit: 'smccc', id: ECHO.CALL_PEEK_POKE, feature: 'echo' },
+    { name: 'ECHO_RANGE', conduit: 'smccc', id: ECHO.CALL_RANGE_FIRST, last: ECHO.CALL_RANGE_LAST, feature: 'echo' },
+    { name: 'ECHO_XEN', conduit: 'xen', id: ECHO.XEN_OP_ECHO, feature: 'echo' },
+  ];
+  if (options.extraEchoCall) calls.push({ name: 'ECHO_EXTRA', conduit: 'smccc', id: 0xc700_0004, feature: 'echo' });
+  if (!options.withoutCounter) {
+    features.push({
+      name: 'echo-counter',
+      default: 'opt-in',
+      description: 'COUNT call: a per-VM counter (new ABI, off unless asked for)',
+      register: { id: ECHO.BITMAP_REG, name: 'TEST_ECHO_BMAP', bit: 1 },
+    });
+    calls.push({ name: 'ECHO_COUNT', conduit: 'smccc', id: ECHO.CALL_COUNT, feature: 'echo-counter' });
+  }
+
+  const handlers: Record<string, CallHandler<EchoState>> = {
+    // x0 = x1 + x2 (low words), x1 = x3, x2 = full x1, x3 = 0: shows truncation and 64-bit paths.
+    ECHO(vcpu) {
+      const r = vcpu.regs;
+      const sum = (r.lo(1) + r.lo(2)) >>> 0;
+      const x1 = r.get(1);
+      r.setU32(0, sum);
+      r.set(1, r.get(3));
+      r.set(2, x1);
+      r.setU32(3, 0);
+    },
+    ECHO_V2(vcpu) {
+      vcpu.regs.setU32(0, 2);
+      vcpu.regs.setU32(1, 0);
+      vcpu.regs.setU32(2, 0);
+      vcpu.regs.setU32(3, 0);
+    },
+    ECHO_COUNT(vcpu, b) {
+      b.state.count++;
+      vcpu.regs.setU32(0, b.state.count);
+      vcpu.regs.setU32(1, 0);
+      vcpu.regs.setU32(2, 0);
+      vcpu.regs.setU32(3, 0);
+    },
+    // x1 = guest-physical address: returns the u64 there in x1 and stores x2; bad address → −3.
+    ECHO_PEEK_POKE(vcpu) {
+      const r = vcpu.regs;
+      const gpa = r.get(1);
+      try {
+        const old = vcpu.machine.memory.readU64(gpa);
+        vcpu.machine.memory.writeU64(gpa, r.get(2));
+        r.setU32(0, 0);
+        r.set(1, old);
+      } catch (e) {
+        if (!(e instanceof GuestMemoryError)) throw e;
+        r.setSigned(0, -3);
+        r.setU32(1, 0);
+      }
+      r.setU32(2, 0);
+      r.setU32(3, 0);
+    },
+    ECHO_RANGE(vcpu) {
+      const r = vcpu.regs;
+      r.setU32(0, r.lo(0) & 0xff);
+      r.setU32(1, 0);
+      r.setU32(2, 0);
+      r.setU32(3, 0);
+    },
+    ECHO_XEN(vcpu) {
+      vcpu.regs.set(0, vcpu.regs.get(0) + 1n);
+    },
+  };
+  if (options.withoutCounter) delete handlers.ECHO_COUNT;
+
+  return defineService<EchoState>({
+    name: options.name ?? '@plugvisor/test-svc-echo',
+    version: options.version ?? '1.0.0',
+    description: 'test-only service exercising every core path',
+    surface: {
+      features,
+      calls,
+      versions: [
+        {
+          name: 'echo',
+          description: 'ECHO interface version',
+          values,
+          default: values.some((v) => v.name === '1.1') ? '1.1' : values[values.length - 1]!.name,
+          register: { id: ECHO.VERSION_REG, name: 'TEST_ECHO_VERSION' },
+        },
+      ],
+      constants: [
+        {
+          id: ECHO.LEVEL_REG,
+          name: 'TEST_ECHO_LEVEL',
+          description: 'a fixed level a VMM may write back if not better than 2',
+          value: 2n,
+          accepts: [0n, 1n, 2n],
+        },
+      ],
+      state: { id: 'echo-counter', version: stateVersion, minReadable: 1 },
+    },
+    state: {
+      create: () => ({ count: 0 }),
+      save: (s): StateValue => (stateVersion === 1 ? s.count : { count: s.count }),
+      load(data, schema) {
+        const count = schema === 1 ? data : (data as { count?: unknown } | null)?.count;
+        if (typeof count !== 'number' || !Number.isInteger(count) || count < 0) {
+          throw new PlugvisorError('BAD_STATE', `echo-counter state schema ${schema} holds an invalid count`);
+        }
+        return { count };
+      },
+    },
+    handlers,
+  });
+}

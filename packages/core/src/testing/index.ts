@@ -1,0 +1,5 @@
+// @plugvisor/core/testing: the conformance kit for service authors, the test-only echo
+// service that exercises every core path, and a RAM-only machine for core-mechanics tests.
+export { checkServiceConformance, type ConformanceOptions } from './conformance.js';
+export { createEchoService, ECHO, type EchoOptions, type EchoState } from './echo-service.js';
+export { MemoryMachine } from './memory-machine.js';

@@ -1,0 +1,129 @@
+import { recordOf, type AbiRecord } from './abi/record.js';
+import type { VmAbi } from './abi/vm-abi.js';
+import { PlugvisorError } from './errors.js';
+import type { Hypervisor } from './hypervisor.js';
+import type { Machine, VcpuContext } from './machine/machine.js';
+import type { ServiceBinding, ServicePlugin, StateValue } from './plugin/service.js';
+import type { Conduit } from './router/conduits.js';
+import { DispatchTable } from './router/router.js';
+
+/** A service's saved per-VM state, as it travels in a snapshot. */
+export interface SavedServiceState {
+  readonly service: string;
+  readonly stateId: string;
+  readonly schema: number;
+  readonly data: StateValue;
+}
+
+/**
+ * One virtual machine as the core sees it: its ABI, each service's per-VM state, and the
+ * dispatch table compiled at first run. The machine backend owns vCPUs and RAM and attaches
+ * itself; the VM never reaches into the backend except through the Machine interface.
+ */
+export class Vm {
+  private readonly bindings = new Map<string, ServiceBinding<any>>();
+  private table: DispatchTable | undefined;
+  private attached: Machine | undefined;
+
+  /** @internal use Hypervisor.createVm / restore */
+  constructor(
+    readonly hv: Hypervisor,
+    readonly abi: VmAbi,
+  ) {
+    for (const service of hv.services) {
+      const binding: ServiceBinding<any> = { vm: this, service, state: undefined };
+      this.bindings.set(service.name, binding);
+    }
+  }
+
+  /** Creates every service's fresh per-VM state and runs the vmCreate hook. */
+  initialiseServices(): void {
+    for (const b of this.bindings.values()) b.state = b.service.state?.create(this);
+    this.hv.hooks.vmCreate.call(this);
+  }
+
+  get machine(): Machine {
+    if (!this.attached) throw new PlugvisorError('NO_MACHINE', 'the VM has no machine attached yet');
+    return this.attached;
+  }
+
+  get hasMachine(): boolean {
+    return this.attached !== undefined;
+  }
+
+  attachMachine(machine: Machine): void {
+    if (this.attached && this.attached !== machine) {
+      throw new PlugvisorError('MACHINE_ATTACHED', 'the VM already has a machine');
+    }
+    this.attached = machine;
+  }
+
+  get started(): boolean {
+    return this.table !== undefined;
+  }
+
+  /**
+   * The first vCPU is about to run: freeze the ABI and compile the dispatch table. Idempotent.
+   */
+  start(): void {
+    if (this.table) return;
+    this.compile();
+    this.hv.hooks.firstRun.call(this);
+  }
+
+  private compile(): void {
+    this.abi.freeze();
+    this.table = new DispatchTable(this.hv.catalog, this.abi, this.hv.hooks, (name) => this.bindings.get(name)!);
+  }
+
+  /** Routes one trapped call. The backend has loaded `vcpu.regs` and writes results back. */
+  dispatch(conduit: Conduit, vcpu: VcpuContext): void {
+    const table = this.table;
+    if (table === undefined) throw new PlugvisorError('NOT_STARTED', 'dispatch before Vm.start(): the ABI is not frozen');
+    table.dispatch(conduit, vcpu);
+  }
+
+  /** Is this call id exposed on this conduit (after start)? */
+  exposes(conduit: Conduit, id: number): boolean {
+    return this.table?.has(conduit, id) ?? false;
+  }
+
+  vcpuReset(vcpu: number): void {
+    this.hv.hooks.vcpuReset.call(this, vcpu);
+  }
+
+  binding<S>(service: ServicePlugin<S> | string): ServiceBinding<S> {
+    const name = typeof service === 'string' ? service : service.name;
+    const b = this.bindings.get(name);
+    if (!b) throw new PlugvisorError('NO_SERVICE', `service ${name} is not in this build`);
+    return b as ServiceBinding<S>;
+  }
+
+  stateOf<S>(service: ServicePlugin<S> | string): S {
+    return this.binding<S>(service).state;
+  }
+
+  record(): AbiRecord {
+    return recordOf(this.abi);
+  }
+
+  /** Every stateful service's state, for the snapshot stream. */
+  saveServiceStates(): SavedServiceState[] {
+    this.hv.hooks.snapshotSave.call(this);
+    const out: SavedServiceState[] = [];
+    for (const { service, state } of this.bindings.values()) {
+      const decl = service.surface.state;
+      if (!decl || !service.state) continue;
+      out.push({ service: service.name, stateId: decl.id, schema: decl.version, data: service.state.save(state, this) });
+    }
+    return out;
+  }
+
+  /** @internal restore path: states were all loaded (and validated) before any is applied. */
+  adoptStates(states: ReadonlyMap<string, unknown>, started: boolean): void {
+    for (const [name, state] of states) this.bindings.get(name)!.state = state;
+    // A VM that had run resumes frozen; its first run already happened on the source.
+    if (started) this.compile();
+    this.hv.hooks.snapshotRestore.call(this);
+  }
+}
