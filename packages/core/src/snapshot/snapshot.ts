@@ -40,7 +40,8 @@ export function saveSnapshot(vm: Vm, machine: MachineImage): Uint8Array {
     record: vm.record(),
   };
   w.record(RecordType.ABI, encodeJson(payload));
-  w.record(RecordType.MACHINE, encodeJson({ arch: machine.arch, vcpus: machine.vcpus.length, description: machine.description }));
+  const layout = machine.memory.map((r) => ({ gpa: r.base, size: r.bytes.byteLength }));
+  w.record(RecordType.MACHINE, encodeJson({ arch: machine.arch, vcpus: machine.vcpus.length, memory: layout, description: machine.description }));
   for (const s of vm.saveServiceStates()) {
     const optional = vm.hv.catalog.services.get(s.service)?.surface.state?.mandatory === false;
     w.record(RecordType.SERVICE_STATE, encodeJson(s), optional);
@@ -212,7 +213,7 @@ export function planRestore(bytes: Uint8Array, hv: Hypervisor, options: RestoreO
   const notes: string[] = [];
 
   let abi: AbiPayload | undefined;
-  let machine: { arch: Arch; vcpus: number; description: StateValue } | undefined;
+  let machine: { arch: Arch; vcpus: number; memory: Array<{ gpa: bigint; size: number }>; description: StateValue } | undefined;
   const states = new Map<string, SavedServiceState>();
   const vcpus = new Map<number, Uint8Array>();
   const memory: SavedMemory[] = [];
@@ -230,7 +231,9 @@ export function planRestore(bytes: Uint8Array, hv: Hypervisor, options: RestoreO
       case RecordType.MACHINE: {
         if (machine) { problems.add('DUPLICATE', `second ${where}`); break; }
         const m = decodeJson(rec.payload, 'MACHINE');
-        if (!isObject(m) || (m.arch !== 'arm64' && m.arch !== 'x86_64') || !Number.isInteger(m.vcpus) || (m.vcpus as number) < 1)
+        const layoutOk =
+          isObject(m) && Array.isArray(m.memory) && m.memory.every((r) => isObject(r) && typeof r.gpa === 'bigint' && Number.isInteger(r.size));
+        if (!isObject(m) || !layoutOk || (m.arch !== 'arm64' && m.arch !== 'x86_64') || !Number.isInteger(m.vcpus) || (m.vcpus as number) < 1)
           problems.add('BAD_RECORD', `${where} is malformed`);
         else machine = m as unknown as NonNullable<typeof machine>;
         break;
@@ -268,6 +271,13 @@ export function planRestore(bytes: Uint8Array, hv: Hypervisor, options: RestoreO
   if (machine) {
     for (let i = 0; i < machine.vcpus; i++) if (!vcpus.has(i)) problems.add('MISSING', `no VCPU record for vCPU ${i}`);
     for (const i of vcpus.keys()) if (i >= machine.vcpus) problems.add('BAD_RECORD', `VCPU record for vCPU ${i} of a ${machine.vcpus}-vCPU machine`);
+  }
+  if (machine) {
+    // every region the machine had, and nothing else
+    const want = machine.memory.map((r) => `0x${r.gpa.toString(16)}+${r.size}`).sort();
+    const have = memory.map((r) => `0x${r.gpa.toString(16)}+${r.size}`).sort();
+    for (const r of want) if (!have.includes(r)) problems.add('MISSING', `no MEMORY record for RAM region ${r}`);
+    for (const r of have) if (!want.includes(r)) problems.add('BAD_RECORD', `MEMORY record ${r} is not a RAM region of the machine`);
   }
   const sorted = [...memory].sort((a, b) => (a.gpa < b.gpa ? -1 : 1));
   for (let i = 1; i < sorted.length; i++) {

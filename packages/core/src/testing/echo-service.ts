@@ -64,11 +64,12 @@ export function createEchoService(options: EchoOptions = {}): ServicePlugin<Echo
   ];
   const calls: CallDecl[] = [
     { name: 'ECHO', conduit: 'smccc', id: ECHO.CALL_ECHO, feature: 'echo' },
-    { name: 'ECHO_V2', conduit: 'smccc', id: ECHO.CALL_ECHO_V2, feature: 'echo', since: { version: 'echo', minimum: '2.0' } },
     { name: 'ECHO_PEEK_POKE', conduit: 'smccc', id: ECHO.CALL_PEEK_POKE, feature: 'echo' },
     { name: 'ECHO_RANGE', conduit: 'smccc', id: ECHO.CALL_RANGE_FIRST, last: ECHO.CALL_RANGE_LAST, feature: 'echo' },
     { name: 'ECHO_XEN', conduit: 'xen', id: ECHO.XEN_OP_ECHO, feature: 'echo' },
   ];
+  // A build capped below 2.0 does not have the call 2.0 added.
+  if (max === '2.0') calls.push({ name: 'ECHO_V2', conduit: 'smccc', id: ECHO.CALL_ECHO_V2, feature: 'echo', since: { version: 'echo', minimum: '2.0' } });
   if (options.extraEchoCall) calls.push({ name: 'ECHO_EXTRA', conduit: 'smccc', id: 0xc700_0004, feature: 'echo' });
   if (!options.withoutCounter) {
     features.push({
@@ -132,7 +133,9 @@ export function createEchoService(options: EchoOptions = {}): ServicePlugin<Echo
       vcpu.regs.set(0, vcpu.regs.get(0) + 1n);
     },
   };
+  if (options.extraEchoCall) handlers.ECHO_EXTRA = handlers.ECHO!;
   if (options.withoutCounter) delete handlers.ECHO_COUNT;
+  if (max !== '2.0') delete handlers.ECHO_V2;
 
   return defineService<EchoState>({
     name: options.name ?? '@plugvisor/test-svc-echo',

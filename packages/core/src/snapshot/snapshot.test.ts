@@ -1,0 +1,227 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { Conduits, Hypervisor, planRestore, readStream, saveSnapshot, SnapshotError, StreamWriter, RecordType, type Vm } from '../index.js';
+import { createEchoService, ECHO, MemoryMachine, type EchoOptions } from '../testing/index.js';
+import { encodeJson } from './stream.js';
+
+const build = (opts: EchoOptions = {}, name = 'b') => Hypervisor.compose([createEchoService(opts)], { name });
+
+/** A VM that has run: counter at 3, some RAM written, two vCPUs with distinct blobs. */
+function runningVm(hv: Hypervisor, overrides = {}) {
+  const vm = hv.createVm(overrides);
+  const m = new MemoryMachine(2, 0x4000_0000n, 64 * 4096);
+  vm.attachMachine(m);
+  vm.start();
+  if (vm.abi.isEnabled('echo-counter')) {
+    for (let i = 0; i < 3; i++) {
+      m.vcpus[0]!.regs.set(0, BigInt(ECHO.CALL_COUNT));
+      vm.dispatch(Conduits.smccc, m.vcpus[0]!);
+    }
+  }
+  m.ram.set([1, 2, 3, 4], 4096 * 5 + 7);
+  m.ram[4096 * 63 + 4095] = 0xee;
+  return { vm, m };
+}
+
+function snapshotOf(vm: Vm, m: MemoryMachine): Uint8Array {
+  return saveSnapshot(vm, {
+    arch: 'arm64',
+    description: { board: 'memory', ram: m.ram.byteLength },
+    vcpus: m.vcpus.map((v) => Uint8Array.of(0xc0, v.index, 0xff)),
+    memory: m.memory.regions(),
+  });
+}
+
+/** Restore as a backend would: plan (all checks), then apply; a refusal leaves `target` untouched. */
+function restoreInto(bytes: Uint8Array, hv: Hypervisor, target: Uint8Array) {
+  const plan = planRestore(bytes, hv, { arch: 'arm64' });
+  plan.memory[0]!.restoreInto(target);
+  return plan;
+}
+
+describe('snapshot round trip', () => {
+  it('restores ABI, service state, vCPU blobs and memory exactly, eliding zero pages', () => {
+    const hv = build();
+    const { vm, m } = runningVm(hv, { features: { 'echo-counter': true }, versions: { echo: '2.0' } });
+    const bytes = snapshotOf(vm, m);
+    expect(bytes.byteLength).toBeLessThan(4 * 4096); // 64 pages, 2 non-zero
+    const target = new Uint8Array(m.ram.byteLength).fill(0x55);
+    const plan = restoreInto(bytes, build(), target);
+    expect(Buffer.compare(target, m.ram)).toBe(0);
+    expect(plan.vcpus.map((b) => [...b])).toEqual([[0xc0, 0, 0xff], [0xc0, 1, 0xff]]);
+    expect(plan.started).toBe(true);
+    expect(plan.vm.abi.features()).toEqual({ echo: true, 'echo-counter': true });
+    expect(plan.vm.abi.version('echo')).toBe('2.0');
+    expect(plan.vm.abi.isFrozen).toBe(true);
+    expect(plan.vm.stateOf<{ count: number }>('@plugvisor/test-svc-echo').count).toBe(3);
+    expect(plan.description).toEqual({ board: 'memory', ram: m.ram.byteLength });
+    // the restored VM keeps counting where it left off
+    const m2 = new MemoryMachine(2);
+    plan.vm.attachMachine(m2);
+    m2.vcpus[0]!.regs.set(0, BigInt(ECHO.CALL_COUNT));
+    plan.vm.dispatch(Conduits.smccc, m2.vcpus[0]!);
+    expect(m2.vcpus[0]!.regs.get(0)).toBe(4n);
+  });
+
+  it('reads an older state schema', () => {
+    const { vm, m } = runningVm(build({ stateVersion: 1 }), { features: { 'echo-counter': true } });
+    const plan = planRestore(snapshotOf(vm, m), build());
+    expect(plan.vm.stateOf<{ count: number }>('@plugvisor/test-svc-echo').count).toBe(3);
+  });
+});
+
+describe('restore refusals name what is at fault', () => {
+  const refusal = (bytes: Uint8Array, hv: Hypervisor) => {
+    try {
+      planRestore(bytes, hv, { arch: 'arm64' });
+    } catch (e) {
+      expect(e).toBeInstanceOf(SnapshotError);
+      return e as SnapshotError;
+    }
+    throw new Error('restore was accepted');
+  };
+
+  it('a VM using a feature the destination lacks', () => {
+    const { vm, m } = runningVm(build(), { features: { 'echo-counter': true } });
+    const e = refusal(snapshotOf(vm, m), build({ withoutCounter: true }));
+    expect(e.snapshotCode).toBe('INCOMPATIBLE');
+    expect(e.message).toContain("feature 'echo-counter' is enabled in the VM but @plugvisor/test-svc-echo@1.0.0 does not offer it");
+  });
+
+  it('a VM whose service the destination lacks, unless the VM turned it off', () => {
+    const { vm, m } = runningVm(build());
+    const empty = Hypervisor.compose([], { name: 'empty' });
+    expect(refusal(snapshotOf(vm, m), empty).message).toContain("feature 'echo' is enabled in the VM but the build has no @plugvisor/test-svc-echo");
+    const off = runningVm(build(), { features: { echo: false } });
+    const plan = planRestore(snapshotOf(off.vm, off.m), empty);
+    expect(plan.notes).toEqual(['set aside the state of @plugvisor/test-svc-echo: not in this build, and the VM does not use it']);
+  });
+
+  it('a version the destination caps below, a major bump, a changed call surface, every problem at once', () => {
+    const { vm, m } = runningVm(build(), { versions: { echo: '2.0' }, features: { 'echo-counter': true } });
+    const e = refusal(snapshotOf(vm, m), build({ maxVersion: '1.1', version: '2.0.0', extraEchoCall: true }));
+    expect(e.problems).toEqual(
+      expect.arrayContaining([
+        'echo version 2.0 (0x20000) is not offered by @plugvisor/test-svc-echo@2.0.0 (offers 1.0, 1.1; maximum 1.1)',
+        'service @plugvisor/test-svc-echo 1.0.0 → 2.0.0 crosses a major version: the guest ABI it gives existing VMs changed',
+        "feature 'echo' of @plugvisor/test-svc-echo@2.0.0 answers different calls than the VM saw; adds smccc:0xc7000004; lacks smccc:0xc7000001 since echo 2.0",
+      ]),
+    );
+  });
+
+  it('a state the service cannot read', () => {
+    const { vm, m } = runningVm(build(), { features: { 'echo-counter': true } });
+    vm.stateOf<{ count: number }>('@plugvisor/test-svc-echo').count = -5;
+    expect(refusal(snapshotOf(vm, m), build()).message).toContain('@plugvisor/test-svc-echo: state refused: echo-counter state schema 2 holds an invalid count');
+  });
+
+  it('an unknown mandatory record; an unknown optional one is skipped', () => {
+    const hv = build();
+    const { vm, m } = runningVm(hv);
+    const rewrite = (optional: boolean) => {
+      const w = new StreamWriter();
+      for (const r of readStream(snapshotOf(vm, m))) w.record(r.type, r.payload, r.optional);
+      w.record(0x4242, encodeJson({ future: true }), optional);
+      return w.finish();
+    };
+    expect(refusal(rewrite(false), hv).snapshotCode).toBe('UNKNOWN_MANDATORY');
+    expect(planRestore(rewrite(true), hv).notes[0]).toMatch(/skipped unknown optional 0x4242/);
+  });
+
+  it('a structurally broken stream: duplicate or missing records, wrong arch', () => {
+    const hv = build();
+    const { vm, m } = runningVm(hv);
+    const recs = readStream(snapshotOf(vm, m));
+    const rebuild = (list: typeof recs) => {
+      const w = new StreamWriter();
+      for (const r of list) w.record(r.type, r.payload, r.optional);
+      return w.finish();
+    };
+    expect(refusal(rebuild([...recs, recs[0]!]), hv).message).toContain('second ABI record');
+    expect(refusal(rebuild(recs.filter((r) => r.type !== RecordType.VCPU)), hv).problems).toEqual(['no VCPU record for vCPU 0', 'no VCPU record for vCPU 1']);
+    expect(() => planRestore(snapshotOf(vm, m), hv, { arch: 'x86_64' })).toThrow(/snapshot is of an arm64 machine; this backend runs x86_64/);
+  });
+});
+
+describe('property: every corruption of a valid snapshot is refused whole', () => {
+  const hv = build();
+  const { vm, m } = runningVm(hv, { features: { 'echo-counter': true } });
+  const valid = snapshotOf(vm, m);
+  const records = readStream(valid);
+
+  /** The outcome of a restore attempt: refused (typed) with the target untouched, or accepted. */
+  const attempt = (bytes: Uint8Array) => {
+    const target = new Uint8Array(m.ram.byteLength).fill(0x5a);
+    try {
+      restoreInto(bytes, hv, target);
+      return 'accepted';
+    } catch (e) {
+      if (!(e instanceof SnapshotError)) throw e; // a crash, not a refusal
+      expect(target.every((b) => b === 0x5a)).toBe(true); // nothing half-restored
+      return e.snapshotCode;
+    }
+  };
+
+  it('accepts the valid stream', () => {
+    expect(attempt(valid)).toBe('accepted');
+  });
+
+  it('flipped bits', () => {
+    fc.assert(
+      fc.property(fc.array(fc.nat({ max: valid.byteLength * 8 - 1 }), { minLength: 1, maxLength: 4 }), (bits) => {
+        const bytes = Uint8Array.from(valid);
+        for (const b of new Set(bits)) bytes[b >> 3]! ^= 1 << (b & 7);
+        if (Buffer.compare(bytes, valid) === 0) return; // flips cancelled out
+        expect(attempt(bytes)).not.toBe('accepted');
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('truncation', () => {
+    fc.assert(
+      fc.property(fc.nat({ max: valid.byteLength - 1 }), (len) => {
+        expect(attempt(valid.subarray(0, len))).not.toBe('accepted');
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('reordered or duplicated records (re-framed with fresh CRCs)', () => {
+    const raw = (() => {
+      // slice the valid stream into its framed records (header, records, END)
+      const out: Uint8Array[] = [];
+      let off = 16;
+      for (let i = 0; i <= records.length; i++) {
+        const len = Number(Buffer.from(valid.buffer, valid.byteOffset).readBigUInt64LE(off + 8));
+        out.push(valid.subarray(off, off + 20 + len));
+        off += 20 + len;
+      }
+      return out;
+    })();
+    const header = valid.subarray(0, 16);
+    fc.assert(
+      fc.property(
+        fc.array(fc.nat({ max: raw.length - 1 }), { minLength: 1, maxLength: raw.length + 2 }),
+        (order) => {
+          const bytes = Buffer.concat([header, ...order.map((i) => raw[i]!)]);
+          if (Buffer.compare(bytes, valid) === 0) return;
+          expect(attempt(bytes)).not.toBe('accepted');
+        },
+      ),
+      { numRuns: 300 },
+    );
+    // and with a freshly computed digest, i.e. a well-formed stream with bad structure
+    fc.assert(
+      fc.property(fc.array(fc.nat({ max: records.length - 1 }), { minLength: 1, maxLength: records.length + 2 }), (order) => {
+        const w = new StreamWriter();
+        for (const i of order) w.record(records[i]!.type, records[i]!.payload, records[i]!.optional);
+        const bytes = w.finish();
+        const sameMultiset = order.length === records.length && new Set(order).size === records.length;
+        const outcome = attempt(bytes);
+        if (!sameMultiset) expect(outcome).not.toBe('accepted');
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
