@@ -23,7 +23,9 @@ fi
 # pnpm, pinned by package.json's packageManager, through corepack. Corepack on Node 20
 # cannot verify the signatures of current pnpm releases, hence COREPACK_INTEGRITY_KEYS=0.
 export COREPACK_ENABLE_DOWNLOAD_PROMPT=0 COREPACK_INTEGRITY_KEYS=0
-PNPM=(corepack pnpm)
-"${PNPM[@]}" --version >/dev/null
-"${PNPM[@]}" install --frozen-lockfile --reporter=silent
-"${PNPM[@]}" run --silent build
+if ! command -v pnpm >/dev/null 2>&1 || [ "$(pnpm --version 2>/dev/null)" != "$(node -p 'require("./package.json").packageManager.split("@")[1]')" ]; then
+  corepack enable pnpm # puts a pnpm shim beside node; package scripts call pnpm by name
+fi
+pnpm --version >/dev/null
+pnpm install --frozen-lockfile --reporter=silent
+pnpm run --silent build

@@ -4,6 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export COREPACK_ENABLE_DOWNLOAD_PROMPT=0 COREPACK_INTEGRITY_KEYS=0
-corepack pnpm run --silent typecheck
-corepack pnpm run --silent lint
-corepack pnpm exec vitest run "$@"
+pnpm run --silent typecheck
+pnpm run --silent lint
+pnpm exec vitest run "$@"

@@ -1,0 +1,102 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { ComposeError, Hypervisor, UsageError, type ServicePlugin } from '@plugvisor/core';
+
+/**
+ * Build files: which service packages (and options) make up a hypervisor build.
+ *
+ *   { "name": "capped",
+ *     "services": [ "@plugvisor/svc-trng",
+ *                   { "package": "@plugvisor/svc-psci", "options": { "maxVersion": "1.1" } },
+ *                   { "module": "./my-service.js" } ] }
+ *
+ * A service module's default export is a ServicePlugin or a factory `(options) => plugin`.
+ * Packages resolve from the build file's folder first, then from the CLI's own dependencies.
+ */
+export interface ServiceRef {
+  readonly package?: string;
+  readonly module?: string;
+  readonly options?: Record<string, unknown>;
+}
+
+export interface BuildSpec {
+  readonly name: string;
+  readonly description?: string;
+  readonly services: ReadonlyArray<string | ServiceRef>;
+}
+
+export const DEFAULT_BUILD = fileURLToPath(new URL('../builds/default.json', import.meta.url));
+
+export interface LoadedBuild {
+  readonly hv: Hypervisor;
+  readonly path: string;
+  readonly spec: BuildSpec;
+}
+
+function parseSpec(path: string): BuildSpec {
+  if (!existsSync(path)) throw new UsageError(`build file ${path} does not exist`);
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new UsageError(`build file ${path} is not valid JSON: ${(e as Error).message}`);
+  }
+  const spec = json as Partial<BuildSpec>;
+  if (!spec || typeof spec !== 'object' || typeof spec.name !== 'string' || !Array.isArray(spec.services)) {
+    throw new UsageError(`build file ${path} needs a "name" string and a "services" array`);
+  }
+  spec.services.forEach((s, i) => {
+    const ok =
+      typeof s === 'string' ||
+      (s && typeof s === 'object' && (typeof s.package === 'string') !== (typeof s.module === 'string') && (s.options === undefined || typeof s.options === 'object'));
+    if (!ok) throw new UsageError(`build file ${path}: services[${i}] must be a package name or { "package" | "module", "options"? }`);
+  });
+  return spec as BuildSpec;
+}
+
+function resolveFrom(path: string, ref: ServiceRef): string {
+  if (ref.module) {
+    const file = resolve(dirname(path), ref.module);
+    if (!existsSync(file)) throw new UsageError(`build file ${path}: module ${ref.module} does not exist`);
+    return file;
+  }
+  for (const base of [path, fileURLToPath(import.meta.url)]) {
+    try {
+      return createRequire(base).resolve(ref.package!);
+    } catch {
+      // try the next place
+    }
+  }
+  throw new UsageError(`build file ${path}: cannot find service package ${ref.package} (is it installed?)`);
+}
+
+const isPlugin = (v: unknown): v is ServicePlugin =>
+  !!v && typeof v === 'object' && typeof (v as ServicePlugin).name === 'string' && typeof (v as ServicePlugin).apply === 'function';
+
+export async function loadBuild(path: string = DEFAULT_BUILD): Promise<LoadedBuild> {
+  const abs = resolve(path);
+  const spec = parseSpec(abs);
+  const plugins: ServicePlugin<any>[] = [];
+  for (const entry of spec.services) {
+    const ref: ServiceRef = typeof entry === 'string' ? { package: entry } : entry;
+    const file = resolveFrom(abs, ref);
+    const mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+    const exported = mod.default;
+    const plugin = typeof exported === 'function' ? (exported as (o?: unknown) => unknown)(ref.options ?? {}) : exported;
+    if (!isPlugin(plugin)) {
+      throw new UsageError(`build file ${abs}: ${ref.package ?? ref.module} does not export a service (default export: plugin or factory)`);
+    }
+    if (typeof exported !== 'function' && ref.options) {
+      throw new UsageError(`build file ${abs}: ${plugin.name} takes no options`);
+    }
+    plugins.push(plugin);
+  }
+  try {
+    return { hv: Hypervisor.compose(plugins, { name: spec.name }), path: abs, spec };
+  } catch (e) {
+    if (e instanceof ComposeError) throw new UsageError(`build file ${abs}: ${e.message}`);
+    throw e;
+  }
+}

@@ -1,0 +1,56 @@
+import { PlugvisorError, UsageError } from '@plugvisor/core';
+import { abiCommand, abiHelp } from './commands/abi.js';
+import { checkCommand, checkHelp } from './commands/check.js';
+import { demoCommand, demoHelp } from './commands/demo.js';
+
+/** Exit statuses of the CLI itself (guest runs add their own, see `plugvisor run --help`). */
+export const Exit = Object.freeze({ OK: 0, FAILURE: 1, USAGE: 2, REFUSED: 3 });
+
+interface Command {
+  readonly run: (argv: string[]) => Promise<number>;
+  readonly help: string;
+  readonly summary: string;
+}
+
+const commands: Record<string, Command> = {
+  abi: { run: abiCommand, help: abiHelp, summary: 'print the guest ABI of a build' },
+  check: { run: checkCommand, help: checkHelp, summary: 'is moving VMs between two builds safe (upgrade and rollback)' },
+  demo: { run: demoCommand, help: demoHelp, summary: 'the main job: the default build, end to end' },
+};
+
+export const usage = () =>
+  `usage: plugvisor <command> [options]\n\n${Object.entries(commands)
+    .map(([name, c]) => `  ${name.padEnd(10)}${c.summary}`)
+    .join('\n')}\n\nplugvisor <command> --help for a command's options.\n`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage());
+    return name ? Exit.OK : Exit.USAGE;
+  }
+  const command = commands[name];
+  if (!command) {
+    process.stderr.write(`plugvisor: unknown command '${name}'\n${usage()}`);
+    return Exit.USAGE;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(command.help + '\n');
+    return Exit.OK;
+  }
+  try {
+    return await command.run(rest);
+  } catch (e) {
+    // parseArgs reports unknown or malformed flags with ERR_PARSE_ARGS_* codes
+    const code = (e as { code?: string }).code ?? '';
+    if (e instanceof UsageError || code.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`plugvisor ${name}: ${(e as Error).message}\n`);
+      return Exit.USAGE;
+    }
+    if (e instanceof PlugvisorError) {
+      process.stderr.write(`plugvisor ${name}: ${e.message}\n`);
+      return Exit.FAILURE;
+    }
+    throw e;
+  }
+}

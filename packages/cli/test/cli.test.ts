@@ -1,0 +1,93 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { Hypervisor } from '@plugvisor/core';
+import { createEchoService } from '@plugvisor/core/testing';
+
+// The CLI as operators run it: the built binary in a child process (pnpm test builds first).
+const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
+const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+const plugvisor = (...args: string[]) => {
+  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+};
+
+describe('plugvisor abi', () => {
+  it('prints every call, feature with its default, version selector and register', () => {
+    const { code, out } = plugvisor('abi', '--build', fixture('echo-full.json'));
+    expect(code).toBe(0);
+    for (const s of ['ECHO_COUNT', '0xc7000002', 'echo-counter', 'off (opt-in)', 'on  (legacy-opt-out)', 'TEST_ECHO_BMAP[1]', '0x603000000016007f', '1.0 (0x10000), 1.1 (0x10001), 2.0 (0x20000)', 'ECHO_RANGE', '0xc7000100..0xc70001ff', 'fixed; accepts 0x0, 0x1, 0x2', 'echo >= 2.0']) {
+      expect(out).toContain(s);
+    }
+  });
+
+  it('prints a hashable manifest and a service abi.json', () => {
+    const a = JSON.parse(plugvisor('abi', '--json', '--build', fixture('echo-full.json')).out);
+    const b = JSON.parse(plugvisor('abi', '--json', '--build', fixture('echo-no-counter.json')).out);
+    expect(a.hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(a.hash).not.toBe(b.hash);
+    const manifest = plugvisor('abi', '--build', fixture('echo-full.json'), '--service', '@plugvisor/test-svc-echo', '--manifest').out;
+    expect(JSON.parse(manifest).surface.features[1].default).toBe('opt-in');
+    expect(manifest).not.toContain('"version": "1.0.0"');
+  });
+
+  it('reports bad operator input with a clear message and exit 2', () => {
+    expect(plugvisor('abi', '--build', '/nonexistent.json')).toMatchObject({ code: 2, err: expect.stringContaining('does not exist') });
+    expect(plugvisor('abi', '--bogus')).toMatchObject({ code: 2, err: expect.stringContaining("Unknown option '--bogus'") });
+    expect(plugvisor('frobnicate').code).toBe(2);
+    const dup = plugvisor('abi', '--build', fixture('duplicate.json'));
+    expect(dup.code).toBe(2);
+    expect(dup.err).toContain('@plugvisor/test-svc-echo is in the build twice (1.0.0 and 1.1.0)');
+  });
+});
+
+describe('plugvisor check', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'plugvisor-check-'));
+  const recordFile = (overrides: object) => {
+    const hv = Hypervisor.compose([createEchoService()], { name: 'echo-full' });
+    const file = join(dir, `${Math.random().toString(36).slice(2)}.json`);
+    writeFileSync(file, JSON.stringify(hv.createVm(overrides).record()));
+    return file;
+  };
+
+  it('says default VMs move both ways when only an opt-in feature differs', () => {
+    const r = plugvisor('check', fixture('echo-full.json'), fixture('echo-no-counter.json'));
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/upgrade A→B: safe/);
+    expect(r.out).toMatch(/rollback B→A: safe/);
+    expect(r.out).toMatch(/feature echo-counter\s+off \(opt-in\)\s+—\s+ok\s+ok/);
+  });
+
+  it('refuses a VM that enabled the feature, naming it, in table and JSON', () => {
+    const vm = recordFile({ features: { 'echo-counter': true } });
+    const r = plugvisor('check', fixture('echo-full.json'), fixture('echo-no-counter.json'), '--vm', vm);
+    expect(r.code).toBe(3);
+    expect(r.out).toMatch(/feature echo-counter .*REFUSED/);
+    expect(r.out).toContain("feature 'echo-counter' is enabled in the VM but @plugvisor/test-svc-echo@1.0.0 does not offer it");
+    const json = JSON.parse(plugvisor('check', fixture('echo-full.json'), fixture('echo-no-counter.json'), '--vm', vm, '--json').out);
+    expect(json.upgrade.safe).toBe(false);
+    expect(json.rows.find((x: { subject: string }) => x.subject === 'feature echo-counter').upgrade).toBe('refused');
+  });
+
+  it('refuses a version the other build caps below', () => {
+    const r = plugvisor('check', fixture('echo-full.json'), fixture('echo-capped.json'), '--vm', recordFile({ versions: { echo: '2.0' } }));
+    expect(r.code).toBe(3);
+    expect(r.out).toContain('echo version 2.0 (0x20000) is not offered by @plugvisor/test-svc-echo@1.0.0 (offers 1.0, 1.1; maximum 1.1)');
+  });
+
+  it('refuses moving default VMs to a build without the service', () => {
+    const r = plugvisor('check', fixture('echo-full.json'), fixture('empty.json'));
+    expect(r.code).toBe(3);
+    expect(r.out).toContain("upgrade: feature 'echo' is enabled in the VM but the build has no @plugvisor/test-svc-echo".replace('upgrade: ', ''));
+    expect(r.out).toMatch(/rollback B→A: safe/);
+  });
+
+  it('rejects a malformed record file', () => {
+    const bad = join(dir, 'bad.json');
+    writeFileSync(bad, '{"format": 1}');
+    expect(plugvisor('check', fixture('echo-full.json'), fixture('empty.json'), '--vm', bad)).toMatchObject({ code: 2, err: expect.stringContaining('malformed') });
+  });
+});
