@@ -83,6 +83,16 @@ export class Vm {
     table.dispatch(conduit, vcpu);
   }
 
+  /**
+   * The compiled dispatcher for one conduit: what a backend's trap path calls, after start,
+   * instead of `dispatch` (one call less per trap). Same behaviour.
+   */
+  dispatcher(conduit: Conduit): (vcpu: VcpuContext) => void {
+    const table = this.table;
+    if (table === undefined) throw new PlugvisorError('NOT_STARTED', 'dispatcher before Vm.start(): the ABI is not frozen');
+    return table.dispatcher(conduit);
+  }
+
   /** Is this call id exposed on this conduit (after start)? */
   exposes(conduit: Conduit, id: number): boolean {
     return this.table?.has(conduit, id) ?? false;

@@ -8,6 +8,11 @@ export interface Conduit {
   readonly name: string;
   /** Small dense index, used to pick the per-conduit dispatch table. */
   readonly index: number;
+  /**
+   * Where the function id sits: index into `RegisterFile.u32` (register n's low word is 2n).
+   * Data rather than code so the router can inline it into each VM's compiled dispatcher.
+   */
+  readonly functionIdWord: number;
   /** The function id of the call in `regs` (u32). */
   functionId(regs: RegisterFile): number;
   /** Writes the architected "not supported" answer. */
@@ -25,6 +30,7 @@ export const smccc: Conduit = Object.freeze({
   index: 0,
   description: 'Arm SMCCC: w0 = function id, x1..x7 arguments, results in x0..x3',
   resultRegisters: Object.freeze([0, 1, 2, 3]),
+  functionIdWord: 0, // w0
   functionId: (regs: RegisterFile) => regs.u32[0]!,
   notSupported(regs: RegisterFile) {
     const r = regs.u32;
@@ -45,6 +51,7 @@ export const xen: Conduit = Object.freeze({
   index: 1,
   description: 'Xen on Arm: x16 = hypercall number, x0..x4 arguments, result in x0',
   resultRegisters: Object.freeze([0]),
+  functionIdWord: 32, // low word of x16
   functionId: (regs: RegisterFile) => regs.u32[32]!,
   notSupported(regs: RegisterFile) {
     regs.setSigned(0, -ENOSYS);
