@@ -39,3 +39,4 @@ export type { Arch, Machine, SystemEvent, SystemEventKind, VcpuContext, VcpuPowe
 export { saveSnapshot, planRestore, readAbiRecord, validateAbiRecord, PAGE_SIZE, type MachineImage, type RestorePlan, type RestoreOptions, type SavedMemory } from './snapshot/snapshot.js';
 export { StreamWriter, readStream, encodeJson, decodeJson, RecordType, OPTIONAL as OPTIONAL_RECORD, type StreamRecord } from './snapshot/stream.js';
 export { checkBuilds, formatCompatReport, type CompatReport, type CompatRow } from './compat/check.js';
+export { classifyAbiChange, bumpAtLeast, maxBump, type AbiChange, type Bump } from './abi/diff.js';

@@ -1,0 +1,135 @@
+/**
+ * What a change to a service's ABI manifest (abi.json) means for its version line. The rule
+ * from the design: additive opt-in ABI is a minor bump; anything that changes what an
+ * existing VM sees (or could see by default) is a major bump. Release tooling and CI use this
+ * to check that every package's changeset bumps at least this much, and `changeset version`
+ * writes the reasons into the package's CHANGELOG under "Guest ABI".
+ */
+
+export type Bump = 'none' | 'patch' | 'minor' | 'major';
+const RANK: Record<Bump, number> = { none: 0, patch: 1, minor: 2, major: 3 };
+export const maxBump = (a: Bump, b: Bump): Bump => (RANK[a] >= RANK[b] ? a : b);
+export const bumpAtLeast = (have: Bump, need: Bump): boolean => RANK[have] >= RANK[need];
+
+export interface AbiChange {
+  readonly bump: Bump;
+  readonly reasons: readonly string[];
+}
+
+type Obj = Record<string, unknown>;
+interface Manifest {
+  readonly surface: {
+    readonly calls?: readonly Obj[];
+    readonly features?: readonly Obj[];
+    readonly versions?: readonly Obj[];
+    readonly constants?: readonly Obj[];
+    readonly state?: Obj;
+    readonly continuations?: readonly Obj[];
+  };
+  readonly [k: string]: unknown;
+}
+
+const byName = (list: readonly Obj[] | undefined) => new Map((list ?? []).map((x) => [String(x.name ?? x.call), x]));
+const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+const without = (o: Obj | undefined, ...keys: string[]) => {
+  const c = { ...(o ?? {}) };
+  for (const k of keys) delete c[k];
+  return c;
+};
+
+/** Classifies old → new (both parsed abi.json manifests). */
+export function classifyAbiChange(oldM: Manifest, newM: Manifest): AbiChange {
+  const reasons: string[] = [];
+  let bump: Bump = 'none';
+  const note = (b: Bump, why: string) => {
+    bump = maxBump(bump, b);
+    reasons.push(`${b}: ${why}`);
+  };
+  const o = oldM.surface;
+  const n = newM.surface;
+
+  const oldFeatures = byName(o.features);
+  const newFeatures = byName(n.features);
+  for (const [name, f] of oldFeatures) {
+    const g = newFeatures.get(name);
+    if (!g) note('major', `feature '${name}' removed`);
+    else {
+      if (g.default !== f.default) note('major', `feature '${name}' default ${String(f.default)} → ${String(g.default)}`);
+      if (!same(g.register, f.register)) note('major', `feature '${name}' firmware register bit changed`);
+      if (g.description !== f.description) note('patch', `feature '${name}' description`);
+    }
+  }
+  const addedFeatures = new Set<string>();
+  for (const [name, g] of newFeatures) {
+    if (oldFeatures.has(name)) continue;
+    addedFeatures.add(name);
+    if (g.default === 'opt-in') note('minor', `new opt-in feature '${name}'`);
+    else note('major', `new feature '${name}' is on by default (new ABI must be opt-in)`);
+  }
+
+  const oldCalls = byName(o.calls);
+  const newCalls = byName(n.calls);
+  for (const [name, c] of oldCalls) {
+    const d = newCalls.get(name);
+    if (!d) note('major', `call ${name} removed`);
+    else if (!same(c, d)) note('major', `call ${name} changed (id, range, conduit, feature or version bounds)`);
+  }
+  for (const [name, d] of newCalls) {
+    if (oldCalls.has(name)) continue;
+    if (addedFeatures.has(String(d.feature)) && newFeatures.get(String(d.feature))?.default === 'opt-in') {
+      note('minor', `new call ${name} behind new opt-in feature '${String(d.feature)}'`);
+    } else if (d.since && oldCalls.size && isNewVersionOnly(o.versions, n.versions, d.since as Obj)) {
+      note('minor', `new call ${name} only for the new ${String((d.since as Obj).version)} version ${String((d.since as Obj).minimum)}`);
+    } else {
+      note('major', `new call ${name} under existing feature '${String(d.feature)}': existing VMs would see it`);
+    }
+  }
+
+  const oldVersions = byName(o.versions);
+  const newVersions = byName(n.versions);
+  for (const [name, v] of oldVersions) {
+    const w = newVersions.get(name);
+    if (!w) {
+      note('major', `version selector '${name}' removed`);
+      continue;
+    }
+    const ov = (v.values as Obj[]).map((x) => `${String(x.name)}=${String(x.value)}`);
+    const nv = (w.values as Obj[]).map((x) => `${String(x.name)}=${String(x.value)}`);
+    const removed = ov.filter((x) => !nv.includes(x));
+    const added = nv.filter((x) => !ov.includes(x));
+    if (removed.length) note('major', `${name} versions removed: ${removed.join(', ')}`);
+    if (added.length) note('minor', `${name} versions added: ${added.join(', ')}`);
+    if (w.default !== v.default) note('major', `${name} default version ${String(v.default)} → ${String(w.default)}`);
+    if (!same(w.register, v.register)) note('major', `${name} firmware register changed`);
+  }
+  for (const name of newVersions.keys()) if (!oldVersions.has(name)) note('minor', `new version selector '${name}'`);
+
+  const oldConst = byName(o.constants);
+  const newConst = byName(n.constants);
+  for (const [name, c] of oldConst) {
+    const d = newConst.get(name);
+    if (!d) note('major', `firmware register ${name} removed`);
+    else if (!same(without(c, 'description'), without(d, 'description'))) note('major', `firmware register ${name} value or accepted values changed`);
+  }
+  for (const name of newConst.keys()) if (!oldConst.has(name)) note('minor', `new firmware register ${name}`);
+
+  if (!same(o.state, n.state)) {
+    if (!o.state) note('minor', 'now keeps per-VM state');
+    else if (!n.state || n.state.id !== o.state.id) note('major', 'per-VM state replaced');
+    else if (Number(n.state.minReadable ?? n.state.version) > Number(o.state.version)) note('major', `state schema ${String(n.state.version)} cannot read schema ${String(o.state.version)}`);
+    else note('minor', `state schema ${String(o.state.version)} → ${String(n.state.version)} (still reads the old one)`);
+  }
+  if (!same(o.continuations, n.continuations)) note('major', 'continuation (restart) encodings changed');
+
+  const restOld = without(oldM as Obj, 'surface');
+  const restNew = without(newM as Obj, 'surface');
+  if (!same(restOld, restNew)) note(same(restOld.requires, restNew.requires) ? 'patch' : 'major', 'package metadata (description or requires)');
+  return { bump, reasons };
+}
+
+/** True if the call's `since` names a version value the old manifest did not offer. */
+function isNewVersionOnly(oldVersions: readonly Obj[] | undefined, _new: readonly Obj[] | undefined, since: Obj): boolean {
+  const sel = byName(oldVersions).get(String(since.version));
+  if (!sel) return true;
+  return !(sel.values as Obj[]).some((v) => v.name === since.minimum);
+}

@@ -1,0 +1,92 @@
+// pnpm lint: the rules CI enforces beyond types and tests.
+//  1. every package: package.json basics (name, version, ESM, exports) and a README.md;
+//  2. every service package (package.json "plugvisor": { "service": true }): its checked-in
+//     abi.json equals the manifest generated from its declaration (`pnpm lint --fix` rewrites);
+//  3. a service whose abi.json changed since its last release (the last commit that changed its
+//     version) has a pending changeset bumping it at least as much as the change requires:
+//     new opt-in ABI = minor, anything an existing VM would see = major (core's classifyAbiChange).
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const root = new URL('..', import.meta.url).pathname;
+const fix = process.argv.includes('--fix');
+const problems = [];
+const core = await import(pathToFileURL(join(root, 'packages/core/dist/index.js')).href);
+
+const git = (...args) => {
+  try {
+    return execFileSync('git', args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return '';
+  }
+};
+
+/** Pending changesets: package name → highest bump named. */
+function pendingBumps() {
+  const dir = join(root, '.changeset');
+  const bumps = new Map();
+  for (const f of existsSync(dir) ? readdirSync(dir) : []) {
+    if (!f.endsWith('.md') || f === 'README.md') continue;
+    const text = readFileSync(join(dir, f), 'utf8');
+    const front = /^---\n([\s\S]*?)\n---/.exec(text);
+    if (!front) {
+      problems.push(`.changeset/${f}: no front matter`);
+      continue;
+    }
+    for (const line of front[1].split('\n')) {
+      const m = /^\s*["']?([^"':]+)["']?\s*:\s*(major|minor|patch)\s*$/.exec(line);
+      if (m) bumps.set(m[1], core.maxBump(bumps.get(m[1]) ?? 'none', m[2]));
+    }
+  }
+  return bumps;
+}
+
+const bumps = pendingBumps();
+for (const dir of readdirSync(join(root, 'packages'))) {
+  const pkgDir = join(root, 'packages', dir);
+  const pkgFile = join(pkgDir, 'package.json');
+  if (!existsSync(pkgFile)) continue;
+  const pkg = JSON.parse(readFileSync(pkgFile, 'utf8'));
+  const where = `packages/${dir}`;
+  if (!pkg.name?.startsWith('@plugvisor/')) problems.push(`${where}: package name must be @plugvisor/*`);
+  if (!/^\d+\.\d+\.\d+/.test(pkg.version ?? '')) problems.push(`${where}: no semver version`);
+  if (pkg.type !== 'module') problems.push(`${where}: must be "type": "module"`);
+  if (!pkg.exports?.['.']) problems.push(`${where}: needs an "exports" map`);
+  if (!existsSync(join(pkgDir, 'README.md'))) problems.push(`${where}: no README.md`);
+  if (!pkg.plugvisor?.service) continue;
+
+  const mod = await import(pathToFileURL(join(pkgDir, pkg.exports['.'].default)).href);
+  const plugin = typeof mod.default === 'function' ? mod.default({}) : mod.default;
+  if (!plugin || plugin.name !== pkg.name) {
+    problems.push(`${where}: default export is not the service ${pkg.name}`);
+    continue;
+  }
+  if (plugin.version !== pkg.version) problems.push(`${where}: service reports version ${plugin.version}, package.json says ${pkg.version}`);
+  const generated = core.serviceAbiFile(plugin);
+  const abiPath = join(pkgDir, 'abi.json');
+  const onDisk = existsSync(abiPath) ? readFileSync(abiPath, 'utf8') : '';
+  if (onDisk !== generated) {
+    if (fix) writeFileSync(abiPath, generated);
+    else problems.push(`${where}/abi.json is stale or missing: run 'pnpm lint --fix' and add a changeset`);
+  }
+
+  // Compare with the manifest at the package's last release.
+  const release = git('log', '-n1', '--format=%H', '-G"version"', '--', `${where}/package.json`);
+  const released = release ? git('show', `${release}:${where}/abi.json`) : '';
+  if (!released) continue; // never released: its first release is whatever it is
+  const change = core.classifyAbiChange(JSON.parse(released), JSON.parse(generated));
+  const have = bumps.get(pkg.name) ?? 'none';
+  if (!core.bumpAtLeast(have, change.bump)) {
+    problems.push(
+      `${pkg.name}: guest ABI changed since ${pkg.version} and needs a '${change.bump}' changeset (pending: ${have}):\n    ${change.reasons.join('\n    ')}`,
+    );
+  }
+}
+
+if (problems.length) {
+  console.error(`lint: ${problems.length} problem(s)\n- ${problems.join('\n- ')}`);
+  process.exit(1);
+}
+console.log('lint: ok');
