@@ -67,4 +67,9 @@ export interface VcpuContext {
   readonly index: number;
   readonly regs: RegisterFile;
   readonly machine: Machine;
+  /**
+   * Set by the backend before each dispatch: true when the trapping instruction was SMC, false
+   * for HVC (KVM's KVM_HYPERCALL_EXIT_SMC). SMCCC answers a few calls differently per conduit.
+   */
+  readonly viaSmc?: boolean;
 }
