@@ -2,6 +2,7 @@
 //  1. every package: package.json basics (name, version, ESM, exports) and a README.md;
 //  2. every service package (package.json "plugvisor": { "service": true }): its checked-in
 //     abi.json equals the manifest generated from its declaration (`pnpm lint --fix` rewrites);
+//     and its README's ABI section equals the one generated from the declaration;
 //  3. a service whose abi.json changed since its last release (the last commit that changed its
 //     version) has a pending changeset bumping it at least as much as the change requires:
 //     new opt-in ABI = minor, anything an existing VM would see = major (core's classifyAbiChange).
@@ -14,6 +15,7 @@ const root = new URL('..', import.meta.url).pathname;
 const fix = process.argv.includes('--fix');
 const problems = [];
 const core = await import(pathToFileURL(join(root, 'packages/core/dist/index.js')).href);
+const cli = await import(pathToFileURL(join(root, 'packages/cli/dist/index.js')).href);
 
 const git = (...args) => {
   try {
@@ -70,6 +72,22 @@ for (const dir of readdirSync(join(root, 'packages'))) {
   if (onDisk !== generated) {
     if (fix) writeFileSync(abiPath, generated);
     else problems.push(`${where}/abi.json is stale or missing: run 'pnpm lint --fix' and add a changeset`);
+  }
+
+  // The README's ABI section is generated from the declaration.
+  const readmePath = join(pkgDir, 'README.md');
+  if (existsSync(readmePath)) {
+    const readme = readFileSync(readmePath, 'utf8');
+    const a = readme.indexOf(cli.ABI_BEGIN);
+    const b = readme.indexOf(cli.ABI_END);
+    if (a < 0 || b < a) problems.push(`${where}/README.md: no generated ABI section (add the ABI markers, then 'pnpm lint --fix')`);
+    else {
+      const fresh = readme.slice(0, a) + cli.serviceAbiMarkdown(plugin) + readme.slice(b + cli.ABI_END.length);
+      if (fresh !== readme) {
+        if (fix) writeFileSync(readmePath, fresh);
+        else problems.push(`${where}/README.md: ABI section is stale: run 'pnpm lint --fix'`);
+      }
+    }
   }
 
   // Compare with the manifest at the package's last release.

@@ -40,3 +40,4 @@ export { saveSnapshot, planRestore, readAbiRecord, validateAbiRecord, PAGE_SIZE,
 export { StreamWriter, readStream, encodeJson, decodeJson, RecordType, OPTIONAL as OPTIONAL_RECORD, type StreamRecord } from './snapshot/stream.js';
 export { checkBuilds, formatCompatReport, type CompatReport, type CompatRow } from './compat/check.js';
 export { classifyAbiChange, bumpAtLeast, maxBump, type AbiChange, type Bump } from './abi/diff.js';
+export { packageVersion } from './util/package-version.js';

@@ -1,0 +1,67 @@
+import { defineService, packageVersion, type ServicePlugin } from '@plugvisor/core';
+
+/**
+ * The KVM vendor-hypervisor service base (SMCCC owner 6; ../shared/spec/arm64-smccc.md §4;
+ * Linux arch/arm64/kvm/hypercalls.c, drivers/firmware/smccc/kvm_guest.c):
+ *   CALL_UID      0x8600FF01 → KVM's UID 28b46fb6-2ec5-11e9-a9ca-4b564d003a74 as four words
+ *   KVM_FEATURES  0x86000000 → the bitmap of available vendor functions: x0 = functions 0–31,
+ *                             x1 = 32–63, x2 = 64–95, x3 = 96–127
+ * Both gated by KVM_REG_ARM_VENDOR_HYP_BMAP bit 0 (FUNC_FEAT), on by default.
+ *
+ * How another vendor service adds its function without editing this one: it declares a
+ * feature whose firmware register bit is its function number in KVM_REG_ARM_VENDOR_HYP_BMAP
+ * (functions 0–63) or KVM_REG_ARM_VENDOR_HYP_BMAP_2 (functions 64–127, bit = function − 64),
+ * exactly as KVM numbers them. KVM_FEATURES answers from the VM's values of those registers,
+ * so the function is advertised exactly while the VM has it enabled (svc-ptp does this, bit 1).
+ */
+
+export const KVM_REG_ARM_VENDOR_HYP_BMAP = 0x6030_0000_0016_0002n;
+export const KVM_REG_ARM_VENDOR_HYP_BMAP_2 = 0x6030_0000_0016_0003n;
+export const VENDOR_HYP_CALL_UID = 0x8600_ff01;
+export const VENDOR_HYP_KVM_FEATURES = 0x8600_0000;
+export const KVM_UID_WORDS = Object.freeze([0xb66f_b428, 0xe911_c52e, 0x564b_caa9, 0x743a_004d]);
+
+export function createKvmVendorService(): ServicePlugin<undefined> {
+  return defineService<undefined>({
+    name: '@plugvisor/svc-kvm-vendor',
+    version: packageVersion(import.meta.url),
+    description: 'KVM vendor hypervisor service: CALL_UID and KVM_FEATURES',
+    surface: {
+      features: [
+        {
+          name: 'kvm-vendor',
+          default: 'legacy-opt-out',
+          description: 'KVM vendor service discovery: CALL_UID and KVM_FEATURES (FUNC_FEAT)',
+          register: { id: KVM_REG_ARM_VENDOR_HYP_BMAP, name: 'KVM_REG_ARM_VENDOR_HYP_BMAP', bit: 0 },
+        },
+      ],
+      calls: [
+        { name: 'KVM_VENDOR_CALL_UID', conduit: 'smccc', id: VENDOR_HYP_CALL_UID, feature: 'kvm-vendor' },
+        { name: 'KVM_VENDOR_FEATURES', conduit: 'smccc', id: VENDOR_HYP_KVM_FEATURES, feature: 'kvm-vendor' },
+      ],
+    },
+    handlers: {
+      KVM_VENDOR_CALL_UID(v) {
+        const r = v.regs;
+        r.setU32(0, KVM_UID_WORDS[0]!);
+        r.setU32(1, KVM_UID_WORDS[1]!);
+        r.setU32(2, KVM_UID_WORDS[2]!);
+        r.setU32(3, KVM_UID_WORDS[3]!);
+      },
+      KVM_VENDOR_FEATURES(v, b) {
+        // A register the build does not have reads as no functions.
+        const abi = b.vm.abi;
+        const has = (id: bigint) => abi.catalog.registerById.has(id);
+        const bmap = has(KVM_REG_ARM_VENDOR_HYP_BMAP) ? abi.getOneReg(KVM_REG_ARM_VENDOR_HYP_BMAP) : 0n;
+        const bmap2 = has(KVM_REG_ARM_VENDOR_HYP_BMAP_2) ? abi.getOneReg(KVM_REG_ARM_VENDOR_HYP_BMAP_2) : 0n;
+        const r = v.regs;
+        r.setU32(0, Number(bmap & 0xffff_ffffn));
+        r.setU32(1, Number((bmap >> 32n) & 0xffff_ffffn));
+        r.setU32(2, Number(bmap2 & 0xffff_ffffn));
+        r.setU32(3, Number((bmap2 >> 32n) & 0xffff_ffffn));
+      },
+    },
+  });
+}
+
+export default createKvmVendorService;

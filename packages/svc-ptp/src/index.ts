@@ -1,0 +1,64 @@
+import { defineService, packageVersion, type ServicePlugin } from '@plugvisor/core';
+import { KVM_REG_ARM_VENDOR_HYP_BMAP } from '@plugvisor/svc-kvm-vendor';
+
+/**
+ * KVM's PTP vendor hypercall, what Linux's ptp_kvm driver uses for host/guest clock
+ * cross-timestamps (../shared/spec/arm64-smccc.md §4.4; Linux Documentation/virt/kvm/arm/
+ * ptp_kvm.rst, arch/arm64/kvm/hypercalls.c kvm_ptp_get_time):
+ *   0x86000001, x1 (u32) = counter: 0 virtual, 1 physical
+ *   → x0:x1 = host wall clock (CLOCK_REALTIME) ns, upper:lower 32 bits;
+ *     x2:x3 = the guest's counter (CNTVCT_EL0 / CNTPCT_EL0) at that instant, upper:lower;
+ *   unknown counter → −1.
+ * Vendor function 1: KVM_REG_ARM_VENDOR_HYP_BMAP bit 1, on by default. Needs the vendor base
+ * (CALL_UID, KVM_FEATURES), which advertises it from that bit.
+ */
+
+export const VENDOR_HYP_KVM_PTP = 0x8600_0001;
+export const KVM_PTP_VIRT_COUNTER = 0;
+export const KVM_PTP_PHYS_COUNTER = 1;
+
+export function createPtpService(): ServicePlugin<undefined> {
+  return defineService<undefined>({
+    name: '@plugvisor/svc-ptp',
+    version: packageVersion(import.meta.url),
+    description: 'KVM PTP vendor hypercall (ptp_kvm)',
+    requires: ['@plugvisor/svc-kvm-vendor'],
+    surface: {
+      features: [
+        {
+          name: 'kvm-ptp',
+          default: 'legacy-opt-out',
+          description: 'KVM PTP: host wall clock and guest counter sampled together (KVM exposed it to every guest before 5.19)',
+          register: { id: KVM_REG_ARM_VENDOR_HYP_BMAP, name: 'KVM_REG_ARM_VENDOR_HYP_BMAP', bit: 1 },
+        },
+      ],
+      calls: [{ name: 'KVM_PTP', conduit: 'smccc', id: VENDOR_HYP_KVM_PTP, feature: 'kvm-ptp' }],
+    },
+    handlers: {
+      KVM_PTP(v) {
+        const r = v.regs;
+        const selector = r.lo(1);
+        const sample =
+          selector === KVM_PTP_VIRT_COUNTER || selector === KVM_PTP_PHYS_COUNTER
+            ? v.machine.sampleClock?.(selector === KVM_PTP_VIRT_COUNTER ? 'virtual' : 'physical')
+            : undefined;
+        if (!sample) {
+          // unknown selector, or a machine without an architected counter (KVM: clocksource not the arch counter)
+          r.setSigned(0, -1);
+          r.setU32(1, 0);
+          r.setU32(2, 0);
+          r.setU32(3, 0);
+          return;
+        }
+        const ns = BigInt.asUintN(64, sample.wallClockNs);
+        const cnt = BigInt.asUintN(64, sample.counter);
+        r.setU32(0, Number(ns >> 32n));
+        r.setU32(1, Number(ns & 0xffff_ffffn));
+        r.setU32(2, Number(cnt >> 32n));
+        r.setU32(3, Number(cnt & 0xffff_ffffn));
+      },
+    },
+  });
+}
+
+export default createPtpService;

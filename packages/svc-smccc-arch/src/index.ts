@@ -1,0 +1,140 @@
+import { HookMap, SyncBailHook } from 'tapable';
+import { defineService, packageVersion, type Hypervisor, type ServicePlugin, type Vm } from '@plugvisor/core';
+
+/**
+ * The Arm SMCCC architecture calls (owner 0) as KVM/arm64 answers them
+ * (../shared/spec/arm64-smccc.md §1; Linux arch/arm64/kvm/hypercalls.c):
+ *   SMCCC_VERSION        → 0x10001 (SMCCC 1.1)
+ *   SMCCC_ARCH_FEATURES  → per queried id: the WORKAROUND levels of an unaffected host, or what a
+ *                          service tapped `smcccArchHooks(hv).features.for(id)` answers; else −1
+ *   ARCH_WORKAROUND_1/2/3 via HVC → x0 = 0 (KVM's EL2 fast path; x1 ends up 0); via SMC → −1
+ * and the three Spectre workaround firmware registers, reporting an unaffected host (Plugvisor
+ * emulates the CPU; no Spectre exposure to mitigate), which accept any level not better than
+ * that, as KVM's `kvm_arm_set_fw_reg` does.
+ */
+
+export const SMCCC_VERSION = 0x8000_0000;
+export const SMCCC_ARCH_FEATURES = 0x8000_0001;
+export const ARCH_WORKAROUND_1 = 0x8000_8000;
+export const ARCH_WORKAROUND_2 = 0x8000_7fff;
+export const ARCH_WORKAROUND_3 = 0x8000_3fff;
+export const SMCCC_VERSION_1_1 = 0x1_0001;
+
+export const KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_1 = 0x6030_0000_0014_0001n;
+export const KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2 = 0x6030_0000_0014_0002n;
+export const KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_3 = 0x6030_0000_0014_0003n;
+
+const NOT_SUPPORTED = -1;
+const NOT_REQUIRED = -2;
+const WORKAROUND_RET_UNAFFECTED = 1;
+
+export interface SmcccArchHooks {
+  /**
+   * SMCCC_ARCH_FEATURES(id): the first tap returning a number answers for `id` (x0). A service
+   * whose calls ARCH_FEATURES must advertise taps `.for(itsFunctionId)` and answers for the VM.
+   */
+  readonly features: HookMap<SyncBailHook<[Vm], number | undefined>>;
+}
+
+// Plugin-owned hooks, one set per build (webpack's getCompilationHooks pattern).
+const registry = new WeakMap<Hypervisor, SmcccArchHooks>();
+export function smcccArchHooks(hv: Hypervisor): SmcccArchHooks {
+  let hooks = registry.get(hv);
+  if (!hooks) {
+    hooks = Object.freeze({ features: new HookMap(() => new SyncBailHook<[Vm], number | undefined>(['vm'])) });
+    registry.set(hv, hooks);
+  }
+  return hooks;
+}
+
+const NAME = '@plugvisor/svc-smccc-arch';
+
+export function createSmcccArchService(): ServicePlugin<undefined> {
+  return defineService<undefined>({
+    name: NAME,
+    version: packageVersion(import.meta.url),
+    description: 'Arm SMCCC 1.1 architecture calls and Spectre workaround discovery',
+    surface: {
+      features: [
+        {
+          name: 'smccc-arch',
+          default: 'legacy-opt-out',
+          description: 'SMCCC_VERSION, SMCCC_ARCH_FEATURES and the ARCH_WORKAROUND_1/2/3 calls (always answered by KVM)',
+        },
+      ],
+      calls: [
+        { name: 'SMCCC_VERSION', conduit: 'smccc', id: SMCCC_VERSION, feature: 'smccc-arch' },
+        { name: 'SMCCC_ARCH_FEATURES', conduit: 'smccc', id: SMCCC_ARCH_FEATURES, feature: 'smccc-arch' },
+        { name: 'SMCCC_ARCH_WORKAROUND_3', conduit: 'smccc', id: ARCH_WORKAROUND_3, feature: 'smccc-arch' },
+        { name: 'SMCCC_ARCH_WORKAROUND_2', conduit: 'smccc', id: ARCH_WORKAROUND_2, feature: 'smccc-arch' },
+        { name: 'SMCCC_ARCH_WORKAROUND_1', conduit: 'smccc', id: ARCH_WORKAROUND_1, feature: 'smccc-arch' },
+      ],
+      constants: [
+        {
+          id: KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_1,
+          name: 'KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_1',
+          description: 'Spectre-v2 level: NOT_REQUIRED (2); accepts NOT_AVAIL 0, AVAIL 1, NOT_REQUIRED 2',
+          value: 2n,
+          accepts: [0n, 1n, 2n],
+        },
+        {
+          id: KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2,
+          name: 'KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2',
+          description: 'Spectre-v4 level: NOT_REQUIRED (3); accepts levels 0-3 and AVAIL|ENABLED (0x12)',
+          value: 3n,
+          accepts: [0n, 1n, 2n, 3n, 0x12n],
+        },
+        {
+          id: KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_3,
+          name: 'KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_3',
+          description: 'Spectre-BHB level: NOT_REQUIRED (2); accepts NOT_AVAIL 0, AVAIL 1, NOT_REQUIRED 2',
+          value: 2n,
+          accepts: [0n, 1n, 2n],
+        },
+      ],
+    },
+    handlers: {
+      SMCCC_VERSION(vcpu) {
+        const r = vcpu.regs;
+        r.setU32(0, SMCCC_VERSION_1_1);
+        r.setU32(1, 0);
+        r.setU32(2, 0);
+        r.setU32(3, 0);
+      },
+      SMCCC_ARCH_FEATURES(vcpu, b) {
+        const r = vcpu.regs;
+        const queried = r.lo(1); // read as u32, as KVM does
+        const answer = smcccArchHooks(b.vm.hv).features.get(queried)?.call(b.vm);
+        r.setSigned(0, answer ?? NOT_SUPPORTED);
+        r.setU32(1, 0);
+        r.setU32(2, 0);
+        r.setU32(3, 0);
+      },
+      SMCCC_ARCH_WORKAROUND_1: workaroundCall,
+      SMCCC_ARCH_WORKAROUND_2: workaroundCall,
+      SMCCC_ARCH_WORKAROUND_3: workaroundCall,
+    },
+    apply(hv, self) {
+      const features = smcccArchHooks(hv).features;
+      features.for(ARCH_WORKAROUND_1).tap(self.name, () => WORKAROUND_RET_UNAFFECTED);
+      features.for(ARCH_WORKAROUND_2).tap(self.name, () => NOT_REQUIRED);
+      features.for(ARCH_WORKAROUND_3).tap(self.name, () => WORKAROUND_RET_UNAFFECTED);
+    },
+  });
+}
+
+/** KVM answers the workaround calls at EL2 for HVC (x0 = 0, x1 = 0); SMC gets NOT_SUPPORTED. */
+function workaroundCall(vcpu: { regs: import('@plugvisor/core').RegisterFile; viaSmc?: boolean }): void {
+  const r = vcpu.regs;
+  if (vcpu.viaSmc) {
+    r.setSigned(0, NOT_SUPPORTED);
+    r.setU32(1, 0);
+    r.setU32(2, 0);
+    r.setU32(3, 0);
+    return;
+  }
+  r.setU32(0, 0);
+  r.setU32(1, 0);
+}
+
+export default createSmcccArchService;
