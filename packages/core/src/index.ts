@@ -31,7 +31,7 @@ export { defineService, type ServicePlugin, type ServiceDefinition, type Service
 export { createHooks, type HypervisorHooks } from './plugin/hooks.js';
 export { Hypervisor, type VmOverrides } from './hypervisor.js';
 export { Vm, type SavedServiceState } from './vm.js';
-export { Conduits, type Conduit } from './router/conduits.js';
+export { Conduits, smcccReturn, type Conduit } from './router/conduits.js';
 export { DispatchTable, isExposed } from './router/router.js';
 export { RegisterFile } from './machine/registers.js';
 export { FlatGuestMemory, type GuestMemory, type MemoryRegion } from './machine/memory.js';

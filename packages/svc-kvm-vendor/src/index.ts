@@ -1,4 +1,4 @@
-import { defineService, packageVersion, type ServicePlugin } from '@plugvisor/core';
+import { defineService, packageVersion, smcccReturn, type ServicePlugin } from '@plugvisor/core';
 
 /**
  * The KVM vendor-hypervisor service base (SMCCC owner 6; ../shared/spec/arm64-smccc.md §4;
@@ -41,13 +41,7 @@ export function createKvmVendorService(): ServicePlugin<undefined> {
       ],
     },
     handlers: {
-      KVM_VENDOR_CALL_UID(v) {
-        const r = v.regs;
-        r.setU32(0, KVM_UID_WORDS[0]!);
-        r.setU32(1, KVM_UID_WORDS[1]!);
-        r.setU32(2, KVM_UID_WORDS[2]!);
-        r.setU32(3, KVM_UID_WORDS[3]!);
-      },
+      KVM_VENDOR_CALL_UID: (v) => smcccReturn(v.regs, KVM_UID_WORDS[0]!, KVM_UID_WORDS[1]!, KVM_UID_WORDS[2]!, KVM_UID_WORDS[3]!),
       KVM_VENDOR_FEATURES(v, b) {
         // A register the build does not have reads as no functions.
         const abi = b.vm.abi;

@@ -1,4 +1,4 @@
-import { defineService, packageVersion, type CallDecl, type CallHandler, type RegisterFile, type ServicePlugin, type VcpuContext, type VersionValue } from '@plugvisor/core';
+import { defineService, packageVersion, smcccReturn, type CallDecl, type CallHandler, type ServicePlugin, type VcpuContext, type VersionValue } from '@plugvisor/core';
 
 /**
  * PSCI as KVM/arm64 serves it to a guest (../shared/spec/arm64-smccc.md §2; Linux
@@ -92,18 +92,18 @@ export function createPsciService(options: PsciOptions = {}): ServicePlugin<unde
     call('PSCI_SYSTEM_RESET', PSCI.SYSTEM_RESET),
   ];
   const handlers: Record<string, CallHandler<undefined>> = {
-    PSCI_VERSION: (v, b) => ret(v.regs, b.vm.abi.versionValue('psci')),
+    PSCI_VERSION: (v, b) => smcccReturn(v.regs, b.vm.abi.versionValue('psci')),
     PSCI_CPU_SUSPEND: cpuSuspend,
     PSCI_CPU_SUSPEND_64: cpuSuspend,
     PSCI_CPU_OFF(v) {
-      ret(v.regs, PsciReturn.SUCCESS); // written, but the vCPU runs again only after a CPU_ON
+      smcccReturn(v.regs, PsciReturn.SUCCESS); // written, but the vCPU runs again only after a CPU_ON
       v.machine.powerOff(v.index);
     },
     PSCI_CPU_ON: (v) => cpuOn(truncateArgs(v)),
     PSCI_CPU_ON_64: cpuOn,
     PSCI_AFFINITY_INFO: (v) => affinityInfo(truncateArgs(v)),
     PSCI_AFFINITY_INFO_64: affinityInfo,
-    PSCI_MIGRATE_INFO_TYPE: (v) => ret(v.regs, MIGRATE_INFO_TYPE_MP),
+    PSCI_MIGRATE_INFO_TYPE: (v) => smcccReturn(v.regs, MIGRATE_INFO_TYPE_MP),
     PSCI_SYSTEM_OFF: (v) => systemEvent(v, 'off', []),
     PSCI_SYSTEM_RESET: (v) => systemEvent(v, 'reset', []),
   };
@@ -113,7 +113,7 @@ export function createPsciService(options: PsciOptions = {}): ServicePlugin<unde
       call('PSCI_SYSTEM_SUSPEND', PSCI.SYSTEM_SUSPEND, '1.0', 'psci-system-suspend'),
       call('PSCI_SYSTEM_SUSPEND_64', PSCI.SYSTEM_SUSPEND_64, '1.0', 'psci-system-suspend'),
     );
-    handlers.PSCI_FEATURES = (v, b) => ret(v.regs, psciFeatures(v.regs.lo(1), b.vm.abi.versionValue('psci') & 0xffff, b.vm.abi.isEnabled('psci-system-suspend')));
+    handlers.PSCI_FEATURES = (v, b) => smcccReturn(v.regs, psciFeatures(v.regs.lo(1), b.vm.abi.versionValue('psci') & 0xffff, b.vm.abi.isEnabled('psci-system-suspend')));
     handlers.PSCI_SYSTEM_SUSPEND = (v) => systemSuspend(truncateArgs(v));
     handlers.PSCI_SYSTEM_SUSPEND_64 = systemSuspend;
   }
@@ -156,14 +156,6 @@ export function createPsciService(options: PsciOptions = {}): ServicePlugin<unde
   });
 }
 
-/** x0 = value (sign-extended), x1–x3 = 0: what `smccc_set_retval(vcpu, val, 0, 0, 0)` does. */
-function ret(r: RegisterFile, x0: number): void {
-  r.setSigned(0, x0);
-  r.setU32(1, 0);
-  r.setU32(2, 0);
-  r.setU32(3, 0);
-}
-
 /** SMC32 variants from AArch64: KVM zeroes the upper halves of x1–x3 in place first. */
 function truncateArgs(v: VcpuContext): VcpuContext {
   const w = v.regs.u32;
@@ -175,47 +167,47 @@ function truncateArgs(v: VcpuContext): VcpuContext {
 
 /** CPU_SUSPEND behaves as WFI: power_state is ignored, register state is kept. */
 function cpuSuspend(v: VcpuContext): void {
-  ret(v.regs, PsciReturn.SUCCESS);
+  smcccReturn(v.regs, PsciReturn.SUCCESS);
   v.machine.idle(v.index);
 }
 
 function cpuOn(v: VcpuContext): void {
   const r = v.regs;
   const target = r.get(1);
-  if ((target & ~HWID_MASK) !== 0n) return ret(r, PsciReturn.INVALID_PARAMS);
+  if ((target & ~HWID_MASK) !== 0n) return smcccReturn(r, PsciReturn.INVALID_PARAMS);
   const index = v.machine.vcpuByAffinity(target);
-  if (index < 0) return ret(r, PsciReturn.INVALID_PARAMS);
-  if (v.machine.powerState(index) !== 'off') return ret(r, PsciReturn.ALREADY_ON);
+  if (index < 0) return smcccReturn(r, PsciReturn.INVALID_PARAMS);
+  if (v.machine.powerState(index) !== 'off') return smcccReturn(r, PsciReturn.ALREADY_ON);
   v.machine.powerOn(index, r.get(2), r.get(3)); // no entry-address validation, never ON_PENDING
-  ret(r, PsciReturn.SUCCESS);
+  smcccReturn(r, PsciReturn.SUCCESS);
 }
 
 function affinityInfo(v: VcpuContext): void {
   const r = v.regs;
   const target = r.get(1);
   const level = r.get(2);
-  if ((target & ~HWID_MASK) !== 0n || level > 3n) return ret(r, PsciReturn.INVALID_PARAMS);
+  if ((target & ~HWID_MASK) !== 0n || level > 3n) return smcccReturn(r, PsciReturn.INVALID_PARAMS);
   const mask = HWID_MASK & ~((1n << (8n * level)) - 1n);
   const want = target & mask;
   let matched = false;
   for (let i = 0; i < v.machine.vcpuCount; i++) {
     if ((v.machine.affinityOf(i) & mask) !== want) continue;
     matched = true;
-    if (v.machine.powerState(i) !== 'off') return ret(r, 0); // ON (a pending CPU_ON counts as on)
+    if (v.machine.powerState(i) !== 'off') return smcccReturn(r, 0); // ON (a pending CPU_ON counts as on)
   }
-  ret(r, matched ? 1 : PsciReturn.INVALID_PARAMS);
+  smcccReturn(r, matched ? 1 : PsciReturn.INVALID_PARAMS);
 }
 
 /** SYSTEM_OFF/RESET: x0 is preloaded with INTERNAL_FAILURE, seen only if the guest is resumed. */
 function systemEvent(v: VcpuContext, kind: 'off' | 'reset', data: bigint[]): void {
-  ret(v.regs, PsciReturn.INTERNAL_FAILURE);
+  smcccReturn(v.regs, PsciReturn.INTERNAL_FAILURE);
   v.machine.systemEvent({ kind, vcpu: v.index, data });
 }
 
 function systemReset2(v: VcpuContext): void {
   const r = v.regs;
   const type = r.lo(1);
-  if (type !== 0 && type < RESET_TYPE_VENDOR_START) return ret(r, PsciReturn.INVALID_PARAMS);
+  if (type !== 0 && type < RESET_TYPE_VENDOR_START) return smcccReturn(r, PsciReturn.INVALID_PARAMS);
   r.setSigned(0, PsciReturn.INTERNAL_FAILURE); // RESET2 writes only x0
   v.machine.systemEvent({ kind: 'reset', vcpu: v.index, data: [1n /* PSCI_RESET2 */, BigInt(type), r.get(2)] });
 }
@@ -223,8 +215,8 @@ function systemReset2(v: VcpuContext): void {
 function systemOff2(v: VcpuContext): void {
   const r = v.regs;
   const type = r.lo(1);
-  if ((type !== 0 && type !== 1) || r.get(2) !== 0n) return ret(r, PsciReturn.INVALID_PARAMS); // 0 is HIBERNATE_OFF's alias
-  ret(r, PsciReturn.INTERNAL_FAILURE);
+  if ((type !== 0 && type !== 1) || r.get(2) !== 0n) return smcccReturn(r, PsciReturn.INVALID_PARAMS); // 0 is HIBERNATE_OFF's alias
+  smcccReturn(r, PsciReturn.INTERNAL_FAILURE);
   v.machine.systemEvent({ kind: 'hibernate-off', vcpu: v.index, data: [1n /* PSCI_OFF2 */] });
 }
 

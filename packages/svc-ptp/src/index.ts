@@ -1,4 +1,4 @@
-import { defineService, packageVersion, type ServicePlugin } from '@plugvisor/core';
+import { defineService, packageVersion, smcccReturn, type ServicePlugin } from '@plugvisor/core';
 import { KVM_REG_ARM_VENDOR_HYP_BMAP } from '@plugvisor/svc-kvm-vendor';
 
 /**
@@ -42,14 +42,8 @@ export function createPtpService(): ServicePlugin<undefined> {
           selector === KVM_PTP_VIRT_COUNTER || selector === KVM_PTP_PHYS_COUNTER
             ? v.machine.sampleClock?.(selector === KVM_PTP_VIRT_COUNTER ? 'virtual' : 'physical')
             : undefined;
-        if (!sample) {
-          // unknown selector, or a machine without an architected counter (KVM: clocksource not the arch counter)
-          r.setSigned(0, -1);
-          r.setU32(1, 0);
-          r.setU32(2, 0);
-          r.setU32(3, 0);
-          return;
-        }
+        // unknown selector, or a machine without an architected counter (KVM: clocksource not the arch counter)
+        if (!sample) return smcccReturn(r, -1);
         const ns = BigInt.asUintN(64, sample.wallClockNs);
         const cnt = BigInt.asUintN(64, sample.counter);
         r.setU32(0, Number(ns >> 32n));

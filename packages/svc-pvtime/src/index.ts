@@ -1,4 +1,4 @@
-import { AbiError, defineService, packageVersion, type RegisterFile, type ServicePlugin, type StateValue, type Vm } from '@plugvisor/core';
+import { AbiError, defineService, packageVersion, smcccReturn, type ServicePlugin, type StateValue, type Vm } from '@plugvisor/core';
 import { smcccArchHooks } from '@plugvisor/svc-smccc-arch';
 
 /**
@@ -28,13 +28,6 @@ export interface PvTimeState {
 }
 
 const NAME = '@plugvisor/svc-pvtime';
-
-function ret(r: RegisterFile, x0: number): void {
-  r.setSigned(0, x0);
-  r.setU32(1, 0);
-  r.setU32(2, 0);
-  r.setU32(3, 0);
-}
 
 /**
  * The VMM places vCPU `vcpu`'s stolen-time structure at `ipa`, as KVM_SET_DEVICE_ATTR
@@ -85,13 +78,13 @@ export function createPvTimeService(): ServicePlugin<PvTimeState> {
       PV_TIME_FEATURES(v, b) {
         const arg = v.regs.lo(1);
         const has = b.state.bases[v.index] != null;
-        ret(v.regs, has && (arg === PV_TIME_FEATURES || arg === PV_TIME_ST) ? 0 : -1);
+        smcccReturn(v.regs, has && (arg === PV_TIME_FEATURES || arg === PV_TIME_ST) ? 0 : -1);
       },
       PV_TIME_ST(v, b) {
         const base = b.state.bases[v.index];
-        if (base == null) return ret(v.regs, -1);
+        if (base == null) return smcccReturn(v.regs, -1);
         v.machine.memory.write(base, ZERO_STRUCT); // revision 0, attributes 0, stolen time 0
-        ret(v.regs, 0);
+        smcccReturn(v.regs, 0);
         v.regs.set(0, base);
       },
     },

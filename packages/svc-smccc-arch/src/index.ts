@@ -1,5 +1,5 @@
 import { HookMap, SyncBailHook } from 'tapable';
-import { defineService, packageVersion, type Hypervisor, type ServicePlugin, type Vm } from '@plugvisor/core';
+import { defineService, packageVersion, smcccReturn, type Hypervisor, type ServicePlugin, type VcpuContext, type Vm } from '@plugvisor/core';
 
 /**
  * The Arm SMCCC architecture calls (owner 0) as KVM/arm64 answers them
@@ -94,21 +94,11 @@ export function createSmcccArchService(): ServicePlugin<undefined> {
       ],
     },
     handlers: {
-      SMCCC_VERSION(vcpu) {
-        const r = vcpu.regs;
-        r.setU32(0, SMCCC_VERSION_1_1);
-        r.setU32(1, 0);
-        r.setU32(2, 0);
-        r.setU32(3, 0);
-      },
+      SMCCC_VERSION: (vcpu) => smcccReturn(vcpu.regs, SMCCC_VERSION_1_1),
       SMCCC_ARCH_FEATURES(vcpu, b) {
-        const r = vcpu.regs;
-        const queried = r.lo(1); // read as u32, as KVM does
+        const queried = vcpu.regs.lo(1); // read as u32, as KVM does
         const answer = smcccArchHooks(b.vm.hv).features.get(queried)?.call(b.vm);
-        r.setSigned(0, answer ?? NOT_SUPPORTED);
-        r.setU32(1, 0);
-        r.setU32(2, 0);
-        r.setU32(3, 0);
+        smcccReturn(vcpu.regs, answer ?? NOT_SUPPORTED);
       },
       SMCCC_ARCH_WORKAROUND_1: workaroundCall,
       SMCCC_ARCH_WORKAROUND_2: workaroundCall,
@@ -124,15 +114,9 @@ export function createSmcccArchService(): ServicePlugin<undefined> {
 }
 
 /** KVM answers the workaround calls at EL2 for HVC (x0 = 0, x1 = 0); SMC gets NOT_SUPPORTED. */
-function workaroundCall(vcpu: { regs: import('@plugvisor/core').RegisterFile; viaSmc?: boolean }): void {
+function workaroundCall(vcpu: VcpuContext): void {
   const r = vcpu.regs;
-  if (vcpu.viaSmc) {
-    r.setSigned(0, NOT_SUPPORTED);
-    r.setU32(1, 0);
-    r.setU32(2, 0);
-    r.setU32(3, 0);
-    return;
-  }
+  if (vcpu.viaSmc) return smcccReturn(r, NOT_SUPPORTED);
   r.setU32(0, 0);
   r.setU32(1, 0);
 }

@@ -1,5 +1,5 @@
 import { randomFillSync } from 'node:crypto';
-import { defineService, packageVersion, type RegisterFile, type ServicePlugin, type VcpuContext } from '@plugvisor/core';
+import { defineService, packageVersion, smcccReturn, type ServicePlugin, type VcpuContext } from '@plugvisor/core';
 
 /**
  * Arm TRNG 1.0 (DEN0098) as KVM/arm64 serves it (../shared/spec/arm64-smccc.md §3; Linux
@@ -27,20 +27,13 @@ export const TRNG_UUID_WORDS = Object.freeze([0x00e0_210d, 0xeb11_8443, 0x4452_7
 // One entropy buffer for every call: 24 bytes covers RND64's 192 bits; no per-call allocation.
 const entropy = new Uint32Array(6);
 
-function ret4(r: RegisterFile, x0: number): void {
-  r.setSigned(0, x0);
-  r.setU32(1, 0);
-  r.setU32(2, 0);
-  r.setU32(3, 0);
-}
-
 /** Keeps the low `bits` bits of a 32-bit word (0..32). */
 const low = (word: number, bits: number) => (bits >= 32 ? word >>> 0 : bits <= 0 ? 0 : (word & ((1 << bits) - 1)) >>> 0);
 
 function rnd32(v: VcpuContext): void {
   const r = v.regs;
   const n = r.lo(1); // upper half ignored
-  if (n > 96) return ret4(r, INVALID_PARAMETER);
+  if (n > 96) return smcccReturn(r, INVALID_PARAMETER);
   randomFillSync(entropy);
   // x3 = bits 31..0, x2 = bits 63..32, x1 = bits 95..64; bits at and above N are zero.
   r.setU32(0, 0);
@@ -52,7 +45,7 @@ function rnd32(v: VcpuContext): void {
 function rnd64(v: VcpuContext): void {
   const r = v.regs;
   const n = r.lo(1);
-  if (n > 192) return ret4(r, INVALID_PARAMETER);
+  if (n > 192) return smcccReturn(r, INVALID_PARAMETER);
   randomFillSync(entropy);
   // x3 = bits 63..0, x2 = bits 127..64, x1 = bits 191..128.
   r.setU32(0, 0);
@@ -86,16 +79,10 @@ export function createTrngService(): ServicePlugin<undefined> {
       ],
     },
     handlers: {
-      TRNG_VERSION: (v) => ret4(v.regs, TRNG_V1_0),
+      TRNG_VERSION: (v) => smcccReturn(v.regs, TRNG_V1_0),
       // the argument is compared as the full 64-bit register
-      TRNG_FEATURES: (v) => ret4(v.regs, FEATURE_IDS.has(v.regs.get(1)) ? 0 : NOT_SUPPORTED),
-      TRNG_GET_UUID(v) {
-        const r = v.regs;
-        r.setU32(0, TRNG_UUID_WORDS[0]!);
-        r.setU32(1, TRNG_UUID_WORDS[1]!);
-        r.setU32(2, TRNG_UUID_WORDS[2]!);
-        r.setU32(3, TRNG_UUID_WORDS[3]!);
-      },
+      TRNG_FEATURES: (v) => smcccReturn(v.regs, FEATURE_IDS.has(v.regs.get(1)) ? 0 : NOT_SUPPORTED),
+      TRNG_GET_UUID: (v) => smcccReturn(v.regs, TRNG_UUID_WORDS[0]!, TRNG_UUID_WORDS[1]!, TRNG_UUID_WORDS[2]!, TRNG_UUID_WORDS[3]!),
       TRNG_RND32: rnd32,
       TRNG_RND64: rnd64,
     },

@@ -24,6 +24,18 @@ export interface Conduit {
 
 const ENOSYS = 38;
 
+/**
+ * KVM's `smccc_set_retval(vcpu, x0, x1, x2, x3)`: every handled SMCCC call rewrites x0–x3.
+ * Each value is a 32-bit quantity: negative codes are sign-extended to 64 bits (−1 →
+ * 0xFFFF_FFFF_FFFF_FFFF), non-negative ones (up to 0xFFFF_FFFF) are zero-extended.
+ */
+export function smcccReturn(regs: RegisterFile, x0: number, x1 = 0, x2 = 0, x3 = 0): void {
+  regs.setSigned(0, x0);
+  regs.setSigned(1, x1);
+  regs.setSigned(2, x2);
+  regs.setSigned(3, x3);
+}
+
 /** Arm SMCCC (HVC #0 / SMC #0): function id in w0; NOT_SUPPORTED is x0 = −1, x1–x3 = 0. */
 export const smccc: Conduit = Object.freeze({
   name: 'smccc',
