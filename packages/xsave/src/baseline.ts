@@ -103,7 +103,7 @@ export function poolBaseline(hosts: readonly HostCapabilities[], want?: GuestXsa
     }
   }
 
-  const wantFeatures = want?.features ?? ~0;
+  const wantFeatures = want?.features ?? hosts.reduce((m, h) => m | h.xsaveFeatures, 0);
   const features = hosts.reduce((m, h) => m & h.xsaveFeatures, wantFeatures) >>> 0;
   for (const h of hosts) {
     for (const [name, fbit] of Object.entries(XSAVE_FEATURE)) {
