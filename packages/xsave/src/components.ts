@@ -169,10 +169,13 @@ export function componentInfo(n: number): ComponentInfo {
 /** `opmask (bit 5)`: how every message names a component. */
 export const componentLabel = (n: number): string => `${componentInfo(n).name} (bit ${n})`;
 
-/** The bit numbers set in a mask, ascending. */
+/** The bit numbers set in a 64-bit mask, ascending. (Number halves: BigInt shifts are slow.) */
 export function bitsOf(mask: bigint): number[] {
   const out: number[] = [];
-  for (let i = 0; mask >> BigInt(i) !== 0n; i++) if ((mask >> BigInt(i)) & 1n) out.push(i);
+  let lo = Number(mask & 0xffff_ffffn);
+  let hi = Number((mask >> 32n) & 0xffff_ffffn);
+  for (let i = 0; lo !== 0; i++, lo >>>= 1) if (lo & 1) out.push(i);
+  for (let i = 32; hi !== 0; i++, hi >>>= 1) if (hi & 1) out.push(i);
   return out;
 }
 
