@@ -7,6 +7,8 @@ import { existsSync } from 'node:fs';
 const suites = {
   core: ['../packages/core/bench/dispatch.mjs', 'runDispatchBench'],
   'machine-arm64': ['../packages/machine-arm64/bench/index.mjs', 'runArm64Bench'],
+  xsave: ['../packages/xsave/bench/index.mjs', 'runXsaveBench'],
+  'evtchn-fifo': ['../packages/svc-evtchn-fifo/bench/index.mjs', 'runEvtchnBench'],
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
