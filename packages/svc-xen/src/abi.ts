@@ -1,0 +1,167 @@
+/**
+ * Xen's guest ABI numbers, exactly as xen/include/public/*.h defines them (spec sheet
+ * ../shared/spec/xen-evtchn-fifo.md §1, §2, §4). Nothing here is Plugvisor's invention except
+ * the sub-op routing ids at the bottom, which never reach a guest.
+ */
+
+/** Hypercall numbers (xen.h), in x16 on Arm. */
+export const HYPERVISOR = Object.freeze({
+  memory_op: 12,
+  xen_version: 17,
+  vcpu_op: 24,
+  event_channel_op: 32,
+});
+
+/** EVTCHNOP_* (event_channel.h). reset_cont (14) is `__XEN__`-only but reachable by guests. */
+export const EVTCHNOP = Object.freeze({
+  bind_interdomain: 0,
+  bind_virq: 1,
+  bind_pirq: 2,
+  close: 3,
+  send: 4,
+  status: 5,
+  alloc_unbound: 6,
+  bind_ipi: 7,
+  bind_vcpu: 8,
+  unmask: 9,
+  reset: 10,
+  init_control: 11,
+  expand_array: 12,
+  set_priority: 13,
+  reset_cont: 14,
+});
+
+/** Xen's errno values (public/errno.h); results are their negatives in x0. */
+export const XEN_ERRNO = Object.freeze({
+  EPERM: 1,
+  ENOENT: 2,
+  ESRCH: 3,
+  ENXIO: 6,
+  EAGAIN: 11,
+  ENOMEM: 12,
+  EACCES: 13,
+  EFAULT: 14,
+  EBUSY: 16,
+  EEXIST: 17,
+  EINVAL: 22,
+  ENOSPC: 28,
+  EDOM: 33,
+  ENOSYS: 38,
+  EOPNOTSUPP: 95,
+});
+export type XenErrnoName = keyof typeof XEN_ERRNO;
+
+export const XENVER = Object.freeze({
+  version: 0,
+  extraversion: 1,
+  compile_info: 2,
+  capabilities: 3,
+  changeset: 4,
+  platform_parameters: 5,
+  get_features: 6,
+  pagesize: 7,
+  guest_handle: 8,
+  commandline: 9,
+  build_id: 10,
+});
+
+/** XENFEAT_* bits (features.h) this personality advertises in submap 0. */
+export const XENFEAT = Object.freeze({
+  writable_page_tables: 0,
+  auto_translated_physmap: 2,
+  ARM_SMCCC_supported: 14,
+  not_direct_mapped: 16,
+});
+
+export const XENMEM_add_to_physmap = 7;
+export const XENMAPSPACE_shared_info = 0;
+export const XENMAPSPACE_gmfn_foreign = 4;
+/** memory_op: cmd[5:0] is the sub-op, cmd[:6] the start extent (MEMOP_EXTENT_SHIFT). */
+export const MEMOP_EXTENT_SHIFT = 6;
+export const MEMOP_CMD_MASK = 63;
+
+export const VCPUOP_register_vcpu_info = 10;
+
+export const DOMID_SELF = 0x7ff0;
+/** The VMM acts as domain 0, the backend domain that owns global VIRQs (as QEMU's DOMID_QEMU). */
+export const DOMID_VMM = 0;
+/** The guest's own domain id (a domU). */
+export const DOMID_GUEST = 1;
+
+/** EVTCHNSTAT_* returned by EVTCHNOP_status. */
+export const EVTCHNSTAT = Object.freeze({ closed: 0, unbound: 1, interdomain: 2, pirq: 3, virq: 4, ipi: 5 });
+
+export const NR_VIRQS = 24;
+export const VIRQ = Object.freeze({ TIMER: 0, DEBUG: 1, CONSOLE: 2, DOM_EXC: 3, XENOPROF: 7, ARGO: 11, XENPMU: 13 });
+export type VirqType = 'vcpu' | 'domain' | 'global';
+/** get_virq_type(): per-vCPU, per-domain, else global (Arm's VIRQ_ARCH_* are global). */
+export function virqType(virq: number): VirqType {
+  if (virq === VIRQ.TIMER || virq === VIRQ.DEBUG || virq === VIRQ.XENOPROF || virq === VIRQ.XENPMU) return 'vcpu';
+  if (virq === VIRQ.ARGO) return 'domain';
+  return 'global';
+}
+
+/** arch-arm.h: the per-vCPU PPI carrying event-channel upcalls. */
+export const GUEST_EVTCHN_PPI = 31;
+
+export const PAGE_SHIFT = 12;
+export const PAGE_SIZE = 4096;
+
+/**
+ * struct shared_info / vcpu_info on arm64 (arch-arm.h; offsets from compiling Xen's headers).
+ * XEN_LEGACY_MAX_VCPUS is 1 on Arm: only vCPU 0 has a slot in shared_info.
+ */
+export const SHINFO = Object.freeze({
+  VCPU_INFO: 0,
+  EVTCHN_PENDING: 48,
+  EVTCHN_MASK: 560,
+  WC_VERSION: 1072,
+  SIZE: 1088,
+});
+export const VCPU_INFO = Object.freeze({
+  UPCALL_PENDING: 0,
+  PENDING_SEL: 8,
+  TIME: 16,
+  SIZE: 48,
+});
+
+/** 2-level: 64-bit xen_ulong_t words, so 64 * 64 ports. */
+export const BITS_PER_EVTCHN_WORD = 64;
+export const EVTCHN_2L_NR_CHANNELS = BITS_PER_EVTCHN_WORD * BITS_PER_EVTCHN_WORD;
+/** FIFO's port space, the largest of any ABI (MAX_NR_EVTCHNS). */
+export const MAX_NR_EVTCHNS = 1 << 17;
+/**
+ * Xen allocates struct evtchn in page-sized buckets; a port is "valid" (guest ops answer for
+ * it rather than -EINVAL) once its bucket exists. sizeof(struct evtchn) rounds up to 64 bytes
+ * on arm64, so a bucket holds 4096 / 64 = 64 ports (EVTCHNS_PER_BUCKET).
+ */
+export const EVTCHNS_PER_BUCKET = 64;
+
+/** Argument struct sizes (event_channel.h; identical on arm64, x86_64 and x86_32). */
+export const EVTCHN_ARG_SIZE = Object.freeze({
+  bind_interdomain: 12,
+  bind_virq: 12,
+  bind_pirq: 12,
+  close: 4,
+  send: 4,
+  status: 24,
+  alloc_unbound: 8,
+  bind_ipi: 8,
+  bind_vcpu: 8,
+  unmask: 4,
+  reset: 2,
+  init_control: 24,
+  expand_array: 8,
+  set_priority: 8,
+});
+
+/**
+ * Plugvisor's routing of multiplexed hypercalls: event_channel_op(cmd, arg) is forwarded to
+ * the Xen-conduit call id `0x8000_0000 | hypercall << 16 | cmd`, so every sub-op is its own
+ * declared call, gated by its own feature and listed in the ABI manifest (the router answers
+ * -ENOSYS for one that is not exposed, as pre-4.4 Xen did for the FIFO ops). A guest can put
+ * such an id in x16 itself; Xen answers -ENOSYS for any x16 >= NR_hypercalls and so do the
+ * sub-op handlers when the call did not come through the forwarder (see subop.ts).
+ */
+export const XEN_SUBOP_BASE = 0x8000_0000;
+export const xenSubOpId = (hypercall: number, cmd: number): number => (XEN_SUBOP_BASE | (hypercall << 16) | cmd) >>> 0;

@@ -1,0 +1,111 @@
+import { defineService, packageVersion, type CallDecl, type CallHandler, type ServicePlugin, type Vm } from '@plugvisor/core';
+import { EVTCHNOP, HYPERVISOR, XEN_ERRNO, xenSubOpId } from './abi.js';
+import { XenDomain } from './domain.js';
+import { xenEvtchnHooks } from './hooks.js';
+import * as evtchn from './ops/evtchn.js';
+import { memoryOp } from './ops/memory.js';
+import { vcpuOp } from './ops/vcpu.js';
+import { xenVersion } from './ops/version.js';
+import { STATE_ID, STATE_VERSION, loadDomain, saveDomain } from './state.js';
+import { forwardSubOp, highBitsSet, ret } from './subop.js';
+
+/**
+ * The minimal Xen-on-Arm personality a guest needs for event channels (README): xen_version,
+ * memory_op(XENMEM_add_to_physmap, shared_info), vcpu_op(register_vcpu_info), upcalls on
+ * PPI 31, and the 2-level event-channel ABI. Other event-channel ABIs plug in through
+ * `xenEvtchnHooks(hv)` and declare their sub-ops as calls on `xenSubOpId(32, cmd)`.
+ */
+
+export * from './abi.js';
+export { XenDomain } from './domain.js';
+export { XenError } from './errors.js';
+export { xenEvtchnHooks, type XenEvtchnHooks } from './hooks.js';
+export { ECS, PortTable } from './ports.js';
+export { mapGuestPage, hostPage, testAndSetBit, testAndClearBit, testBit, setBit, clearBit, type PageView } from './guest-page.js';
+export { GuestStruct, copyToGuest } from './guest-args.js';
+export { enterSubOp, xenDomainOf, ret as xenReturn } from './subop.js';
+export { XEN_VERSION, XEN_FEATURES_SUBMAP0 } from './ops/version.js';
+export {
+  raiseEvent,
+  raiseVirq,
+  sendAsGuest,
+  setMaxEvtchnPort,
+  vmmAllocUnbound,
+  vmmBindInterdomain,
+  vmmClose,
+  vmmPeer,
+  vmmSend,
+  xenDomain,
+} from './vmm.js';
+
+export const SVC_XEN = '@plugvisor/svc-xen';
+
+/** The 2-level sub-ops svc-xen answers, as declared calls (name → EVTCHNOP_*). */
+const SUBOPS: ReadonlyArray<[string, number, CallHandler<XenDomain>]> = [
+  ['EVTCHNOP_bind_interdomain', EVTCHNOP.bind_interdomain, evtchn.bindInterdomain],
+  ['EVTCHNOP_bind_virq', EVTCHNOP.bind_virq, evtchn.bindVirq],
+  ['EVTCHNOP_bind_pirq', EVTCHNOP.bind_pirq, evtchn.bindPirq],
+  ['EVTCHNOP_close', EVTCHNOP.close, evtchn.close],
+  ['EVTCHNOP_send', EVTCHNOP.send, evtchn.sendOp],
+  ['EVTCHNOP_status', EVTCHNOP.status, evtchn.status],
+  ['EVTCHNOP_alloc_unbound', EVTCHNOP.alloc_unbound, evtchn.allocUnbound],
+  ['EVTCHNOP_bind_ipi', EVTCHNOP.bind_ipi, evtchn.bindIpi],
+  ['EVTCHNOP_bind_vcpu', EVTCHNOP.bind_vcpu, evtchn.bindVcpu],
+  ['EVTCHNOP_unmask', EVTCHNOP.unmask, evtchn.unmask],
+  ['EVTCHNOP_reset', EVTCHNOP.reset, evtchn.resetOp],
+  ['EVTCHNOP_reset_cont', EVTCHNOP.reset_cont, evtchn.resetCont],
+];
+
+/** HYPERVISOR_event_channel_op(int cmd, void *arg): forwards to the declared call for cmd. */
+const eventChannelOp: CallHandler<XenDomain> = (v, b) => {
+  if (highBitsSet(v.regs)) return ret(v.regs, -XEN_ERRNO.ENOSYS);
+  forwardSubOp(b.vm, b.state, v, HYPERVISOR.event_channel_op, v.regs.lo(0));
+};
+
+export function createXenService(): ServicePlugin<XenDomain> {
+  const calls: CallDecl[] = [
+    { name: 'HYPERVISOR_memory_op', conduit: 'xen', id: HYPERVISOR.memory_op, feature: 'xen' },
+    { name: 'HYPERVISOR_xen_version', conduit: 'xen', id: HYPERVISOR.xen_version, feature: 'xen' },
+    { name: 'HYPERVISOR_vcpu_op', conduit: 'xen', id: HYPERVISOR.vcpu_op, feature: 'xen' },
+    { name: 'HYPERVISOR_event_channel_op', conduit: 'xen', id: HYPERVISOR.event_channel_op, feature: 'evtchn-2l' },
+    ...SUBOPS.map(([name, cmd]) => ({ name, conduit: 'xen', id: xenSubOpId(HYPERVISOR.event_channel_op, cmd), feature: 'evtchn-2l' })),
+  ];
+  const handlers: Record<string, CallHandler<XenDomain>> = {
+    HYPERVISOR_memory_op: memoryOp,
+    HYPERVISOR_xen_version: xenVersion,
+    HYPERVISOR_vcpu_op: vcpuOp,
+    HYPERVISOR_event_channel_op: eventChannelOp,
+  };
+  for (const [name, , h] of SUBOPS) handlers[name] = h;
+
+  const hooksOf = (vm: Vm) => xenEvtchnHooks(vm.hv);
+  return defineService<XenDomain>({
+    name: SVC_XEN,
+    version: packageVersion(import.meta.url),
+    description: 'Minimal Xen-on-Arm personality with 2-level event channels',
+    surface: {
+      features: [
+        {
+          name: 'xen',
+          default: 'legacy-opt-out',
+          description: 'Xen on Arm hypercalls (HVC #0xEA1): xen_version, memory_op add_to_physmap(shared_info), vcpu_op register_vcpu_info',
+        },
+        {
+          name: 'evtchn-2l',
+          default: 'legacy-opt-out',
+          description: 'event_channel_op with the 2-level event-channel ABI (every Xen guest saw it); off: event_channel_op is -ENOSYS',
+        },
+      ],
+      calls,
+      state: { id: STATE_ID, version: STATE_VERSION },
+    },
+    state: {
+      create: (vm) => new XenDomain(vm, hooksOf(vm)),
+      save: (d) => saveDomain(d),
+      load: (data, _schema, vm) => loadDomain(data, vm, hooksOf(vm)),
+    },
+    handlers,
+  });
+}
+
+export default createXenService;
