@@ -1,0 +1,1 @@
+export { LinuxFifoGuest } from './linux-consumer.js';
