@@ -251,6 +251,9 @@ describe('dispatch', () => {
     v.regs.set(16, 0x99n);
     vm.dispatch(Conduits.xen, v);
     expect(v.regs.get(0)).toBe(BigInt.asUintN(64, -38n));
+    v.regs.set(16, (1n << 32n) | BigInt(ECHO.XEN_OP_ECHO)); // Xen compares all of x16
+    vm.dispatch(Conduits.xen, v);
+    expect(v.regs.get(0)).toBe(BigInt.asUintN(64, -38n));
   });
 
   it('turns a bad guest address into the ABI error, writing nothing outside RAM', () => {

@@ -57,20 +57,27 @@ export class FlatGuestMemory implements GuestMemory {
     return this.list;
   }
 
-  /** Index of the region holding [gpa, gpa+length), or -1. */
+  /** Index of the region holding [gpa, gpa+length), or -1; its byte offset goes to `this.offset`. */
   private find(gpa: bigint, length: number): number {
     if (gpa < 0n || length < 0) return -1;
+    const end = gpa + BigInt(length);
     for (let i = 0; i < this.list.length; i++) {
       const r = this.list[i]!;
-      if (gpa >= r.base && gpa + BigInt(length) <= r.base + BigInt(r.bytes.byteLength)) return i;
+      if (gpa >= r.base && end <= r.base + BigInt(r.bytes.byteLength)) {
+        this.offset = Number(gpa - r.base);
+        return i;
+      }
     }
     return -1;
   }
 
-  private locate(gpa: bigint, length: number): [number, number] {
+  /** Offset of the last successful `find`: a field, not a returned tuple, so access allocates nothing. */
+  private offset = 0;
+
+  private locate(gpa: bigint, length: number): number {
     const i = this.find(gpa, length);
     if (i < 0) throw new GuestMemoryError(gpa, length);
-    return [i, Number(gpa - this.list[i]!.base)];
+    return i;
   }
 
   contains(gpa: bigint, length: number): boolean {
@@ -78,53 +85,55 @@ export class FlatGuestMemory implements GuestMemory {
   }
 
   read(gpa: bigint, into: Uint8Array): void {
-    const [i, off] = this.locate(gpa, into.byteLength);
-    into.set(this.list[i]!.bytes.subarray(off, off + into.byteLength));
+    const i = this.locate(gpa, into.byteLength);
+    into.set(this.list[i]!.bytes.subarray(this.offset, this.offset + into.byteLength));
   }
 
   write(gpa: bigint, from: Uint8Array): void {
-    const [i, off] = this.locate(gpa, from.byteLength);
-    this.list[i]!.bytes.set(from, off);
+    const i = this.locate(gpa, from.byteLength);
+    this.list[i]!.bytes.set(from, this.offset);
   }
 
   readU32(gpa: bigint): number {
-    const [i, off] = this.locate(gpa, 4);
-    return this.views[i]!.getUint32(off, true);
+    const i = this.locate(gpa, 4);
+    return this.views[i]!.getUint32(this.offset, true);
   }
 
   writeU32(gpa: bigint, value: number): void {
-    const [i, off] = this.locate(gpa, 4);
-    this.views[i]!.setUint32(off, value >>> 0, true);
+    const i = this.locate(gpa, 4);
+    this.views[i]!.setUint32(this.offset, value >>> 0, true);
   }
 
   readU64(gpa: bigint): bigint {
-    const [i, off] = this.locate(gpa, 8);
-    return this.views[i]!.getBigUint64(off, true);
+    const i = this.locate(gpa, 8);
+    return this.views[i]!.getBigUint64(this.offset, true);
   }
 
   writeU64(gpa: bigint, value: bigint): void {
-    const [i, off] = this.locate(gpa, 8);
-    this.views[i]!.setBigUint64(off, BigInt.asUintN(64, value), true);
+    const i = this.locate(gpa, 8);
+    this.views[i]!.setBigUint64(this.offset, BigInt.asUintN(64, value), true);
   }
 
-  private word(gpa: bigint): [Int32Array, number] {
+  /** The Int32Array holding the aligned word at gpa; its index goes to `this.offset`. */
+  private word(gpa: bigint): Int32Array {
     if ((gpa & 3n) !== 0n) throw new GuestMemoryError(gpa, 4);
-    const [i, off] = this.locate(gpa, 4);
-    return [this.words[i]!, off >> 2];
+    const i = this.locate(gpa, 4);
+    this.offset >>= 2;
+    return this.words[i]!;
   }
 
   orU32(gpa: bigint, bits: number): number {
-    const [w, idx] = this.word(gpa);
-    return Atomics.or(w, idx, bits | 0) >>> 0;
+    const w = this.word(gpa);
+    return Atomics.or(w, this.offset, bits | 0) >>> 0;
   }
 
   andU32(gpa: bigint, mask: number): number {
-    const [w, idx] = this.word(gpa);
-    return Atomics.and(w, idx, mask | 0) >>> 0;
+    const w = this.word(gpa);
+    return Atomics.and(w, this.offset, mask | 0) >>> 0;
   }
 
   cmpxchgU32(gpa: bigint, expected: number, replacement: number): number {
-    const [w, idx] = this.word(gpa);
-    return Atomics.compareExchange(w, idx, expected | 0, replacement | 0) >>> 0;
+    const w = this.word(gpa);
+    return Atomics.compareExchange(w, this.offset, expected | 0, replacement | 0) >>> 0;
   }
 }

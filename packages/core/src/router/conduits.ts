@@ -13,6 +13,11 @@ export interface Conduit {
    * Data rather than code so the router can inline it into each VM's compiled dispatcher.
    */
   readonly functionIdWord: number;
+  /**
+   * For conventions whose id is a whole 64-bit register: the index of its high word, which must
+   * be zero for the call to be known (Xen compares all of x16; SMCCC looks at w0 only).
+   */
+  readonly functionIdHighWord?: number;
   /** The function id of the call in `regs` (u32). */
   functionId(regs: RegisterFile): number;
   /** Writes the architected "not supported" answer. */
@@ -64,6 +69,7 @@ export const xen: Conduit = Object.freeze({
   description: 'Xen on Arm: x16 = hypercall number, x0..x4 arguments, result in x0',
   resultRegisters: Object.freeze([0]),
   functionIdWord: 32, // low word of x16
+  functionIdHighWord: 33, // x16 ≥ 2^32 is no hypercall
   functionId: (regs: RegisterFile) => regs.u32[32]!,
   notSupported(regs: RegisterFile) {
     regs.setSigned(0, -ENOSYS);

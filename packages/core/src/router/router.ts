@@ -96,6 +96,11 @@ function compileConduit(conduit: Conduit, exact: ReadonlyArray<Route & { id: num
   if (!Number.isInteger(word) || word < 0) throw new Error(`conduit ${conduit.name}: bad functionIdWord`);
   // One const per route: V8 then knows each case's call target and can inline it.
   const lines = ['"use strict";', ...routes.map((_, i) => `const h${i} = h[${i}], b${i} = b[${i}];`), 'return function dispatch(vcpu) {', `  const id = vcpu.regs.u32[${word}];`];
+  const high = conduit.functionIdHighWord;
+  if (high !== undefined) {
+    if (!Number.isInteger(high) || high < 0) throw new Error(`conduit ${conduit.name}: bad functionIdHighWord`);
+    lines.push(`  if (vcpu.regs.u32[${high}] !== 0) { notSupported(vcpu.regs); return; }`);
+  }
   if (exact.length) {
     lines.push('  switch (id) {');
     exact.forEach((r, i) => lines.push(`    case ${r.id >>> 0}: h${i}.call(vcpu, b${i}); return;`));
