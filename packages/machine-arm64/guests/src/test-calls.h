@@ -1,0 +1,7 @@
+/*
+ * Hypercalls answered only by the test harness's router (src/testing/test-router.ts), in the
+ * SMCCC vendor-hypervisor range. Real builds answer them NOT_SUPPORTED (-1).
+ */
+#define TEST_GET_MODE  0xC6000F01u /* -> x0 = mode the test chose */
+#define TEST_SET_IRQ   0xC6000F02u /* x1 = vcpu, x2 = intid, x3 = level */
+#define TEST_REPORT    0xC6000F03u /* x1 = value: recorded by the harness */

@@ -1,0 +1,451 @@
+/**
+ * One arm64 vCPU: a Unicorn engine over the shared RAM, its register transfer for traps, and
+ * the architectural operations the hypervisor performs on it (reset, exception entry, state
+ * save/restore).
+ *
+ * How guest state is entered. Unicorn 2.0.1 caches translation flags (QEMU's `hflags`: current
+ * EL, MMU index, TBI, ...) and does not recompute them when registers are written from outside.
+ * An exception *return* executed by the CPU does recompute them, from the real state. So every
+ * change of exception level / PSTATE the hypervisor makes goes through a one-instruction EL3
+ * trampoline (`eret` in a private ROM page): we load SPSR_EL3/ELR_EL3 with the target PSTATE/PC,
+ * put the CPU at EL3 and let it execute that `eret`; the run stops exactly at the target PC
+ * (`until`). While the trampoline runs, SCTLR_EL1.M is held at 0 so its fetch is untranslated
+ * whatever the stale flags say; afterwards SCTLR_EL1 is restored and the TLB flushed.
+ *
+ * How the vCPU is configured (invisible to the guest): SCR_EL3 = NS | HCE | RW | API | APK —
+ * EL1 is Non-secure AArch64 like a KVM guest, HVC traps to the hypervisor as interrupt 11 with
+ * PC past it (native, no PC write: node-ffi.md §5), pointer authentication does not trap;
+ * HCR_EL2 = RW; VMPIDR_EL2 = the KVM-style MPIDR (a Non-secure EL1 read of MPIDR_EL1 returns
+ * VMPIDR_EL2, so each engine shows its own affinity).
+ */
+import type { VcpuContext, VcpuPowerState, Machine } from '@plugvisor/core';
+import { RegisterFile } from '@plugvisor/core';
+import { Reg, xReg, type RegBatch, type UcEngine } from '../ffi/unicorn.js';
+import { Layout } from '../board/layout.js';
+import { GicCpuInterface, type GiccState } from '../devices/gicc.js';
+import { GuestFault, MachineError, VcpuStateError } from '../errors.js';
+import {
+  HCR_RW,
+  MODE_EL1H,
+  MODE_EL3H,
+  PSTATE_DAIF,
+  PSTATE_I,
+  PSTATE_PAN,
+  PSTATE_SSBS,
+  SAVED_SYSREGS,
+  SCR_API,
+  SCR_APK,
+  SCR_HCE,
+  SCR_NS,
+  SCR_RW,
+  SCTLR_DSSBS,
+  SCTLR_M,
+  SCTLR_SPAN,
+  Sys,
+} from './sysregs.js';
+
+/** Bit 31 of MPIDR_EL1 is RES1; U (bit 30) = 0: a multiprocessor system. */
+const MPIDR_RES1 = 1n << 31n;
+/** MPIDR affinity fields Aff3 (39:32), Aff2 (23:16), Aff1 (15:8), Aff0 (7:0). */
+export const MPIDR_AFF_MASK = 0xff_00ff_ffffn;
+
+/** KVM's vCPU-index -> MPIDR mapping (arch/arm64/kvm/sys_regs.c reset_mpidr). */
+export function affinityOfIndex(n: number): bigint {
+  return BigInt((n & 0xf) | (((n >> 4) & 0xff) << 8) | (((n >> 12) & 0xff) << 16));
+}
+
+/** Exception-class values used in ESR_EL1. */
+export const EC = Object.freeze({ UNKNOWN: 0x00, SVC64: 0x15, BRK64: 0x3c });
+const ESR_IL = 1n << 25n;
+
+/** Vector offsets from VBAR_EL1 (Arm ARM D1.10.2). */
+const VEC_CURRENT_SP0 = 0x000;
+const VEC_CURRENT_SPX = 0x200;
+const VEC_LOWER_A64 = 0x400;
+const VEC_IRQ = 0x80;
+
+/** Unicorn's exception numbers (QEMU EXCP_*) seen by the interrupt hook. */
+export const Excp = Object.freeze({ UDEF: 1, SWI: 2, PREFETCH_ABORT: 3, DATA_ABORT: 4, BKPT: 7, HVC: 11, SMC: 13 });
+
+const WFI_INSN = 0xd503207f;
+
+/** What the machine offers a vCPU's trap handler. */
+export interface VcpuHost {
+  readonly machine: Machine;
+  /** Handles a trapped HVC/SMC (regs already loaded into ctx.regs). Returns true to stop. */
+  onHypercall(vcpu: Vcpu, intno: number, imm16: number): void;
+  /** RAM as 32-bit words, for instruction fetch by the trap decoder. */
+  readonly ram32: Uint32Array;
+  readonly ramSize: number;
+}
+
+/** A guest exception Unicorn reported that is not a hypercall: handled after the slice. */
+export interface TakenException {
+  intno: number;
+}
+
+const BLOB_MAGIC = 0x55504341_5650n; // "PVAPCU" marker, little-endian in the blob
+const BLOB_VERSION = 1;
+
+export interface VcpuStateExtras {
+  power: VcpuPowerState;
+  parked: boolean;
+  pendingOn: { entry: string; context: string } | null;
+  gicc: GiccState;
+}
+
+export class Vcpu {
+  power: VcpuPowerState = 'off';
+  /** Waiting for an interrupt (WFI, or Machine.idle). */
+  parked = false;
+  pendingOn: { entry: bigint; context: bigint } | null = null;
+  /** Set when something happened during a trap that needs the engine to stop after it. */
+  kick = false;
+  /** Set by the hook for a non-hypercall exception; handled by the run loop. */
+  exception: TakenException | null = null;
+  readonly gic = new GicCpuInterface();
+  readonly ctx: VcpuContext;
+  readonly affinity: bigint;
+  traps = 0;
+
+  /** [PC, X0..X30]: loaded with one FFI call per trap. */
+  private readonly trapRegs: RegBatch;
+  /** The X0..X30 part of trapRegs as u32 halves (a view made once). */
+  private readonly trapX: Uint32Array;
+  /** Write-back batches, by number of leading x-registers (1 = x0, 4 = x0..x3). */
+  private readonly writeBack = new Map<number, RegBatch>();
+  private readonly stateRegs: RegBatch;
+  private readonly resetSysregs: bigint[];
+  private readonly resetSctlr: bigint;
+  private readonly vbuf = new Uint8Array(16);
+
+  constructor(
+    readonly index: number,
+    readonly engine: UcEngine,
+    private readonly host: VcpuHost,
+  ) {
+    this.affinity = affinityOfIndex(index);
+    this.ctx = { index, regs: new RegisterFile(32), machine: host.machine };
+    const xs = Array.from({ length: 31 }, (_, i) => xReg(i));
+    this.trapRegs = engine.batch([Reg.PC, ...xs]);
+    this.trapX = this.trapRegs.u32.subarray(2, 64);
+    this.stateRegs = engine.batch([...xs, Reg.PC, Reg.SP, Reg.PSTATE, Reg.SP_EL0, Reg.SP_EL1, Reg.FPCR, Reg.FPSR]);
+
+    engine.writeSys(Sys.SCR_EL3, SCR_NS | SCR_HCE | SCR_RW | SCR_API | SCR_APK);
+    engine.writeSys(Sys.HCR_EL2, HCR_RW);
+    engine.writeSys(Sys.VMPIDR_EL2, MPIDR_RES1 | this.affinity);
+    // EL1 may read the physical counter and timer without trapping to (our absent) EL2, as
+    // under KVM.
+    engine.writeSys(Sys.CNTHCTL_EL2, 3n);
+    this.resetSctlr = engine.readSys(Sys.SCTLR_EL1);
+    this.resetSysregs = SAVED_SYSREGS.map((r) => engine.readSys(r));
+    engine.onInterrupt((intno) => this.onInterrupt(intno));
+  }
+
+  /** A batch writing back x0..x(n-1) from ctx.regs. */
+  private writeBackBatch(n: number): RegBatch {
+    let b = this.writeBack.get(n);
+    if (!b) {
+      b = this.engine.batch(Array.from({ length: n }, (_, i) => xReg(i)));
+      this.writeBack.set(n, b);
+    }
+    return b;
+  }
+
+  // ---- the trap hot path --------------------------------------------------------------------
+
+  private onInterrupt(intno: number): void {
+    if (intno === Excp.HVC || intno === Excp.SMC) {
+      this.traps++;
+      const b = this.trapRegs;
+      b.read();
+      const u = b.u32;
+      // HVC/SMC leave PC past the instruction; its immediate is in bits 20:5 of the word at PC-4.
+      const off = u[1] === 0 ? u[0]! - 4 - Number(Layout.RAM_BASE) : -1;
+      let imm16 = 0;
+      if (off >= 0 && off < this.host.ramSize) {
+        imm16 = (this.host.ram32[off >>> 2]! >>> 5) & 0xffff;
+      }
+      // else: the PC is not a physical RAM address (MMU on). Without a page-table walk we cannot
+      // fetch the instruction; treat it as immediate 0 (SMCCC), the common case. See README.
+      this.ctx.regs.u32.set(this.trapX);
+      this.host.onHypercall(this, intno, imm16);
+      if (this.kick) this.engine.stop();
+      return;
+    }
+    // Any other exception: Unicorn hands it to us instead of taking it; the run loop delivers
+    // it to the guest (or reports a fault) after the engine stops.
+    this.exception = { intno };
+    this.engine.stop();
+  }
+
+  /** Writes x0..x(n-1) from ctx.regs back to the engine (after a handler ran). */
+  writeBackX(n: number): void {
+    const b = this.writeBackBatch(n);
+    b.u32.set(this.ctx.regs.u32.subarray(0, n * 2));
+    b.write();
+  }
+
+  /** Writes only x0 = value (sign-extended 32-bit). */
+  setX0Signed(value: number): void {
+    this.ctx.regs.setSigned(0, value);
+    this.writeBackX(1);
+  }
+
+  // ---- state ----------------------------------------------------------------------------------
+
+  pc(): bigint {
+    return this.engine.read64(Reg.PC);
+  }
+
+  pstate(): number {
+    return Number(this.engine.read64(Reg.PSTATE));
+  }
+
+  /** Is an IRQ both pending at the interface and unmasked by PSTATE.I? */
+  irqDeliverable(): boolean {
+    return this.gic.irqAsserted && (this.pstate() & PSTATE_I) === 0;
+  }
+
+  /** Did the slice that just ended stop right after a WFI? */
+  stoppedAtWfi(pc: bigint): boolean {
+    const off = Number(pc - Layout.RAM_BASE) - 4;
+    if (pc < Layout.RAM_BASE || off < 0 || off >= this.host.ramSize) return false;
+    return this.host.ram32[off >>> 2] === WFI_INSN;
+  }
+
+  /**
+   * Enter `pstate` at `pc` through the EL3 trampoline (see the file comment). SP_EL0/SP_EL1 are
+   * the banked stack pointers; the live SP follows from the target PSTATE. `elrEl1` is the
+   * guest's ELR_EL1 to leave in place afterwards.
+   *
+   * Unicorn's translator loads the `eret` target from ELR of the EL its cached flags name
+   * (always EL1 here), not the real EL3, so the target PC goes in ELR_EL1 for the duration of
+   * the trampoline. If the cached EL were 0, `eret` would not translate at all: the callers
+   * refuse that case (an exception from EL0 cannot be delivered on Unicorn 2.0.1: README).
+   */
+  private applyEntry(pstate: number, pc: bigint, spEl0: bigint, spEl1: bigint, sctlr: bigint, elrEl1: bigint): void {
+    const e = this.engine;
+    e.write64(Reg.SP_EL0, spEl0);
+    e.write64(Reg.SP_EL1, spEl1);
+    e.writeSys(Sys.SCTLR_EL1, sctlr & ~SCTLR_M);
+    e.write64(Reg.ELR_EL3, pc);
+    e.write64(Reg.ELR_EL1, pc);
+    e.writeSys(Sys.SPSR_EL3, BigInt(pstate >>> 0));
+    e.write64(Reg.PSTATE, BigInt(MODE_EL3H | PSTATE_DAIF));
+    const rc = e.start(Layout.ROM_BASE + BigInt(Layout.ROM_ERET), pc, 0);
+    const now = e.read64(Reg.PC);
+    if (rc !== 0 || now !== pc || (this.pstate() & 0xf) !== (pstate & 0xf)) {
+      throw new MachineError(
+        `vCPU ${this.index}: entering PSTATE 0x${pstate.toString(16)} at 0x${pc.toString(16)} failed ` +
+          `(uc_err ${rc}, PC 0x${now.toString(16)}, PSTATE 0x${this.pstate().toString(16)})`,
+      );
+    }
+    e.write64(Reg.ELR_EL1, elrEl1);
+    // The block Unicorn translated at `pc` for the stop ("until") would stop every later run
+    // there: drop it (while the MMU is still off, so `pc` names the same page it did).
+    e.removeCache(pc, pc + 4n);
+    if (sctlr & SCTLR_M) {
+      e.writeSys(Sys.SCTLR_EL1, sctlr);
+      this.flushTlb();
+    }
+  }
+
+  /** Refuses host-side state changes while Unicorn's cached flags say EL0 (see applyEntry). */
+  private assertNotEl0(what: string): void {
+    const pstate = this.pstate();
+    if (((pstate >> 2) & 3) === 0) {
+      throw new GuestFault(this.index, this.pc(), `${what} while the vCPU is at EL0: not supported on Unicorn 2.0.1`);
+    }
+  }
+
+  /**
+   * Unicorn's SCTLR write path skips QEMU's TLB flush; a TTBR0_EL1 write that changes the ASID
+   * flushes it. Change it and change it back.
+   */
+  private flushTlb(): void {
+    const t = this.engine.readSys(Sys.TTBR0_EL1);
+    this.engine.writeSys(Sys.TTBR0_EL1, t ^ (1n << 48n));
+    this.engine.writeSys(Sys.TTBR0_EL1, t);
+  }
+
+  /**
+   * Architectural reset into EL1h, MMU and caches off, all interrupts masked, at `entry` with
+   * x0 = `context` (PSCI CPU_ON / boot). All EL1 state returns to its reset value.
+   */
+  reset(entry: bigint, context: bigint): void {
+    this.assertNotEl0('reset');
+    const e = this.engine;
+    const s = this.stateRegs;
+    s.u64.fill(0n);
+    s.u64[0] = BigInt.asUintN(64, context);
+    // The batch also writes PC/SP/PSTATE/SP_ELx; applyEntry sets those properly afterwards.
+    s.u64[33] = BigInt(MODE_EL1H | PSTATE_DAIF);
+    s.write();
+    this.vbuf.fill(0);
+    for (let i = 0; i < 32; i++) e.writeVector(i, this.vbuf);
+    SAVED_SYSREGS.forEach((r, i) => {
+      if (r !== Sys.SCTLR_EL1) e.writeSys(r, this.resetSysregs[i]!);
+    });
+    this.applyEntry(MODE_EL1H | PSTATE_DAIF, entry, 0n, 0n, this.resetSctlr, this.resetSysregs[SAVED_SYSREGS.indexOf(Sys.ELR_EL1)]!);
+    this.exception = null;
+    this.parked = false;
+  }
+
+  /**
+   * Takes an exception to EL1 as the architecture does: SPSR_EL1 = PSTATE, ELR_EL1 = return
+   * address, ESR_EL1 (synchronous), FAR_EL1 (if given), PSTATE = EL1h with D, A, I, F masked
+   * (PAN set if SCTLR_EL1.SPAN = 0), PC = VBAR_EL1 + vector offset.
+   */
+  takeException(kind: 'sync' | 'irq', elr: bigint, esr: bigint, far?: bigint): void {
+    const e = this.engine;
+    const s = this.stateRegs;
+    s.read();
+    const pstate = Number(s.u64[33]!);
+    const live = s.u64[32]!;
+    let spEl0 = s.u64[34]!;
+    let spEl1 = s.u64[35]!;
+    const el = (pstate >> 2) & 3;
+    const spsel = pstate & 1;
+    const pc = s.u64[31]!;
+    const vbar = e.readSys(Sys.VBAR_EL1);
+    const what = kind === 'irq' ? 'IRQ' : `synchronous exception (ESR 0x${esr.toString(16)})`;
+    if (vbar === 0n) throw new GuestFault(this.index, pc, `unhandled ${what}: VBAR_EL1 is 0`);
+    if (kind === 'sync' && elr >= vbar && elr < vbar + 0x800n) {
+      throw new GuestFault(this.index, pc, `recursive fault: ${what} inside the vector table`);
+    }
+    if (el === 0) throw new GuestFault(this.index, pc, `${what} from EL0: not supported on Unicorn 2.0.1`);
+    if (spsel === 0) spEl0 = live;
+    else spEl1 = live;
+    let offset = el === 1 ? (spsel ? VEC_CURRENT_SPX : VEC_CURRENT_SP0) : VEC_LOWER_A64;
+    if (kind === 'irq') offset += VEC_IRQ;
+    const sctlr = e.readSys(Sys.SCTLR_EL1);
+    let next = (pstate & 0xf000_0000) | PSTATE_DAIF | MODE_EL1H;
+    if ((sctlr & SCTLR_SPAN) === 0n) next |= PSTATE_PAN;
+    else next |= pstate & PSTATE_PAN;
+    if (sctlr & SCTLR_DSSBS) next |= PSTATE_SSBS;
+    e.writeSys(Sys.SPSR_EL1, BigInt(pstate >>> 0));
+    if (kind === 'sync') e.writeSys(Sys.ESR_EL1, esr);
+    if (far !== undefined) e.writeSys(Sys.FAR_EL1, far);
+    this.applyEntry(next >>> 0, vbar + BigInt(offset), spEl0, spEl1, sctlr, elr);
+  }
+
+  /** UNDEFINED instruction at `pc` (EC = 0, IL = 1). */
+  injectUndef(pc: bigint): void {
+    this.takeException('sync', pc, ESR_IL | BigInt(EC.UNKNOWN << 26));
+  }
+
+  // ---- snapshot -------------------------------------------------------------------------------
+
+  /**
+   * Everything needed to resume this vCPU, as a versioned little-endian blob:
+   *   u64 magic, u32 version, u32 sysreg count,
+   *   u64 x0..x30, pc, pstate, sp_el0, sp_el1, fpcr, fpsr,
+   *   32 x 16 bytes V0..V31,
+   *   u64 sysregs[count] (SAVED_SYSREGS order),
+   *   u32 json length, JSON {power, parked, pendingOn, gicc}
+   * The live SP is stored in its bank (SP_EL0 or SP_EL1 per PSTATE), so the blob holds
+   * architectural values, not Unicorn's internal layout.
+   */
+  save(): Uint8Array {
+    const s = this.stateRegs;
+    s.read();
+    const pstate = Number(s.u64[33]!);
+    const live = s.u64[32]!;
+    let spEl0 = s.u64[34]!;
+    let spEl1 = s.u64[35]!;
+    const el = (pstate >> 2) & 3;
+    if (el === 0 || (pstate & 1) === 0) spEl0 = live;
+    else spEl1 = live;
+    const nSys = SAVED_SYSREGS.length;
+    const extras: VcpuStateExtras = {
+      power: this.power,
+      parked: this.parked,
+      pendingOn: this.pendingOn
+        ? { entry: this.pendingOn.entry.toString(), context: this.pendingOn.context.toString() }
+        : null,
+      gicc: this.gic.save(),
+    };
+    const json = Buffer.from(JSON.stringify(extras));
+    const fixed = 16 + 37 * 8 + 32 * 16 + nSys * 8;
+    const out = Buffer.alloc(fixed + 4 + json.length);
+    out.writeBigUInt64LE(BLOB_MAGIC, 0);
+    out.writeUInt32LE(BLOB_VERSION, 8);
+    out.writeUInt32LE(nSys, 12);
+    let o = 16;
+    for (let i = 0; i < 31; i++, o += 8) out.writeBigUInt64LE(s.u64[i]!, o);
+    for (const v of [s.u64[31]!, BigInt(pstate >>> 0), spEl0, spEl1, s.u64[36]!, s.u64[37]!]) {
+      out.writeBigUInt64LE(v, o);
+      o += 8;
+    }
+    for (let i = 0; i < 32; i++, o += 16) {
+      this.engine.readVector(i, this.vbuf);
+      out.set(this.vbuf, o);
+    }
+    for (const r of SAVED_SYSREGS) {
+      out.writeBigUInt64LE(this.engine.readSys(r), o);
+      o += 8;
+    }
+    out.writeUInt32LE(json.length, o);
+    json.copy(out, o + 4);
+    return new Uint8Array(out.buffer, out.byteOffset, out.length);
+  }
+
+  /** Loads a blob made by save() (on any machine with the same board). */
+  restore(blob: Uint8Array): void {
+    const b = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
+    if (b.length < 16 || b.readBigUInt64LE(0) !== BLOB_MAGIC) throw new VcpuStateError('not an arm64 vCPU state blob');
+    const version = b.readUInt32LE(8);
+    if (version !== BLOB_VERSION) throw new VcpuStateError(`unsupported arm64 vCPU state version ${version} (expected ${BLOB_VERSION})`);
+    const nSys = b.readUInt32LE(12);
+    if (nSys > SAVED_SYSREGS.length) {
+      throw new VcpuStateError(`vCPU state has ${nSys} system registers; this build knows ${SAVED_SYSREGS.length}`);
+    }
+    const fixed = 16 + 37 * 8 + 32 * 16 + nSys * 8;
+    if (b.length < fixed + 4) throw new VcpuStateError('truncated arm64 vCPU state');
+    const jsonLen = b.readUInt32LE(fixed);
+    if (b.length !== fixed + 4 + jsonLen) throw new VcpuStateError('arm64 vCPU state has the wrong length');
+    let extras: VcpuStateExtras;
+    try {
+      extras = JSON.parse(b.subarray(fixed + 4).toString('utf8')) as VcpuStateExtras;
+    } catch {
+      throw new VcpuStateError('arm64 vCPU state: bad JSON tail');
+    }
+    this.assertNotEl0('restore');
+    const e = this.engine;
+    const s = this.stateRegs;
+    let o = 16;
+    for (let i = 0; i < 31; i++, o += 8) s.u64[i] = b.readBigUInt64LE(o);
+    const pc = b.readBigUInt64LE(o);
+    const pstate = Number(b.readBigUInt64LE(o + 8));
+    const spEl0 = b.readBigUInt64LE(o + 16);
+    const spEl1 = b.readBigUInt64LE(o + 24);
+    s.u64[31] = pc;
+    s.u64[32] = 0n;
+    s.u64[33] = BigInt(MODE_EL1H | PSTATE_DAIF);
+    s.u64[34] = spEl0;
+    s.u64[35] = spEl1;
+    s.u64[36] = b.readBigUInt64LE(o + 32);
+    s.u64[37] = b.readBigUInt64LE(o + 40);
+    o += 48;
+    s.write();
+    for (let i = 0; i < 32; i++, o += 16) e.writeVector(i, b.subarray(o, o + 16));
+    let sctlr = this.resetSctlr;
+    let elrEl1 = 0n;
+    for (let i = 0; i < SAVED_SYSREGS.length; i++) {
+      const r = SAVED_SYSREGS[i]!;
+      const v = i < nSys ? b.readBigUInt64LE(o + i * 8) : this.resetSysregs[i]!;
+      if (r === Sys.SCTLR_EL1) sctlr = v;
+      else e.writeSys(r, v);
+      if (r === Sys.ELR_EL1) elrEl1 = v;
+    }
+    this.power = extras.power;
+    this.parked = extras.parked;
+    this.pendingOn = extras.pendingOn
+      ? { entry: BigInt(extras.pendingOn.entry), context: BigInt(extras.pendingOn.context) }
+      : null;
+    this.gic.restore(extras.gicc);
+    this.exception = null;
+    if (this.power === 'on') this.applyEntry(pstate, pc, spEl0, spEl1, sctlr, elrEl1);
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * A minimal, per-vCPU interrupt controller CPU interface at QEMU virt's GICv2 GICC address.
+ * It is NOT a GIC (no distributor, no priorities, no SGI generation): it is just enough for a
+ * guest to learn which interrupt it was sent, with GICv2's register offsets and semantics:
+ *
+ *   0x000 GICC_CTLR   RW, stored (bit 0 = enable, not enforced)
+ *   0x004 GICC_PMR    RW, stored (not enforced)
+ *   0x00C GICC_IAR    RO: acknowledge: returns the lowest pending INTID and makes it active
+ *                      (1023 = spurious: nothing pending, or an interrupt is already active)
+ *   0x010 GICC_EOIR   WO: end of interrupt for the INTID written; a level interrupt whose line
+ *                      is still high becomes pending again
+ *   0x018 GICC_HPPIR  RO: the INTID IAR would return, without acknowledging
+ *   0x0FC GICC_IIDR   RO: 0x0 (no product id)
+ *
+ * The vCPU's IRQ signal is "some INTID pending and none active" (no preemption). INTIDs are
+ * 0..1019 (SGI 0-15, PPI 16-31 — Xen event-channel upcalls will use PPI 31 — SPI 32+).
+ * Interrupts are level-sensitive: Machine.setInterrupt(vcpu, intid, level) drives the line.
+ */
+export const SPURIOUS_INTID = 1023;
+export const MAX_INTID = 1019;
+
+const LINE = 1;
+const PENDING = 2;
+const ACTIVE = 4;
+
+export interface GiccState {
+  ctlr: number;
+  pmr: number;
+  /** [intid, state bits] for every INTID with a non-zero state. */
+  lines: [number, number][];
+}
+
+export class GicCpuInterface {
+  private readonly st = new Uint8Array(MAX_INTID + 1);
+  private pendingCount = 0;
+  private activeCount = 0;
+  ctlr = 0;
+  pmr = 0;
+
+  /** True when the vCPU's IRQ input is asserted. */
+  get irqAsserted(): boolean {
+    return this.pendingCount > 0 && this.activeCount === 0;
+  }
+
+  setLine(intid: number, level: boolean): void {
+    if (!Number.isInteger(intid) || intid < 0 || intid > MAX_INTID) {
+      throw new RangeError(`INTID ${intid} is outside 0..${MAX_INTID}`);
+    }
+    const s = this.st[intid]!;
+    if (level) {
+      this.set(intid, s | LINE | ((s & ACTIVE) === 0 ? PENDING : 0));
+    } else {
+      this.set(intid, s & ~(LINE | PENDING));
+    }
+  }
+
+  private set(intid: number, next: number): void {
+    const prev = this.st[intid]!;
+    if ((prev & PENDING) !== (next & PENDING)) this.pendingCount += next & PENDING ? 1 : -1;
+    if ((prev & ACTIVE) !== (next & ACTIVE)) this.activeCount += next & ACTIVE ? 1 : -1;
+    this.st[intid] = next;
+  }
+
+  private highestPending(): number {
+    if (this.pendingCount === 0 || this.activeCount !== 0) return SPURIOUS_INTID;
+    for (let i = 0; i <= MAX_INTID; i++) if (this.st[i]! & PENDING) return i;
+    return SPURIOUS_INTID;
+  }
+
+  read(offset: number): number {
+    switch (offset) {
+      case 0x000:
+        return this.ctlr;
+      case 0x004:
+        return this.pmr;
+      case 0x00c: {
+        const id = this.highestPending();
+        if (id !== SPURIOUS_INTID) this.set(id, (this.st[id]! & ~PENDING) | ACTIVE);
+        return id;
+      }
+      case 0x018:
+        return this.highestPending();
+      default:
+        return 0;
+    }
+  }
+
+  write(offset: number, value: number): void {
+    switch (offset) {
+      case 0x000:
+        this.ctlr = value & 1;
+        return;
+      case 0x004:
+        this.pmr = value & 0xff;
+        return;
+      case 0x010: {
+        const id = value & 0x3ff;
+        if (id > MAX_INTID) return;
+        const s = this.st[id]!;
+        if (!(s & ACTIVE)) return;
+        this.set(id, (s & ~ACTIVE) | (s & LINE ? PENDING : 0));
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  save(): GiccState {
+    const lines: [number, number][] = [];
+    for (let i = 0; i <= MAX_INTID; i++) if (this.st[i]) lines.push([i, this.st[i]!]);
+    return { ctlr: this.ctlr, pmr: this.pmr, lines };
+  }
+
+  restore(s: GiccState): void {
+    for (let i = 0; i <= MAX_INTID; i++) this.set(i, 0);
+    for (const [id, bits] of s.lines) this.set(id, bits & (LINE | PENDING | ACTIVE));
+    this.ctlr = s.ctlr;
+    this.pmr = s.pmr;
+  }
+}

@@ -1,0 +1,510 @@
+/**
+ * The one module of this package that touches koffi and native pointers.
+ *
+ * It wraps libunicorn 2.0.1 (Debian `libunicorn2`) for one purpose: running aarch64 guest code
+ * over a host RAM buffer shared by several engines (one engine per vCPU). Everything above this
+ * file sees typed methods, numbers, bigints and typed arrays, never a pointer.
+ *
+ * Pitfalls handled here (numbers refer to shared/spec/node-ffi.md §7):
+ *  - P2: a JS exception inside a koffi callback is not propagated into C. Every hook body is
+ *    wrapped: the error is kept, the engine is stopped, and `start()` rethrows it.
+ *  - P4: translated blocks go stale when code changes behind an engine's back: `flushTbs()` and
+ *    `removeCache()` expose the two invalidation controls.
+ *  - P6: the CPU model is set right after uc_open, before any mapping or register access.
+ *  - P7/P8: RAM comes from mmap (page aligned), MAP_FAILED is checked as the BigInt it is, and
+ *    the JS view of it is only dropped after every engine mapping it is closed.
+ */
+import koffi, { type TypeObject } from 'koffi';
+import { PlugvisorError } from '@plugvisor/core';
+
+// ---- constants from unicorn.h / arm64.h (2.0.1) ---------------------------------------------
+
+export const UC_ARCH_ARM64 = 2;
+export const UC_MODE_ARM = 0;
+export const UC_CPU_ARM64_MAX = 3;
+
+export const UC_PROT_READ = 1;
+export const UC_PROT_WRITE = 2;
+export const UC_PROT_EXEC = 4;
+export const UC_PROT_ALL = 7;
+
+export const UC_HOOK_INTR = 1 << 0;
+export const UC_HOOK_MEM_READ_UNMAPPED = 1 << 4;
+export const UC_HOOK_MEM_WRITE_UNMAPPED = 1 << 5;
+export const UC_HOOK_MEM_FETCH_UNMAPPED = 1 << 6;
+export const UC_HOOK_MEM_READ_PROT = 1 << 7;
+export const UC_HOOK_MEM_WRITE_PROT = 1 << 8;
+export const UC_HOOK_MEM_FETCH_PROT = 1 << 9;
+const UC_HOOK_MEM_INVALID =
+  UC_HOOK_MEM_READ_UNMAPPED |
+  UC_HOOK_MEM_WRITE_UNMAPPED |
+  UC_HOOK_MEM_FETCH_UNMAPPED |
+  UC_HOOK_MEM_READ_PROT |
+  UC_HOOK_MEM_WRITE_PROT |
+  UC_HOOK_MEM_FETCH_PROT;
+
+/** uc_mem_type values passed to invalid-memory hooks. */
+export const UcMemType = Object.freeze({
+  16: 'read from unmapped memory',
+  17: 'write to unmapped memory',
+  18: 'instruction fetch from unmapped memory',
+  19: 'write to write-protected memory',
+  20: 'read from read-protected memory',
+  21: 'instruction fetch from non-executable memory',
+} as Record<number, string>);
+
+const UC_QUERY_TIMEOUT = 4;
+
+/** UC_CTL(type, nr, rw) = type | nr << 26 | rw << 30 */
+const UC_CTL_WRITE = (type: number, nr: number) => (type | (nr << 26) | (1 << 30)) >>> 0;
+const UC_CTL_CPU_MODEL = 7;
+const UC_CTL_TB_REMOVE_CACHE = 9;
+const UC_CTL_TB_FLUSH = 10;
+
+/** Register ids (enum uc_arm64_reg). X29/X30 are 1/2, not 228/229 (P5). */
+export const Reg = Object.freeze({
+  X29: 1,
+  X30: 2,
+  NZCV: 3,
+  SP: 4,
+  X0: 199,
+  V0: 228,
+  PC: 260,
+  CPACR_EL1: 261,
+  TPIDR_EL0: 262,
+  TPIDRRO_EL0: 263,
+  TPIDR_EL1: 264,
+  PSTATE: 265,
+  ELR_EL0: 266,
+  ELR_EL1: 267,
+  ELR_EL2: 268,
+  ELR_EL3: 269,
+  SP_EL0: 270,
+  SP_EL1: 271,
+  SP_EL2: 272,
+  SP_EL3: 273,
+  TTBR0_EL1: 274,
+  TTBR1_EL1: 275,
+  ESR_EL1: 277,
+  FAR_EL1: 281,
+  MAIR_EL1: 285,
+  VBAR_EL1: 287,
+  CP_REG: 290,
+  FPCR: 291,
+  FPSR: 292,
+});
+
+/** Unicorn register id of general-purpose register xN (0..30). */
+export function xReg(n: number): number {
+  if (n === 29) return Reg.X29;
+  if (n === 30) return Reg.X30;
+  if (n >= 0 && n <= 28) return Reg.X0 + n;
+  throw new RangeError(`no register x${n}`);
+}
+
+/** A system register by its MRS/MSR encoding. */
+export interface SysReg {
+  readonly name: string;
+  readonly op0: number;
+  readonly op1: number;
+  readonly crn: number;
+  readonly crm: number;
+  readonly op2: number;
+}
+
+// ---- errors --------------------------------------------------------------------------------
+
+/** A libunicorn call failed (setup problems: missing library, bad mapping, bad register). */
+export class UnicornError extends PlugvisorError {
+  constructor(
+    readonly call: string,
+    readonly ucErr: number,
+  ) {
+    super('UNICORN', `${call} failed: ${ucErr} (${describeUcErr(ucErr)})`);
+  }
+}
+
+// ---- library binding (lazy, once per process) ------------------------------------------------
+
+interface Lib {
+  uc_open: (arch: number, mode: number, out: (unknown | null)[]) => number;
+  uc_close: (uc: unknown) => number;
+  uc_strerror: (code: number) => string;
+  uc_ctl: (uc: unknown, control: number, ...args: unknown[]) => number;
+  uc_mem_map: (uc: unknown, address: bigint | number, size: number, perms: number) => number;
+  uc_mem_map_ptr: (uc: unknown, address: bigint | number, size: number, perms: number, ptr: bigint) => number;
+  uc_mem_write: (uc: unknown, address: bigint | number, bytes: Uint8Array, size: number) => number;
+  uc_mmio_map: (uc: unknown, address: bigint | number, size: number, rd: unknown, urd: null, wr: unknown, uwr: null) => number;
+  uc_reg_read: (uc: unknown, regid: number, value: ArrayBufferView | bigint) => number;
+  uc_reg_write: (uc: unknown, regid: number, value: ArrayBufferView | bigint) => number;
+  uc_reg_read_batch: (uc: unknown, ids: Int32Array, vals: bigint, count: number) => number;
+  uc_reg_write_batch: (uc: unknown, ids: Int32Array, vals: bigint, count: number) => number;
+  uc_emu_start: (uc: unknown, begin: bigint, until: bigint, timeout: number, count: number) => number;
+  uc_emu_stop: (uc: unknown) => number;
+  uc_hook_add: (uc: unknown, hh: BigUint64Array, type: number, cb: unknown, ud: null, begin: number, end: number) => number;
+  uc_query: (uc: unknown, type: number, out: BigUint64Array) => number;
+  mmap: (addr: null, length: number, prot: number, flags: number, fd: number, offset: number) => bigint;
+  munmap: (addr: bigint, length: number) => number;
+  IntrHook: TypeObject;
+  MemHook: TypeObject;
+  MmioRead: TypeObject;
+  MmioWrite: TypeObject;
+}
+
+let lib: Lib | undefined;
+let loadError: Error | undefined;
+
+function load(): Lib {
+  if (lib) return lib;
+  if (loadError) throw loadError;
+  try {
+    const uc = koffi.load('libunicorn.so.2');
+    const libc = koffi.load('libc.so.6');
+    koffi.opaque('uc_engine');
+    lib = {
+      uc_open: uc.func('int uc_open(int arch, int mode, _Out_ uc_engine **uc)'),
+      uc_close: uc.func('int uc_close(uc_engine *uc)'),
+      uc_strerror: uc.func('const char *uc_strerror(int code)'),
+      uc_ctl: uc.func('int uc_ctl(uc_engine *uc, int control, ...)'),
+      uc_mem_map: uc.func('int uc_mem_map(uc_engine *uc, uint64_t address, size_t size, uint32_t perms)'),
+      uc_mem_map_ptr: uc.func('int uc_mem_map_ptr(uc_engine *uc, uint64_t address, size_t size, uint32_t perms, void *ptr)'),
+      uc_mem_write: uc.func('int uc_mem_write(uc_engine *uc, uint64_t address, const void *bytes, size_t size)'),
+      uc_mmio_map: uc.func(
+        'int uc_mmio_map(uc_engine *uc, uint64_t address, size_t size, void *read_cb, void *user_data_read, void *write_cb, void *user_data_write)',
+      ),
+      uc_reg_read: uc.func('int uc_reg_read(uc_engine *uc, int regid, void *value)'),
+      uc_reg_write: uc.func('int uc_reg_write(uc_engine *uc, int regid, const void *value)'),
+      uc_reg_read_batch: uc.func('int uc_reg_read_batch(uc_engine *uc, int *regs, void *vals, int count)'),
+      uc_reg_write_batch: uc.func('int uc_reg_write_batch(uc_engine *uc, int *regs, void *vals, int count)'),
+      uc_emu_start: uc.func('int uc_emu_start(uc_engine *uc, uint64_t begin, uint64_t until, uint64_t timeout, size_t count)'),
+      uc_emu_stop: uc.func('int uc_emu_stop(uc_engine *uc)'),
+      uc_hook_add: uc.func(
+        'int uc_hook_add(uc_engine *uc, _Out_ size_t *hh, int type, void *callback, void *user_data, uint64_t begin, uint64_t end, ...)',
+      ),
+      uc_query: uc.func('int uc_query(uc_engine *uc, int type, _Out_ size_t *result)'),
+      mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
+      munmap: libc.func('int munmap(void *addr, size_t length)'),
+      IntrHook: koffi.proto('void plugvisor_uc_hookintr(uc_engine *uc, uint32_t intno, void *user_data)'),
+      MemHook: koffi.proto(
+        'bool plugvisor_uc_hookmem(uc_engine *uc, int type, uint64_t address, int size, int64_t value, void *user_data)',
+      ),
+      MmioRead: koffi.proto('uint64_t plugvisor_uc_mmio_read(uc_engine *uc, uint64_t offset, unsigned int size, void *user_data)'),
+      MmioWrite: koffi.proto(
+        'void plugvisor_uc_mmio_write(uc_engine *uc, uint64_t offset, unsigned int size, uint64_t value, void *user_data)',
+      ),
+    } as unknown as Lib;
+    return lib;
+  } catch (e) {
+    loadError = new PlugvisorError(
+      'NO_UNICORN',
+      `cannot load libunicorn.so.2 (install the Debian package libunicorn2: scripts/setup.sh does): ${(e as Error).message}`,
+    );
+    throw loadError;
+  }
+}
+
+/** True if libunicorn 2 can be loaded on this host. */
+export function unicornAvailable(): boolean {
+  try {
+    load();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function describeUcErr(code: number): string {
+  try {
+    return load().uc_strerror(code);
+  } catch {
+    return 'unknown';
+  }
+}
+
+function check(call: string, rc: number): void {
+  if (rc !== 0) throw new UnicornError(call, rc);
+}
+
+// ---- host RAM ------------------------------------------------------------------------------
+
+/** Page-aligned anonymous host memory, shared zero-copy by every engine and by JS. */
+export class HostRam {
+  readonly bytes: Uint8Array;
+  private freed = false;
+
+  private constructor(
+    /** @internal native address, for uc_mem_map_ptr only */
+    readonly ptr: bigint,
+    readonly size: number,
+  ) {
+    this.bytes = new Uint8Array(koffi.view(ptr, size));
+  }
+
+  static allocate(size: number): HostRam {
+    if (size <= 0 || size % 4096 !== 0) {
+      throw new PlugvisorError('BAD_RAM_SIZE', `RAM size must be a positive multiple of 4 KiB, got ${size}`);
+    }
+    const l = load();
+    // PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE: pages cost nothing until touched.
+    const ptr = l.mmap(null, size, 3, 0x02 | 0x20 | 0x4000, -1, 0);
+    if (ptr === 0xffff_ffff_ffff_ffffn || ptr === 0n) {
+      throw new PlugvisorError('NO_MEMORY', `cannot map ${size} bytes of guest RAM`);
+    }
+    return new HostRam(ptr, size);
+  }
+
+  /** Unmaps the memory. Only call after every engine mapping it is closed (P7). */
+  free(): void {
+    if (this.freed) return;
+    this.freed = true;
+    load().munmap(this.ptr, this.size);
+  }
+}
+
+// ---- register batches ----------------------------------------------------------------------
+
+/**
+ * A fixed list of registers read or written with one FFI call. Values live in stable native
+ * memory viewed as `u64` and as `u32` halves (low word first), so the hot path allocates nothing.
+ */
+export class RegBatch {
+  readonly u64: BigUint64Array;
+  readonly u32: Uint32Array;
+  private readonly ids: Int32Array;
+  private readonly ptrs: bigint;
+  private readonly vals: bigint;
+
+  constructor(
+    private readonly engine: UcEngine,
+    ids: readonly number[],
+  ) {
+    const n = ids.length;
+    this.ids = Int32Array.from(ids);
+    this.vals = koffi.alloc('uint64_t', n) as unknown as bigint;
+    this.ptrs = koffi.alloc('void *', n) as unknown as bigint;
+    this.u64 = new BigUint64Array(koffi.view(this.vals, n * 8));
+    this.u32 = new Uint32Array(this.u64.buffer, this.u64.byteOffset, n * 2);
+    const ptrArr = new BigUint64Array(koffi.view(this.ptrs, n * 8));
+    for (let i = 0; i < n; i++) ptrArr[i] = this.vals + BigInt(8 * i);
+  }
+
+  read(): void {
+    const rc = load().uc_reg_read_batch(this.engine.handle, this.ids, this.ptrs, this.ids.length);
+    if (rc !== 0) throw new UnicornError('uc_reg_read_batch', rc);
+  }
+
+  write(): void {
+    const rc = load().uc_reg_write_batch(this.engine.handle, this.ids, this.ptrs, this.ids.length);
+    if (rc !== 0) throw new UnicornError('uc_reg_write_batch', rc);
+  }
+}
+
+// ---- the engine ----------------------------------------------------------------------------
+
+export type MmioReadFn = (offset: number, size: number) => number;
+export type MmioWriteFn = (offset: number, size: number, value: number) => void;
+export interface MemFault {
+  readonly type: number;
+  readonly address: bigint;
+  readonly size: number;
+}
+
+/** One Unicorn aarch64 engine (one vCPU). */
+export class UcEngine {
+  /** @internal the uc_engine pointer */
+  readonly handle: unknown;
+  private readonly callbacks: unknown[] = [];
+  private readonly cell = new BigUint64Array(1);
+  private readonly vcell = new BigUint64Array(2);
+  private readonly cp = new DataView(new ArrayBuffer(32));
+  private readonly cpBytes = new Uint8Array(this.cp.buffer);
+  private readonly hh = new BigUint64Array(1);
+  private readonly query = new BigUint64Array(1);
+  /** An exception thrown by a hook body, rethrown by start() (P2). */
+  private hookError: unknown = undefined;
+  private closed = false;
+
+  private constructor(handle: unknown) {
+    this.handle = handle;
+  }
+
+  /** Opens an aarch64 engine with the `max` CPU model (before anything instantiates the CPU: P6). */
+  static open(): UcEngine {
+    const l = load();
+    const out: (unknown | null)[] = [null];
+    check('uc_open', l.uc_open(UC_ARCH_ARM64, UC_MODE_ARM, out));
+    const e = new UcEngine(out[0]);
+    check('uc_ctl(CPU_MODEL)', l.uc_ctl(e.handle, UC_CTL_WRITE(UC_CTL_CPU_MODEL, 1), 'int', UC_CPU_ARM64_MAX));
+    return e;
+  }
+
+  mapRam(base: bigint, ram: HostRam): void {
+    check('uc_mem_map_ptr', load().uc_mem_map_ptr(this.handle, base, ram.size, UC_PROT_ALL, ram.ptr));
+  }
+
+  /** Maps a private read-only, executable page range and fills it (a boot ROM). */
+  mapRom(base: bigint, size: number, contents: Uint8Array): void {
+    const l = load();
+    check('uc_mem_map', l.uc_mem_map(this.handle, base, size, UC_PROT_READ | UC_PROT_EXEC));
+    check('uc_mem_write', l.uc_mem_write(this.handle, base, contents, contents.byteLength));
+  }
+
+  /** Maps a device region whose accesses call `read`/`write` (offset from `base`). */
+  mapMmio(base: bigint, size: number, read: MmioReadFn, write: MmioWriteFn): void {
+    const l = load();
+    const rd = this.register((_uc: unknown, offset: number | bigint, sz: number) => {
+      try {
+        return read(Number(offset), sz);
+      } catch (e) {
+        this.fail(e);
+        return 0;
+      }
+    }, l.MmioRead);
+    const wr = this.register((_uc: unknown, offset: number | bigint, sz: number, value: number | bigint) => {
+      try {
+        write(Number(offset), sz, Number(BigInt.asUintN(32, BigInt(value))));
+      } catch (e) {
+        this.fail(e);
+      }
+    }, l.MmioWrite);
+    check('uc_mmio_map', l.uc_mmio_map(this.handle, base, size, rd, null, wr, null));
+  }
+
+  /** Calls `fn(intno)` for every CPU exception (HVC = 11, SMC = 13, UDEF = 1, SVC = 2, ...). */
+  onInterrupt(fn: (intno: number) => void): void {
+    const l = load();
+    const cb = this.register((_uc: unknown, intno: number) => {
+      try {
+        fn(intno);
+      } catch (e) {
+        this.fail(e);
+      }
+    }, l.IntrHook);
+    check('uc_hook_add(INTR)', l.uc_hook_add(this.handle, this.hh, UC_HOOK_INTR, cb, null, 1, 0));
+  }
+
+  /**
+   * Calls `fn` for an access to unmapped or protected memory; the engine then stops with the
+   * matching UC_ERR_* (the access is not retried).
+   */
+  onInvalidMemory(fn: (fault: MemFault) => void): void {
+    const l = load();
+    const cb = this.register((_uc: unknown, type: number, address: number | bigint, size: number) => {
+      try {
+        fn({ type, address: BigInt.asUintN(64, BigInt(address)), size });
+      } catch (e) {
+        this.fail(e);
+      }
+      return false;
+    }, l.MemHook);
+    check('uc_hook_add(MEM_INVALID)', l.uc_hook_add(this.handle, this.hh, UC_HOOK_MEM_INVALID, cb, null, 1, 0));
+  }
+
+  private register(fn: (...args: any[]) => unknown, proto: TypeObject): unknown {
+    const cb = koffi.register(fn, koffi.pointer(proto));
+    this.callbacks.push(cb);
+    return cb;
+  }
+
+  private fail(e: unknown): void {
+    if (this.hookError === undefined) this.hookError = e ?? new Error('hook failed');
+    load().uc_emu_stop(this.handle);
+  }
+
+  /**
+   * Runs from `begin` until `until` is reached, a hook stops the engine, the guest executes WFI
+   * (EXCP_HLT ends the run), or `timeoutUs` elapses (0 = no timeout). Returns the uc_err code;
+   * rethrows an exception a hook raised.
+   */
+  start(begin: bigint, until: bigint, timeoutUs: number): number {
+    const rc = load().uc_emu_start(this.handle, begin, until, timeoutUs, 0);
+    const err = this.hookError;
+    if (err !== undefined) {
+      this.hookError = undefined;
+      throw err;
+    }
+    return rc;
+  }
+
+  /** Ask the running engine to stop at the next instruction boundary. */
+  stop(): void {
+    load().uc_emu_stop(this.handle);
+  }
+
+  /** Did the last start() end because its timeout elapsed? */
+  timedOut(): boolean {
+    check('uc_query', load().uc_query(this.handle, UC_QUERY_TIMEOUT, this.query));
+    return this.query[0] !== 0n;
+  }
+
+  /** Drops every translated block (code may have changed behind this engine's back: P4). */
+  flushTbs(): void {
+    check('uc_ctl(TB_FLUSH)', load().uc_ctl(this.handle, UC_CTL_WRITE(UC_CTL_TB_FLUSH, 0)));
+  }
+
+  /** Drops translated blocks of [begin, end) (P4). */
+  removeCache(begin: bigint, end: bigint): void {
+    check(
+      'uc_ctl(TB_REMOVE_CACHE)',
+      load().uc_ctl(this.handle, UC_CTL_WRITE(UC_CTL_TB_REMOVE_CACHE, 2), 'uint64_t', begin, 'uint64_t', end),
+    );
+  }
+
+  read64(id: number): bigint {
+    check('uc_reg_read', load().uc_reg_read(this.handle, id, this.cell));
+    return this.cell[0]!;
+  }
+
+  write64(id: number, value: bigint): void {
+    this.cell[0] = BigInt.asUintN(64, value);
+    check('uc_reg_write', load().uc_reg_write(this.handle, id, this.cell));
+  }
+
+  /** A 128-bit SIMD register (V0..V31) as 16 little-endian bytes. */
+  readVector(n: number, into: Uint8Array): void {
+    check('uc_reg_read', load().uc_reg_read(this.handle, Reg.V0 + n, this.vcell));
+    into.set(new Uint8Array(this.vcell.buffer));
+  }
+
+  writeVector(n: number, from: Uint8Array): void {
+    new Uint8Array(this.vcell.buffer).set(from.subarray(0, 16));
+    check('uc_reg_write', load().uc_reg_write(this.handle, Reg.V0 + n, this.vcell));
+  }
+
+  private cpSet(r: SysReg, value: bigint): void {
+    const v = this.cp;
+    v.setUint32(0, r.crn, true);
+    v.setUint32(4, r.crm, true);
+    v.setUint32(8, r.op0, true);
+    v.setUint32(12, r.op1, true);
+    v.setUint32(16, r.op2, true);
+    v.setBigUint64(24, BigInt.asUintN(64, value), true);
+  }
+
+  /** Reads a system register through UC_ARM64_REG_CP_REG (raw value, no access checks). */
+  readSys(r: SysReg): bigint {
+    this.cpSet(r, 0n);
+    const rc = load().uc_reg_read(this.handle, Reg.CP_REG, this.cpBytes);
+    if (rc !== 0) throw new UnicornError(`uc_reg_read(${r.name})`, rc);
+    return this.cp.getBigUint64(24, true);
+  }
+
+  /** Writes a system register through its write function (side effects such as TLB flushes apply). */
+  writeSys(r: SysReg, value: bigint): void {
+    this.cpSet(r, value);
+    const rc = load().uc_reg_write(this.handle, Reg.CP_REG, this.cpBytes);
+    if (rc !== 0) throw new UnicornError(`uc_reg_write(${r.name})`, rc);
+  }
+
+  batch(ids: readonly number[]): RegBatch {
+    return new RegBatch(this, ids);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    load().uc_close(this.handle);
+    for (const cb of this.callbacks) koffi.unregister(cb as never);
+    this.callbacks.length = 0;
+  }
+}

@@ -1,0 +1,9 @@
+// @plugvisor/machine-arm64: real aarch64 guest code on Unicorn 2 (libunicorn2) through koffi.
+export { Arm64Machine, type Arm64MachineOptions, type Arm64MachineDescription, type RunResult, type RunOptions } from './machine.js';
+export { Layout } from './board/layout.js';
+export { GuestFault, MachineError, VcpuStateError, GUEST_FAULT_EXIT_CODE, GUEST_HANG_EXIT_CODE } from './errors.js';
+export { ImageError, loadElf, loadRaw, isElf, type LoadedImage } from './loader/elf.js';
+export { affinityOfIndex, MPIDR_AFF_MASK } from './cpu/vcpu.js';
+export { SPURIOUS_INTID, MAX_INTID } from './devices/gicc.js';
+export { XEN_HVC_IMM, type TrapRouter } from './traps.js';
+export { unicornAvailable, UnicornError } from './ffi/unicorn.js';
