@@ -3,7 +3,7 @@ import { Arm64Machine, type RunResult } from './machine.js';
 import { TestRouter } from './testing/test-router.js';
 import { guestImage } from './testing/guests.js';
 
-function boot(name: string, opts: { vcpus?: number; mode?: number; sliceUs?: number } = {}) {
+function boot(name: string, opts: { vcpus?: number; mode?: number; sliceUs?: number; ignoreSystemOff?: boolean } = {}) {
   let out = '';
   const m = new Arm64Machine({
     vcpus: opts.vcpus ?? 1,
@@ -11,7 +11,7 @@ function boot(name: string, opts: { vcpus?: number; mode?: number; sliceUs?: num
     console: (b) => (out += Buffer.from(b).toString('latin1')),
     ...(opts.sliceUs ? { sliceUs: opts.sliceUs } : {}),
   });
-  const router = new TestRouter(m, { mode: opts.mode ?? 0 });
+  const router = new TestRouter(m, { mode: opts.mode ?? 0, ignoreSystemOff: opts.ignoreSystemOff ?? false });
   m.attach(router);
   const img = m.loadImage(guestImage(name));
   m.boot(img.entry);
@@ -25,6 +25,89 @@ describe('arm64 machine: boot and console', () => {
     expect(r).toEqual({ kind: 'system-event', event: { kind: 'off', vcpu: 0, data: [] } });
     expect(router.started).toBe(1);
     expect(console()).toBe('hello from plugvisor arm64\nx0=0 mpidr=80000000 el=1\nsmccc version 10001\n');
+    m.dispose();
+  });
+});
+
+describe('arm64 machine: vCPUs', () => {
+  it('gives each vCPU a KVM-style MPIDR and finds vCPUs by affinity', () => {
+    const m = new Arm64Machine({ vcpus: 20, memSize: 1 << 20, console: () => {} });
+    expect(m.affinityOf(0)).toBe(0n);
+    expect(m.affinityOf(1)).toBe(1n);
+    expect(m.affinityOf(17)).toBe(0x101n);
+    expect(m.vcpuByAffinity(0x101n)).toBe(17);
+    expect(m.vcpuByAffinity(0x8000_0101n)).toBe(17); // RES1 bit 31 as read from MPIDR_EL1
+    expect(m.vcpuByAffinity(0x10n)).toBe(-1);
+    expect(m.powerState(0)).toBe('off');
+    m.dispose();
+  });
+
+  it('schedules fairly: two vCPUs spinning on each other\'s flags both finish', () => {
+    const { m, console } = boot('smp', { vcpus: 2 });
+    const r = m.run();
+    expect(r.kind).toBe('system-event');
+    expect(console()).toBe(
+      'cpu0: starting cpu1\ncpu1 up: mpidr=80000001 context=1234\ncpu0: CPU_ON returned 0\n' +
+        'cpu0: cpu1 is alive\ncpu1 saw go\ncpu0: done\n',
+    );
+    expect(m.powerState(1)).toBe('on');
+    m.dispose();
+  });
+
+  it('reports a hang when every powered-on vCPU waits in WFI with nothing pending', () => {
+    const { m, console } = boot('hello', { ignoreSystemOff: true });
+    const r = m.run();
+    expect(r).toEqual({ kind: 'hang', message: 'all 1 powered-on vCPU(s) wait for an interrupt and none is pending' });
+    expect(console()).toContain('smccc version 10001');
+    m.dispose();
+  });
+});
+
+describe('arm64 machine: guest faults', () => {
+  const cases: [number, RegExp][] = [
+    [0, /guest fault on vCPU 0 at PC 0x4000[0-9a-f]+: read from unmapped memory at 0x10000000 \(size 4\): outside RAM and devices/],
+    [1, /guest fault on vCPU 0 at PC 0x4000[0-9a-f]+: unhandled synchronous exception \(ESR 0x2000000\): VBAR_EL1 is 0/],
+    [2, /recursive fault: synchronous exception \(ESR 0x2000000\) inside the vector table/],
+  ];
+  for (const [mode, message] of cases) {
+    it(`stops with vCPU, PC and cause (mode ${mode})`, () => {
+      const { m, console } = boot('fault', { mode });
+      const r = m.run();
+      expect(r.kind).toBe('fault');
+      if (r.kind !== 'fault') return;
+      expect(r.fault.message).toMatch(message);
+      expect(r.fault.vcpu).toBe(0);
+      expect(console()).not.toContain('still alive');
+      m.dispose();
+    });
+  }
+});
+
+describe('arm64 machine: traps and exception injection', () => {
+  it('injects UNDEF, answers SMC #1 with -1, delivers SVC, Xen calls and IRQs honouring PSTATE.I', () => {
+    const { m, router, console } = boot('exceptions');
+    const r: RunResult = m.run();
+    expect(r.kind).toBe('system-event');
+    const lines = console().split('\n');
+    expect(lines).toEqual([
+      'daif at boot 3c0',
+      expect.stringMatching(/^sync exception kind=4 EC=0 ISS=0 IL=1 spsr=[0-9a-f]*3c5$/),
+      'back from bad hvc',
+      'smc #1 -> x0=ffffffffffffffff',
+      expect.stringMatching(/^sync exception kind=4 EC=15 ISS=42 IL=1 spsr=[0-9a-f]*3c5$/),
+      'back from svc',
+      'xen op 7 -> 7015',
+      'masked: irqs=0',
+      expect.stringMatching(/^IRQ intid=31 elr=4000[0-9a-f]+$/),
+      'after wfi: irqs=1 intid=31',
+      expect.stringMatching(/^IRQ intid=40 elr=4000[0-9a-f]+$/),
+      'unmasked: irqs=2 intid=40',
+      expect.stringMatching(/^IRQ intid=33 elr=4000[0-9a-f]+$/),
+      'spin: irqs=3 intid=33',
+      '',
+    ]);
+    // SMC #1 never reached the router; HVC #0x123 neither.
+    expect(router.calls.filter((c) => c.conduit === 'xen')).toEqual([{ conduit: 'xen', id: 7, vcpu: 0 }]);
     m.dispose();
   });
 });

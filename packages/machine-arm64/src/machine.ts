@@ -92,6 +92,9 @@ export class Arm64Machine implements Machine, VcpuHost {
   private started = false;
   private running = -1;
   private lastRan = -1;
+  /** Bumped when a guest invalidates its instruction cache; see slice(). */
+  private codeGeneration = 0;
+  private readonly seenGeneration: number[] = [];
   private next = 0;
   private event: SystemEvent | undefined;
   private pauseReason: string | undefined;
@@ -140,6 +143,11 @@ export class Arm64Machine implements Machine, VcpuHost {
         (off) => v.gic.read(off),
         (off, _size, value) => v.gic.write(off, value),
       );
+      e.onSys((op1, crn, crm) => {
+        // IC IALLUIS (op1 0, CRm 1), IC IALLU / IC IVAU (CRm 5): the guest says code changed.
+        // Other engines may hold stale translations of it: they drop them before they next run.
+        if (crn === 7 && (crm === 1 || crm === 5) && (op1 === 0 || op1 === 3)) this.codeGeneration++;
+      });
       e.onInvalidMemory((f) => {
         if (!this.memFault) this.memFault = f;
       });
@@ -156,7 +164,7 @@ export class Arm64Machine implements Machine, VcpuHost {
   loadImage(bytes: Uint8Array, rawAddress: bigint = Layout.RAM_BASE): LoadedImage {
     const img = isElf(bytes) ? loadElf(bytes, this.memory) : loadRaw(bytes, this.memory, rawAddress);
     // Engines may hold translations of the old contents (P4).
-    for (const v of this.vcpus) v.engine.flushTbs();
+    for (const v of this.vcpus) for (const seg of img.segments) v.engine.removeCache(seg.start, seg.end);
     return img;
   }
 
@@ -193,6 +201,9 @@ export class Arm64Machine implements Machine, VcpuHost {
     if (v.power !== 'off') throw new MachineError(`vCPU ${vcpu} is not off (${v.power})`);
     v.power = 'on-pending';
     v.pendingOn = { entry, context };
+    // The running vCPU may have been running without a time slice (it was alone): stop it so
+    // the scheduler starts slicing between it and the new one.
+    if (this.running >= 0) this.vcpus[this.running]!.kick = true;
   }
 
   powerOff(vcpu: number): void {
@@ -217,7 +228,9 @@ export class Arm64Machine implements Machine, VcpuHost {
   setInterrupt(vcpu: number, intid: number, level: boolean): void {
     const v = this.vcpu(vcpu);
     v.gic.setLine(intid, level);
-    if (level) this.kick(v);
+    // Stop the running vCPU if the interrupt is for it, or wakes a parked one (which must now
+    // get time slices).
+    if (level && this.running >= 0 && (v.index === this.running || v.parked)) this.vcpus[this.running]!.kick = true;
   }
 
   /** Ask run() to return { kind: 'paused' } after the current trap (e.g. to take a snapshot). */
@@ -234,6 +247,10 @@ export class Arm64Machine implements Machine, VcpuHost {
     const v = this.vcpus[i];
     if (!v) throw new MachineError(`no vCPU ${i} (this machine has ${this.vcpuCount})`);
     return v;
+  }
+
+  dropTranslations(v: Vcpu): void {
+    v.engine.removeCache(Layout.RAM_BASE, Layout.RAM_BASE + BigInt(this.ramSize));
   }
 
   // ---- traps (called from the engine's interrupt hook) ---------------------------------------
@@ -317,7 +334,14 @@ export class Arm64Machine implements Machine, VcpuHost {
 
   /** Runs one vCPU for one slice; returns a fault if the guest cannot continue. */
   private slice(v: Vcpu, others: boolean): GuestFault | undefined {
-    if (this.lastRan !== v.index && this.lastRan >= 0) v.engine.flushTbs();
+    // Code another vCPU wrote is invisible to this engine's translation cache (P4). Guests
+    // publish code changes with IC maintenance instructions, as the architecture requires
+    // (other CPUs' instruction fetches are not coherent with stores until then); we count them
+    // and drop this engine's translations when one happened since it last ran.
+    if ((this.seenGeneration[v.index] ?? 0) !== this.codeGeneration) {
+      this.dropTranslations(v);
+      this.seenGeneration[v.index] = this.codeGeneration;
+    }
     this.lastRan = v.index;
     try {
       // Deliver an unmasked pending IRQ before running; if it is masked, poll with slices so
@@ -404,7 +428,7 @@ export class Arm64Machine implements Machine, VcpuHost {
   restoreVcpu(i: number, blob: Uint8Array): void {
     this.assertIdle();
     this.vcpu(i).restore(blob);
-    this.vcpu(i).engine.flushTbs();
+    this.dropTranslations(this.vcpu(i));
   }
 
   describe(): Arm64MachineDescription {

@@ -77,6 +77,8 @@ export interface VcpuHost {
   /** RAM as 32-bit words, for instruction fetch by the trap decoder. */
   readonly ram32: Uint32Array;
   readonly ramSize: number;
+  /** Drops every block `vcpu`'s engine translated from RAM (uc_ctl TB_FLUSH costs ~100 ms: never used). */
+  dropTranslations(vcpu: Vcpu): void;
 }
 
 /** A guest exception Unicorn reported that is not a hypercall: handled after the slice. */
@@ -226,6 +228,11 @@ export class Vcpu {
    */
   private applyEntry(pstate: number, pc: bigint, spEl0: bigint, spEl1: bigint, sctlr: bigint, elrEl1: bigint): void {
     const e = this.engine;
+    // Unicorn checks the stop address (`until`) only when it translates a block: a block
+    // already translated at `pc` would run straight past it. Drop it first — by physical
+    // address while the MMU is off, otherwise (VA -> PA unknown here) the whole cache.
+    if ((e.readSys(Sys.SCTLR_EL1) & SCTLR_M) === 0n) e.removeCache(pc, pc + 4n);
+    else this.host.dropTranslations(this);
     e.write64(Reg.SP_EL0, spEl0);
     e.write64(Reg.SP_EL1, spEl1);
     e.writeSys(Sys.SCTLR_EL1, sctlr & ~SCTLR_M);

@@ -29,6 +29,9 @@ export const UC_PROT_EXEC = 4;
 export const UC_PROT_ALL = 7;
 
 export const UC_HOOK_INTR = 1 << 0;
+export const UC_HOOK_INSN = 1 << 1;
+/** uc_arm64_insn: SYS (IC, DC, TLBI, AT ... instructions). */
+const UC_ARM64_INS_SYS = 3;
 export const UC_HOOK_MEM_READ_UNMAPPED = 1 << 4;
 export const UC_HOOK_MEM_WRITE_UNMAPPED = 1 << 5;
 export const UC_HOOK_MEM_FETCH_UNMAPPED = 1 << 6;
@@ -45,12 +48,12 @@ const UC_HOOK_MEM_INVALID =
 
 /** uc_mem_type values passed to invalid-memory hooks. */
 export const UcMemType = Object.freeze({
-  16: 'read from unmapped memory',
-  17: 'write to unmapped memory',
-  18: 'instruction fetch from unmapped memory',
-  19: 'write to write-protected memory',
-  20: 'read from read-protected memory',
-  21: 'instruction fetch from non-executable memory',
+  19: 'read from unmapped memory',
+  20: 'write to unmapped memory',
+  21: 'instruction fetch from unmapped memory',
+  22: 'write to read-only memory',
+  23: 'read from read-protected memory',
+  24: 'instruction fetch from non-executable memory',
 } as Record<number, string>);
 
 const UC_QUERY_TIMEOUT = 4;
@@ -141,12 +144,13 @@ interface Lib {
   uc_reg_write_batch: (uc: unknown, ids: Int32Array, vals: bigint, count: number) => number;
   uc_emu_start: (uc: unknown, begin: bigint, until: bigint, timeout: number, count: number) => number;
   uc_emu_stop: (uc: unknown) => number;
-  uc_hook_add: (uc: unknown, hh: BigUint64Array, type: number, cb: unknown, ud: null, begin: number, end: number) => number;
+  uc_hook_add: (uc: unknown, hh: BigUint64Array, type: number, cb: unknown, ud: null, begin: number, end: number, ...extra: unknown[]) => number;
   uc_query: (uc: unknown, type: number, out: BigUint64Array) => number;
   mmap: (addr: null, length: number, prot: number, flags: number, fd: number, offset: number) => bigint;
   munmap: (addr: bigint, length: number) => number;
   IntrHook: TypeObject;
   MemHook: TypeObject;
+  InsnSysHook: TypeObject;
   MmioRead: TypeObject;
   MmioWrite: TypeObject;
 }
@@ -188,6 +192,7 @@ function load(): Lib {
       MemHook: koffi.proto(
         'bool plugvisor_uc_hookmem(uc_engine *uc, int type, uint64_t address, int size, int64_t value, void *user_data)',
       ),
+      InsnSysHook: koffi.proto('uint32_t plugvisor_uc_insn_sys(uc_engine *uc, int reg, void *cp_reg, void *user_data)'),
       MmioRead: koffi.proto('uint64_t plugvisor_uc_mmio_read(uc_engine *uc, uint64_t offset, unsigned int size, void *user_data)'),
       MmioWrite: koffi.proto(
         'void plugvisor_uc_mmio_write(uc_engine *uc, uint64_t offset, unsigned int size, uint64_t value, void *user_data)',
@@ -398,6 +403,26 @@ export class UcEngine {
       return false;
     }, l.MemHook);
     check('uc_hook_add(MEM_INVALID)', l.uc_hook_add(this.handle, this.hh, UC_HOOK_MEM_INVALID, cb, null, 1, 0));
+  }
+
+  /**
+   * Calls `fn(op1, crn, crm, op2)` when the guest executes a SYS instruction (cache and TLB
+   * maintenance, address translation). Used to notice instruction-cache invalidation, after
+   * which other engines must drop translated code (P4). Cost: one callback per SYS executed.
+   */
+  onSys(fn: (op1: number, crn: number, crm: number, op2: number) => void): void {
+    const l = load();
+    const cb = this.register((_uc: unknown, _reg: number, cp: unknown) => {
+      try {
+        // struct uc_arm64_cp_reg { u32 crn, crm, op0, op1, op2; u64 val; }
+        const f = koffi.decode(cp, 'uint32_t', 5) as number[];
+        fn(f[3]!, f[0]!, f[1]!, f[4]!);
+      } catch (e) {
+        this.fail(e);
+      }
+      return 0; // not handled: the instruction executes normally
+    }, l.InsnSysHook);
+    check('uc_hook_add(INSN SYS)', l.uc_hook_add(this.handle, this.hh, UC_HOOK_INSN, cb, null, 1, 0, 'int', UC_ARM64_INS_SYS));
   }
 
   private register(fn: (...args: any[]) => unknown, proto: TypeObject): unknown {

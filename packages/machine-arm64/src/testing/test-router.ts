@@ -14,6 +14,8 @@ export interface TestRouterOptions {
   mode?: number;
   /** Benchmark behaviour: any SMCCC id other than SYSTEM_OFF returns x0 + 1. */
   echoPlusOne?: boolean;
+  /** Answer SYSTEM_OFF NOT_SUPPORTED instead (the guest then parks in WFI forever). */
+  ignoreSystemOff?: boolean;
 }
 
 export class TestRouter implements TrapRouter {
@@ -42,7 +44,7 @@ export class TestRouter implements TrapRouter {
       r.set(0, BigInt(id) * 1000n + sum);
       return;
     }
-    if (id === 0x84000008) {
+    if (id === 0x84000008 && !this.options.ignoreSystemOff) {
       this.machine.systemEvent({ kind: 'off', vcpu: vcpu.index, data: [] });
       return;
     }
