@@ -14,11 +14,22 @@ CFLAGS=(-ffreestanding -nostdlib -nostartfiles -static -O2 -mgeneral-regs-only -
 LDFLAGS=(-Wl,--build-id=none -Wl,--no-warn-rwx-segments -Wl,-T,runtime/guest.ld -Wl,-n -no-pie)
 RUNTIME=(runtime/start.S runtime/runtime.c)
 
+# Compile each source to an object first: linking sources directly would name the compiler's
+# random temporary objects in the symbol table (not reproducible).
+OBJ="$(mktemp -d)"
+trap 'rm -rf "$OBJ"' EXIT
+compile() { # source -> prints object path
+  local o="$OBJ/$(basename "${1%.*}").o"
+  "$CC" "${CFLAGS[@]}" -c -o "$o" "$1"
+  echo "$o"
+}
+RT_OBJS=()
+for s in "${RUNTIME[@]}"; do RT_OBJS+=("$(compile "$s")"); done
 build_c() { # name
-  "$CC" "${CFLAGS[@]}" "${LDFLAGS[@]}" -o "$OUT/$1.elf" "${RUNTIME[@]}" "src/$1.c"
+  "$CC" "${CFLAGS[@]}" "${LDFLAGS[@]}" -o "$OUT/$1.elf" "${RT_OBJS[@]}" "$(compile "src/$1.c")"
 }
 build_asm() { # name (no runtime)
-  "$CC" "${CFLAGS[@]}" "${LDFLAGS[@]}" -o "$OUT/$1.elf" "src/$1.S"
+  "$CC" "${CFLAGS[@]}" "${LDFLAGS[@]}" -o "$OUT/$1.elf" "$(compile "src/$1.S")"
 }
 
 for g in exceptions fault hello smp; do build_c "$g"; done
