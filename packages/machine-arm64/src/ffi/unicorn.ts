@@ -140,8 +140,8 @@ interface Lib {
   uc_mmio_map: (uc: unknown, address: bigint | number, size: number, rd: unknown, urd: null, wr: unknown, uwr: null) => number;
   uc_reg_read: (uc: unknown, regid: number, value: ArrayBufferView | bigint) => number;
   uc_reg_write: (uc: unknown, regid: number, value: ArrayBufferView | bigint) => number;
-  uc_reg_read_batch: (uc: unknown, ids: Int32Array, vals: bigint, count: number) => number;
-  uc_reg_write_batch: (uc: unknown, ids: Int32Array, vals: bigint, count: number) => number;
+  uc_reg_read_batch: (uc: unknown, ids: bigint, vals: bigint, count: number) => number;
+  uc_reg_write_batch: (uc: unknown, ids: bigint, vals: bigint, count: number) => number;
   uc_emu_start: (uc: unknown, begin: bigint, until: bigint, timeout: number, count: number) => number;
   uc_emu_stop: (uc: unknown) => number;
   uc_hook_add: (uc: unknown, hh: BigUint64Array, type: number, cb: unknown, ud: null, begin: number, end: number, ...extra: unknown[]) => number;
@@ -178,8 +178,10 @@ function load(): Lib {
       ),
       uc_reg_read: uc.func('int uc_reg_read(uc_engine *uc, int regid, void *value)'),
       uc_reg_write: uc.func('int uc_reg_write(uc_engine *uc, int regid, const void *value)'),
-      uc_reg_read_batch: uc.func('int uc_reg_read_batch(uc_engine *uc, int *regs, void *vals, int count)'),
-      uc_reg_write_batch: uc.func('int uc_reg_write_batch(uc_engine *uc, int *regs, void *vals, int count)'),
+      // ids and value pointers both live in stable native memory: BigInt pointer arguments are
+      // the cheapest koffi marshals (node-ffi.md §4.3).
+      uc_reg_read_batch: uc.func('int uc_reg_read_batch(uc_engine *uc, void *regs, void *vals, int count)'),
+      uc_reg_write_batch: uc.func('int uc_reg_write_batch(uc_engine *uc, void *regs, void *vals, int count)'),
       uc_emu_start: uc.func('int uc_emu_start(uc_engine *uc, uint64_t begin, uint64_t until, uint64_t timeout, size_t count)'),
       uc_emu_stop: uc.func('int uc_emu_stop(uc_engine *uc)'),
       uc_hook_add: uc.func(
@@ -275,7 +277,8 @@ export class HostRam {
 export class RegBatch {
   readonly u64: BigUint64Array;
   readonly u32: Uint32Array;
-  private readonly ids: Int32Array;
+  private readonly count: number;
+  private readonly ids: bigint;
   private readonly ptrs: bigint;
   private readonly vals: bigint;
 
@@ -284,7 +287,9 @@ export class RegBatch {
     ids: readonly number[],
   ) {
     const n = ids.length;
-    this.ids = Int32Array.from(ids);
+    this.count = n;
+    this.ids = koffi.alloc('int', n) as unknown as bigint;
+    new Int32Array(koffi.view(this.ids, n * 4)).set(ids);
     this.vals = koffi.alloc('uint64_t', n) as unknown as bigint;
     this.ptrs = koffi.alloc('void *', n) as unknown as bigint;
     this.u64 = new BigUint64Array(koffi.view(this.vals, n * 8));
@@ -294,12 +299,12 @@ export class RegBatch {
   }
 
   read(): void {
-    const rc = load().uc_reg_read_batch(this.engine.handle, this.ids, this.ptrs, this.ids.length);
+    const rc = load().uc_reg_read_batch(this.engine.handle, this.ids, this.ptrs, this.count);
     if (rc !== 0) throw new UnicornError('uc_reg_read_batch', rc);
   }
 
   write(): void {
-    const rc = load().uc_reg_write_batch(this.engine.handle, this.ids, this.ptrs, this.ids.length);
+    const rc = load().uc_reg_write_batch(this.engine.handle, this.ids, this.ptrs, this.count);
     if (rc !== 0) throw new UnicornError('uc_reg_write_batch', rc);
   }
 }

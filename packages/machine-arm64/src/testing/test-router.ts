@@ -36,6 +36,13 @@ export class TestRouter implements TrapRouter {
   dispatch(conduit: Conduit, vcpu: VcpuContext): void {
     const r = vcpu.regs;
     const id = conduit.functionId(r);
+    if (this.options.echoPlusOne && id !== 0x84000008) {
+      // x0 + 1 on u32 halves: no BigInt per trap
+      const lo = r.u32[0]! + 1;
+      r.u32[0] = lo >>> 0;
+      if (lo > 0xffff_ffff) r.u32[1] = (r.u32[1]! + 1) >>> 0;
+      return;
+    }
     if (this.record) this.calls.push({ conduit: conduit.name, id, vcpu: vcpu.index });
     if (conduit.name === 'xen') {
       // op * 1000 + sum of the five arguments: proves x16 and x0..x4 arrived
@@ -46,10 +53,6 @@ export class TestRouter implements TrapRouter {
     }
     if (id === 0x84000008 && !this.options.ignoreSystemOff) {
       this.machine.systemEvent({ kind: 'off', vcpu: vcpu.index, data: [] });
-      return;
-    }
-    if (this.options.echoPlusOne) {
-      r.set(0, r.get(0) + 1n);
       return;
     }
     switch (id) {

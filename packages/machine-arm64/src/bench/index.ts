@@ -1,0 +1,161 @@
+/**
+ * arm64 machine benchmarks, for the root `scripts/bench.mjs`:
+ *   import { runArm64Bench } from '@plugvisor/machine-arm64/bench';
+ *
+ * (a) guest HVC round trips per second through the machine (trap hook -> register transfer ->
+ *     router -> write-back) beside the same guest loop on bare libunicorn in C;
+ * (b) a compute-only guest loop (no traps) beside bare libunicorn running the same image.
+ * Plus a breakdown of the trap path (where the time goes). The C baseline is compiled here with
+ * the machine's gcc against libunicorn-dev into a temp dir. Medians of interleaved rounds.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Arm64Machine } from '../machine.js';
+import { Layout } from '../board/layout.js';
+import { TestRouter } from '../testing/test-router.js';
+import { guestImage } from '../testing/guests.js';
+import { UcEngine, HostRam, Reg } from '../ffi/unicorn.js';
+import { Sys } from '../cpu/sysregs.js';
+
+export interface BenchResult {
+  name: string;
+  value: number;
+  unit: string;
+  baseline?: number;
+  ratio?: number;
+}
+
+const BASELINE_C = fileURLToPath(new URL('../../bench/uc_baseline.c', import.meta.url));
+const ITER_MARK = 1_000_000n; // the value of `iterations` in the committed bench images
+
+interface Flat {
+  bytes: Uint8Array;
+  iterOffset: number;
+}
+
+/** The image as flat RAM contents from 0x4000_0000, and where `iterations` lives. */
+function flatten(name: string): Flat {
+  const m = new Arm64Machine({ memSize: 1 << 20, console: () => {} });
+  try {
+    const img = m.loadImage(guestImage(name));
+    const end = Math.max(...img.segments.map((s) => Number(s.end - Layout.RAM_BASE)));
+    const bytes = Uint8Array.from(m.memory.regions()[0]!.bytes.subarray(0, end));
+    const dv = new DataView(bytes.buffer);
+    const hits: number[] = [];
+    for (let o = 0; o + 8 <= bytes.length; o += 8) if (dv.getBigUint64(o, true) === ITER_MARK) hits.push(o);
+    if (hits.length !== 1) throw new Error(`${name}: expected one 'iterations' word, found ${hits.length}`);
+    return { bytes, iterOffset: hits[0]! };
+  } finally {
+    m.dispose();
+  }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[s.length >> 1]!;
+}
+
+function runC(bin: string, file: string, flat: Flat, iterations: number): number {
+  const out = execFileSync(bin, [file, String(flat.iterOffset), String(iterations)], { encoding: 'utf8' });
+  return Number(out.trim().split(' ')[0]);
+}
+
+/** Seconds for the full machine to run the image with `iterations`. */
+function runMachine(flat: Flat, iterations: number): number {
+  const m = new Arm64Machine({ memSize: 16 << 20, console: () => {} });
+  try {
+    const router = new TestRouter(m, { echoPlusOne: true });
+    router.record = false;
+    m.attach(router);
+    m.memory.write(Layout.RAM_BASE, flat.bytes);
+    m.memory.writeU64(Layout.RAM_BASE + BigInt(flat.iterOffset), BigInt(iterations));
+    m.boot(Layout.RAM_BASE);
+    const t = performance.now();
+    const r = m.run();
+    const s = (performance.now() - t) / 1000;
+    if (r.kind !== 'system-event') throw new Error(`bench guest ended with ${r.kind}`);
+    return s;
+  } finally {
+    m.dispose();
+  }
+}
+
+/**
+ * Trap-path breakdown on a raw engine: `mode` 0 = empty JS hook (koffi callback only),
+ * 1 = hook + one batch register read, 2 = read + x0 write-back (no router).
+ */
+function runRawHook(flat: Flat, iterations: number, mode: 0 | 1 | 2): number {
+  const ram = HostRam.allocate(16 << 20);
+  const e = UcEngine.open();
+  try {
+    e.mapRam(Layout.RAM_BASE, ram);
+    ram.bytes.set(flat.bytes);
+    new DataView(ram.bytes.buffer, ram.bytes.byteOffset).setBigUint64(flat.iterOffset, BigInt(iterations), true);
+    e.writeSys(Sys.SCR_EL3, (1n << 8n) | (1n << 10n));
+    const rd = e.batch([Reg.PC, ...Array.from({ length: 18 }, (_, i) => Reg.X0 + i)]);
+    const wb = e.batch([Reg.X0]);
+    e.onInterrupt((intno) => {
+      if (intno !== 11) return e.stop();
+      if (mode === 0) return;
+      rd.read();
+      if (mode === 2) {
+        wb.u32[0] = rd.u32[2]! + 1;
+        wb.u32[1] = rd.u32[3]!;
+        wb.write();
+      }
+    });
+    const t = performance.now();
+    e.start(Layout.RAM_BASE, 0n, 0);
+    return (performance.now() - t) / 1000;
+  } finally {
+    e.close();
+    ram.free();
+  }
+}
+
+export async function runArm64Bench(options: { rounds?: number; hvcIterations?: number; computeIterations?: number } = {}): Promise<BenchResult[]> {
+  const rounds = options.rounds ?? 5;
+  const nHvc = options.hvcIterations ?? 500_000;
+  const nCompute = options.computeIterations ?? 10_000_000;
+  const dir = mkdtempSync(join(tmpdir(), 'plugvisor-arm64-bench-'));
+  try {
+    const bin = join(dir, 'uc_baseline');
+    execFileSync('gcc', ['-O2', '-o', bin, BASELINE_C, '-lunicorn'], { stdio: 'pipe' });
+    const hvc = flatten('hvcloop');
+    const compute = flatten('compute');
+    const hvcFile = join(dir, 'hvcloop.bin');
+    const computeFile = join(dir, 'compute.bin');
+    writeFileSync(hvcFile, hvc.bytes);
+    writeFileSync(computeFile, compute.bytes);
+
+    const t: Record<string, number[]> = { cHvc: [], jsHvc: [], cCompute: [], jsCompute: [], raw0: [], raw1: [], raw2: [] };
+    runMachine(hvc, 10_000); // warm-up (JIT)
+    for (let r = 0; r < rounds; r++) {
+      t.cHvc!.push(runC(bin, hvcFile, hvc, nHvc));
+      t.jsHvc!.push(runMachine(hvc, nHvc));
+      t.raw0!.push(runRawHook(hvc, nHvc, 0));
+      t.raw1!.push(runRawHook(hvc, nHvc, 1));
+      t.raw2!.push(runRawHook(hvc, nHvc, 2));
+      t.cCompute!.push(runC(bin, computeFile, compute, nCompute));
+      t.jsCompute!.push(runMachine(compute, nCompute));
+    }
+    const perTrapNs = (k: string) => (median(t[k]!) / nHvc) * 1e9;
+    const cNs = perTrapNs('cHvc');
+    const jsNs = perTrapNs('jsHvc');
+    const cRate = nCompute / median(t.cCompute!);
+    const jsRate = nCompute / median(t.jsCompute!);
+    return [
+      { name: 'arm64 guest HVC round trip, full machine (ns/trap)', value: jsNs, unit: 'ns', baseline: cNs, ratio: jsNs / cNs },
+      { name: 'arm64 guest HVC round trips/s, full machine', value: 1e9 / jsNs, unit: 'traps/s', baseline: 1e9 / cNs, ratio: cNs / jsNs },
+      { name: 'arm64 trap breakdown: empty koffi hook (ns/trap)', value: perTrapNs('raw0'), unit: 'ns', baseline: cNs, ratio: perTrapNs('raw0') / cNs },
+      { name: 'arm64 trap breakdown: hook + batch register read (ns/trap)', value: perTrapNs('raw1'), unit: 'ns', baseline: cNs, ratio: perTrapNs('raw1') / cNs },
+      { name: 'arm64 trap breakdown: hook + read + x0 write-back (ns/trap)', value: perTrapNs('raw2'), unit: 'ns', baseline: cNs, ratio: perTrapNs('raw2') / cNs },
+      { name: 'arm64 compute-only guest loop, full machine (iterations/s)', value: jsRate, unit: 'iter/s', baseline: cRate, ratio: jsRate / cRate },
+    ];
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
