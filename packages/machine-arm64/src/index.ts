@@ -7,3 +7,4 @@ export { affinityOfIndex, MPIDR_AFF_MASK } from './cpu/vcpu.js';
 export { SPURIOUS_INTID, MAX_INTID } from './devices/gicc.js';
 export { XEN_HVC_IMM, type TrapRouter } from './traps.js';
 export { unicornAvailable, UnicornError } from './ffi/unicorn.js';
+export { checkArm64Snapshot, machineFromPlan } from './snapshot.js';

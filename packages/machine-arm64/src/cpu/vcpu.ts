@@ -407,24 +407,8 @@ export class Vcpu {
 
   /** Loads a blob made by save() (on any machine with the same board). */
   restore(blob: Uint8Array): void {
-    const b = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
-    if (b.length < 16 || b.readBigUInt64LE(0) !== BLOB_MAGIC) throw new VcpuStateError('not an arm64 vCPU state blob');
-    const version = b.readUInt32LE(8);
-    if (version !== BLOB_VERSION) throw new VcpuStateError(`unsupported arm64 vCPU state version ${version} (expected ${BLOB_VERSION})`);
+    const { b, fixed, extras } = parseVcpuBlob(blob);
     const nSys = b.readUInt32LE(12);
-    if (nSys > SAVED_SYSREGS.length) {
-      throw new VcpuStateError(`vCPU state has ${nSys} system registers; this build knows ${SAVED_SYSREGS.length}`);
-    }
-    const fixed = 16 + 37 * 8 + 32 * 16 + nSys * 8;
-    if (b.length < fixed + 4) throw new VcpuStateError('truncated arm64 vCPU state');
-    const jsonLen = b.readUInt32LE(fixed);
-    if (b.length !== fixed + 4 + jsonLen) throw new VcpuStateError('arm64 vCPU state has the wrong length');
-    let extras: VcpuStateExtras;
-    try {
-      extras = JSON.parse(b.subarray(fixed + 4).toString('utf8')) as VcpuStateExtras;
-    } catch {
-      throw new VcpuStateError('arm64 vCPU state: bad JSON tail');
-    }
     this.assertNotEl0('restore');
     const e = this.engine;
     const s = this.stateRegs;
@@ -461,5 +445,29 @@ export class Vcpu {
     this.gic.restore(extras.gicc);
     this.exception = null;
     if (this.power === 'on') this.applyEntry(pstate, pc, spEl0, spEl1, sctlr, elrEl1);
+  }
+}
+
+/**
+ * Validates a vCPU state blob without applying it (restore checks every blob before it changes
+ * anything). Throws VcpuStateError naming what is wrong.
+ */
+export function parseVcpuBlob(blob: Uint8Array): { b: Buffer; fixed: number; extras: VcpuStateExtras } {
+  const b = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
+  if (b.length < 16 || b.readBigUInt64LE(0) !== BLOB_MAGIC) throw new VcpuStateError('not an arm64 vCPU state blob');
+  const version = b.readUInt32LE(8);
+  if (version !== BLOB_VERSION) throw new VcpuStateError(`unsupported arm64 vCPU state version ${version} (expected ${BLOB_VERSION})`);
+  const nSys = b.readUInt32LE(12);
+  if (nSys > SAVED_SYSREGS.length) {
+    throw new VcpuStateError(`vCPU state has ${nSys} system registers; this build knows ${SAVED_SYSREGS.length}`);
+  }
+  const fixed = 16 + 37 * 8 + 32 * 16 + nSys * 8;
+  if (b.length < fixed + 4) throw new VcpuStateError('truncated arm64 vCPU state');
+  const jsonLen = b.readUInt32LE(fixed);
+  if (b.length !== fixed + 4 + jsonLen) throw new VcpuStateError('arm64 vCPU state has the wrong length');
+  try {
+    return { b, fixed, extras: JSON.parse(b.subarray(fixed + 4).toString('utf8')) as VcpuStateExtras };
+  } catch {
+    throw new VcpuStateError('arm64 vCPU state: bad JSON tail');
   }
 }
