@@ -2,6 +2,8 @@ import { PlugvisorError, UsageError } from '@plugvisor/core';
 import { abiCommand, abiHelp } from './commands/abi.js';
 import { checkCommand, checkHelp } from './commands/check.js';
 import { demoCommand, demoHelp } from './commands/demo.js';
+import { restoreCommand, restoreHelp } from './commands/restore.js';
+import { runCommand, runHelp } from './commands/run.js';
 
 /** Exit statuses of the CLI itself (guest runs add their own, see `plugvisor run --help`). */
 export const Exit = Object.freeze({ OK: 0, FAILURE: 1, USAGE: 2, REFUSED: 3 });
@@ -15,6 +17,8 @@ interface Command {
 const commands: Record<string, Command> = {
   abi: { run: abiCommand, help: abiHelp, summary: 'print the guest ABI of a build' },
   check: { run: checkCommand, help: checkHelp, summary: 'is moving VMs between two builds safe (upgrade and rollback)' },
+  run: { run: runCommand, help: runHelp, summary: 'boot an aarch64 image on the arm64 machine (snapshot it with --snapshot-at)' },
+  restore: { run: restoreCommand, help: restoreHelp, summary: 'continue a snapshotted VM, on this build or another' },
   demo: { run: demoCommand, help: demoHelp, summary: 'the main job: the default build, end to end' },
 };
 

@@ -1,0 +1,77 @@
+import { writeFileSync, writeSync } from 'node:fs';
+import { saveSnapshot, type Vm } from '@plugvisor/core';
+import { GUEST_FAULT_EXIT_CODE, GUEST_HANG_EXIT_CODE, type Arm64Machine } from '@plugvisor/machine-arm64';
+
+/**
+ * Running a guest to its end, shared by `run` and `restore`: every way a run ends has its own
+ * exit status, and a requested snapshot stops the run after N hypercall traps and writes the
+ * core's stream (the VM can then continue elsewhere with `plugvisor restore`).
+ */
+export const RunExit = Object.freeze({
+  SYSTEM_OFF: 0,
+  SNAPSHOT_WRITTEN: 0,
+  GUEST_FAULT: GUEST_FAULT_EXIT_CODE, // 10: unhandled exception, access outside RAM and devices
+  HANG: GUEST_HANG_EXIT_CODE, // 11: every vCPU waits for an interrupt nothing will raise
+  ALL_OFF: 12, // every vCPU powered itself off without a system event
+  RESET: 20, // PSCI SYSTEM_RESET / SYSTEM_RESET2
+  HIBERNATE_OFF: 21, // PSCI SYSTEM_OFF2 (hibernate)
+  SUSPEND: 22, // PSCI SYSTEM_SUSPEND
+  CRASH: 23,
+});
+
+export const runExitHelp = `Exit status: 0 the guest powered off (PSCI SYSTEM_OFF) or the snapshot was written;
+10 guest fault (message names vCPU, PC, cause); 11 hang (all vCPUs wait forever);
+12 all vCPUs off; 20 reset (SYSTEM_RESET/RESET2); 21 hibernate-off (SYSTEM_OFF2);
+22 suspend (SYSTEM_SUSPEND); 23 crash; 1 failure; 2 bad input; 3 snapshot refused.`;
+
+export interface GuestRunOptions {
+  readonly snapshotAt?: number;
+  readonly snapshotFile?: string;
+}
+
+/** Console sink: synchronous, so guest output and our messages keep their order. */
+export const consoleOut = (bytes: Uint8Array) => {
+  writeSync(1, bytes);
+};
+
+const say = (line: string) => writeSync(2, `plugvisor: ${line}\n`);
+
+export function runToEnd(vm: Vm, machine: Arm64Machine, options: GuestRunOptions): number {
+  try {
+    const result = machine.run(options.snapshotAt ? { pauseAfterTraps: options.snapshotAt } : {});
+    switch (result.kind) {
+      case 'paused': {
+        const bytes = saveSnapshot(vm, machine.image());
+        const file = options.snapshotFile ?? 'plugvisor.snap';
+        writeFileSync(file, bytes);
+        say(`snapshot after ${options.snapshotAt} hypercall traps written to ${file} (${bytes.byteLength} bytes); continue it with 'plugvisor restore ${file}'`);
+        return RunExit.SNAPSHOT_WRITTEN;
+      }
+      case 'system-event': {
+        const { kind, vcpu, data } = result.event;
+        const detail = data.length ? ` (${data.map((d) => `0x${d.toString(16)}`).join(', ')})` : '';
+        if (kind !== 'off') say(`guest requested ${kind} on vCPU ${vcpu}${detail}`);
+        return { off: RunExit.SYSTEM_OFF, reset: RunExit.RESET, 'hibernate-off': RunExit.HIBERNATE_OFF, suspend: RunExit.SUSPEND, crash: RunExit.CRASH }[kind];
+      }
+      case 'fault':
+        say(`guest fault: ${result.fault.message}`);
+        return RunExit.GUEST_FAULT;
+      case 'hang':
+        say(`guest hang: ${result.message}`);
+        return RunExit.HANG;
+      case 'all-off':
+        say('every vCPU is off and no system event was requested');
+        return RunExit.ALL_OFF;
+    }
+  } finally {
+    machine.dispose();
+  }
+}
+
+/** Parses a size like 134217728, 128M, 64m, 1G, 512K. */
+export function parseSize(text: string): number | undefined {
+  const m = /^(\d+)([KMG]?)$/i.exec(text.trim());
+  if (!m) return undefined;
+  const mult = { '': 1, K: 1 << 10, M: 1 << 20, G: 1 << 30 }[m[2]!.toUpperCase() as '' | 'K' | 'M' | 'G'];
+  return Number(m[1]) * mult;
+}

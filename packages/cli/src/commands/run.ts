@@ -1,0 +1,132 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { AbiError, Hypervisor, UsageError, type VmOverrides } from '@plugvisor/core';
+import { Arm64Machine, ImageError, unicornAvailable } from '@plugvisor/machine-arm64';
+import { loadBuild } from '../build-file.js';
+import { consoleOut, parseSize, runExitHelp, runToEnd } from './guest-run.js';
+
+export const runHelp = `plugvisor run IMAGE [options]
+
+Boots an aarch64 image (ELF64, or raw with --raw ADDR) on the arm64 machine: vCPU 0 starts at
+the entry point at EL1 with the MMU off; the others wait for PSCI CPU_ON. The console (PL011)
+goes to stdout.
+  --vcpus N              vCPUs (default 1)
+  --mem SIZE             RAM: bytes or with K/M/G (default 128M)
+  --build FILE           build file (default: the default build)
+  --feature NAME=on|off  turn a feature on or off (repeatable)
+  --version SEL=VER      select a version, e.g. psci=1.1 (repeatable)
+  --set-reg ID=VALUE     write a firmware register (KVM ONE_REG id and value, hex) before the
+                         first run, under KVM's rules; a rejected write stops with its errno
+  --raw ADDR             IMAGE is a raw binary loaded (and entered) at ADDR
+  --snapshot-at N        after N hypercall traps, write a snapshot and stop
+  --snapshot-file FILE   where the snapshot goes (default plugvisor.snap)
+  --record FILE          write the VM's ABI record (JSON) before it runs (for 'plugvisor check --vm')
+${runExitHelp}`;
+
+const num = (text: string, what: string): bigint => {
+  try {
+    if (!/^(0x[0-9a-f]+|\d+)$/i.test(text)) throw new Error();
+    return BigInt(text);
+  } catch {
+    throw new UsageError(`${what}: '${text}' is not a number (use 0x… for hex)`);
+  }
+};
+
+function overridesFrom(values: { feature?: string[]; version?: string[]; 'set-reg'?: string[] }): VmOverrides {
+  const features: Record<string, boolean> = {};
+  for (const f of values.feature ?? []) {
+    try {
+      const [name, on] = Hypervisor.parseFeatureFlag(f);
+      features[name] = on;
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  }
+  const versions: Record<string, string> = {};
+  for (const v of values.version ?? []) {
+    const m = /^([\w.-]+)=([\w.]+)$/.exec(v);
+    if (!m) throw new UsageError(`--version takes SELECTOR=VERSION, got '${v}'`);
+    versions[m[1]!] = m[2]!;
+  }
+  const registers: Array<[bigint, bigint]> = [];
+  for (const r of values['set-reg'] ?? []) {
+    const m = /^([^=]+)=(.+)$/.exec(r);
+    if (!m) throw new UsageError(`--set-reg takes ID=VALUE, got '${r}'`);
+    registers.push([num(m[1]!, '--set-reg id'), num(m[2]!, '--set-reg value')]);
+  }
+  return { features, versions, registers };
+}
+
+export const snapshotOptions = {
+  'snapshot-at': { type: 'string' },
+  'snapshot-file': { type: 'string' },
+} as const;
+
+export function parseSnapshotAt(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--snapshot-at takes a positive number of traps, got '${text}'`);
+  return n;
+}
+
+export async function runCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: {
+      vcpus: { type: 'string' },
+      mem: { type: 'string' },
+      build: { type: 'string' },
+      feature: { type: 'string', multiple: true },
+      version: { type: 'string', multiple: true },
+      'set-reg': { type: 'string', multiple: true },
+      raw: { type: 'string' },
+      record: { type: 'string' },
+      ...snapshotOptions,
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (positionals.length !== 1) throw new UsageError('run takes one image: plugvisor run IMAGE [options]');
+  const imagePath = positionals[0]!;
+  if (!existsSync(imagePath)) throw new UsageError(`image ${imagePath} does not exist`);
+  const vcpus = values.vcpus === undefined ? 1 : Number(values.vcpus);
+  if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > 64) throw new UsageError(`--vcpus takes 1..64, got '${values.vcpus}'`);
+  const mem = values.mem === undefined ? 128 << 20 : parseSize(values.mem);
+  if (!mem || mem % 4096 !== 0) throw new UsageError(`--mem takes a size in whole 4 KiB pages (e.g. 128M), got '${values.mem}'`);
+  const snapshotAt = parseSnapshotAt(values['snapshot-at']);
+
+  const { hv } = await loadBuild(values.build);
+  const overrides = overridesFrom(values);
+  // The VM and every operator override first: a rejected one stops before any guest code runs.
+  let vm;
+  try {
+    vm = hv.createVm({ features: overrides.features, versions: overrides.versions });
+    for (const [id, value] of overrides.registers ?? []) {
+      try {
+        vm.abi.setOneReg(id, value);
+      } catch (e) {
+        if (e instanceof AbiError) throw new UsageError(`--set-reg 0x${id.toString(16)}=0x${value.toString(16)} rejected: ${e.errnoName}: ${e.message}`);
+        throw e;
+      }
+    }
+  } catch (e) {
+    if (e instanceof AbiError) throw new UsageError(`${e.errnoName}: ${e.message}`);
+    throw e;
+  }
+  if (values.record) writeFileSync(values.record, JSON.stringify(vm.record(), null, 2) + '\n');
+
+  if (!unicornAvailable()) throw new UsageError('the arm64 machine needs libunicorn2 (run scripts/setup.sh)');
+  const machine = new Arm64Machine({ vcpus, memSize: mem, console: consoleOut });
+  try {
+    const image = readFileSync(imagePath);
+    const loaded = values.raw !== undefined ? machine.loadImage(image, num(values.raw, '--raw')) : machine.loadImage(image);
+    machine.boot(loaded.entry);
+  } catch (e) {
+    machine.dispose();
+    if (e instanceof ImageError) throw new UsageError(`image ${imagePath}: ${e.message}`);
+    throw e;
+  }
+  vm.attachMachine(machine);
+  machine.attach(vm);
+  return runToEnd(vm, machine, { snapshotAt, snapshotFile: values['snapshot-file'] });
+}
