@@ -29,8 +29,8 @@ for (const [name, [path, fn]] of Object.entries(suites)) {
   console.log(`\n== ${name}`);
   const rows = await mod[fn]();
   for (const r of rows) {
-    console.log(`${r.name}: ${fmt(r.value)} ${r.unit} (median; spread ${r.spread ?? 'n/a'})`);
-    if (r.baseline !== undefined) console.log(`  baseline ${r.baselineName}: ${fmt(r.baseline)} ${r.unit}; ratio ${r.ratio.toFixed(2)}×`);
+    console.log(`${r.name}: ${fmt(r.value)} ${r.unit} (median${r.spread ? `; spread ${r.spread}` : ''})`);
+    if (r.baseline !== undefined) console.log(`  baseline${r.baselineName ? ` ${r.baselineName}` : ""}: ${fmt(r.baseline)} ${r.unit}; ratio ${r.ratio.toFixed(2)}×`);
     if (r.goal) console.log(`  goal ${r.goal}: ${r.pass ? 'met' : 'NOT met'}`);
     if (r.note) console.log(`  note: ${r.note}`);
     if (r.goal && !r.pass) failed++;
