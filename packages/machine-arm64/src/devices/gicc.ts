@@ -13,8 +13,17 @@
  *   0x0FC GICC_IIDR   RO: 0x0 (no product id)
  *
  * The vCPU's IRQ signal is "some INTID pending and none active" (no preemption). INTIDs are
- * 0..1019 (SGI 0-15, PPI 16-31 — Xen event-channel upcalls will use PPI 31 — SPI 32+).
- * Interrupts are level-sensitive: Machine.setInterrupt(vcpu, intid, level) drives the line.
+ * 0..1019 (SGI 0-15, PPI 16-31, SPI 32+).
+ *
+ * Trigger mode, per INTID (GICD_ICFGR's job on a real GIC; here `configure`):
+ *   level (default)  Machine.setInterrupt(vcpu, intid, level) drives the line: pending while
+ *                    high; EOIR re-pends it if still high; lowering it clears pending.
+ *   edge             setInterrupt(.., true) is a rising edge: it latches pending, also while
+ *                    the INTID is active (active+pending: taken again after EOIR);
+ *                    setInterrupt(.., false) does nothing; IAR consumes the latch. This is KVM's
+ *                    vgic for an edge IRQ (pending_latch set on level=1, line_level ignored).
+ * On this board PPI 31 (GUEST_EVTCHN_PPI, Xen's event-channel upcall) is edge by default, as
+ * Xen's vGIC configures it: Xen raises it once per evtchn_upcall_pending 0→1 and never lowers it.
  */
 export const SPURIOUS_INTID = 1023;
 export const MAX_INTID = 1019;
@@ -22,12 +31,27 @@ export const MAX_INTID = 1019;
 const LINE = 1;
 const PENDING = 2;
 const ACTIVE = 4;
+/** Configuration bit (not state): the INTID is edge-triggered. */
+const EDGE = 8;
+
+export type InterruptTrigger = 'level' | 'edge';
+
+/** INTIDs that are edge-triggered at reset on this board: PPI 31, Xen's event-channel PPI. */
+export const DEFAULT_EDGE_INTIDS: readonly number[] = Object.freeze([31]);
 
 export interface GiccState {
   ctlr: number;
   pmr: number;
   /** [intid, state bits] for every INTID with a non-zero state. */
   lines: [number, number][];
+  /** Edge-triggered INTIDs (absent in blobs from before trigger modes: the board default). */
+  edge?: number[];
+}
+
+function checkIntid(intid: number): void {
+  if (!Number.isInteger(intid) || intid < 0 || intid > MAX_INTID) {
+    throw new RangeError(`INTID ${intid} is outside 0..${MAX_INTID}`);
+  }
 }
 
 export class GicCpuInterface {
@@ -37,16 +61,39 @@ export class GicCpuInterface {
   ctlr = 0;
   pmr = 0;
 
+  constructor(edge: readonly number[] = DEFAULT_EDGE_INTIDS) {
+    for (const id of edge) this.configure(id, 'edge');
+  }
+
   /** True when the vCPU's IRQ input is asserted. */
   get irqAsserted(): boolean {
     return this.pendingCount > 0 && this.activeCount === 0;
   }
 
-  setLine(intid: number, level: boolean): void {
-    if (!Number.isInteger(intid) || intid < 0 || intid > MAX_INTID) {
-      throw new RangeError(`INTID ${intid} is outside 0..${MAX_INTID}`);
-    }
+  /**
+   * Sets an INTID's trigger mode. Switching drops a latched edge or a high line (as
+   * reprogramming GICD_ICFGR on a real GIC is only defined while the interrupt is disabled);
+   * an active interrupt stays active.
+   */
+  configure(intid: number, trigger: InterruptTrigger): void {
+    checkIntid(intid);
     const s = this.st[intid]!;
+    if (((s & EDGE) !== 0) === (trigger === 'edge')) return;
+    this.set(intid, (s & ACTIVE) | (trigger === 'edge' ? EDGE : 0));
+  }
+
+  triggerOf(intid: number): InterruptTrigger {
+    checkIntid(intid);
+    return this.st[intid]! & EDGE ? 'edge' : 'level';
+  }
+
+  setLine(intid: number, level: boolean): void {
+    checkIntid(intid);
+    const s = this.st[intid]!;
+    if (s & EDGE) {
+      if (level) this.set(intid, s | PENDING); // a rising edge latches, even while active
+      return;
+    }
     if (level) {
       this.set(intid, s | LINE | ((s & ACTIVE) === 0 ? PENDING : 0));
     } else {
@@ -98,7 +145,8 @@ export class GicCpuInterface {
         if (id > MAX_INTID) return;
         const s = this.st[id]!;
         if (!(s & ACTIVE)) return;
-        this.set(id, (s & ~ACTIVE) | (s & LINE ? PENDING : 0));
+        // level: pending again while the line is high; edge: a latched edge stays pending
+        this.set(id, s & EDGE ? s & ~ACTIVE : (s & ~ACTIVE) | (s & LINE ? PENDING : 0));
         return;
       }
       default:
@@ -108,13 +156,23 @@ export class GicCpuInterface {
 
   save(): GiccState {
     const lines: [number, number][] = [];
-    for (let i = 0; i <= MAX_INTID; i++) if (this.st[i]) lines.push([i, this.st[i]!]);
-    return { ctlr: this.ctlr, pmr: this.pmr, lines };
+    const edge: number[] = [];
+    for (let i = 0; i <= MAX_INTID; i++) {
+      const st = this.st[i]!;
+      if (st & EDGE) edge.push(i);
+      if (st & ~EDGE) lines.push([i, st & ~EDGE]);
+    }
+    return { ctlr: this.ctlr, pmr: this.pmr, lines, edge };
   }
 
   restore(s: GiccState): void {
-    for (let i = 0; i <= MAX_INTID; i++) this.set(i, 0);
-    for (const [id, bits] of s.lines) this.set(id, bits & (LINE | PENDING | ACTIVE));
+    const edge = new Set(s.edge ?? DEFAULT_EDGE_INTIDS);
+    for (let i = 0; i <= MAX_INTID; i++) this.set(i, edge.has(i) ? EDGE : 0);
+    for (const [id, bits] of s.lines) {
+      const e = this.st[id]! & EDGE;
+      // an edge INTID has no line level: a LINE bit from an older (all-level) blob means pending
+      this.set(id, e ? e | (bits & (PENDING | ACTIVE)) | (bits & LINE && !(bits & ACTIVE) ? PENDING : 0) : bits & (LINE | PENDING | ACTIVE));
+    }
     this.ctlr = s.ctlr;
     this.pmr = s.pmr;
   }
