@@ -28,6 +28,7 @@ import { HostRam, UcEngine, UcMemType, type MemFault } from './ffi/unicorn.js';
 import { Layout } from './board/layout.js';
 import { Pl011, type Pl011State } from './devices/pl011.js';
 import { Vcpu, Excp, EC, MPIDR_AFF_MASK, type VcpuHost } from './cpu/vcpu.js';
+import { sampleClock, type ClockSample } from './cpu/clock.js';
 import { GuestFault, MachineError } from './errors.js';
 import { isElf, loadElf, loadRaw, type LoadedImage } from './loader/elf.js';
 import { TrapKind, dispatchTrap, hvcConduit, smcConduit, startRouter, type TrapRouter } from './traps.js';
@@ -231,6 +232,14 @@ export class Arm64Machine implements Machine, VcpuHost {
     // Stop the running vCPU if the interrupt is for it, or wakes a parked one (which must now
     // get time slices).
     if (level && this.running >= 0 && (v.index === this.running || v.parked)) this.vcpus[this.running]!.kick = true;
+  }
+
+  /**
+   * The host wall clock and the guest-visible virtual or physical counter, sampled together
+   * (KVM PTP), as seen by the vCPU currently trapping (vCPU 0 between runs). See cpu/clock.ts.
+   */
+  sampleClock(counter: 'virtual' | 'physical'): ClockSample {
+    return sampleClock(this.vcpus[this.running >= 0 ? this.running : 0]!.engine, counter);
   }
 
   /** Ask run() to return { kind: 'paused' } after the current trap (e.g. to take a snapshot). */

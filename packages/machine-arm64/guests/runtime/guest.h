@@ -42,6 +42,15 @@ s64 xen_hypercall(u64 op, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4);
 s64 psci_cpu_on(u64 target_mpidr, u64 entry, u64 context);
 void psci_system_off(void) __attribute__((noreturn));
 void halt(void) __attribute__((noreturn));
+
+/*
+ * Full-register SMCCC calls (runtime/smccc_regs.S; link it only into guests that use them):
+ * x0..x17 loaded from r->x[] (all 64 bits of x0), the call, x0..x17 stored back into r.
+ */
+struct smccc_regs { u64 x[18]; };
+void smccc_hvc_regs(struct smccc_regs *r);
+void smccc_smc_regs(struct smccc_regs *r);
+void smccc_smc_imm1_regs(struct smccc_regs *r); /* SMC #1 */
 extern char secondary_entry[];
 
 static inline u64 read_mpidr(void) { u64 v; __asm__ volatile("mrs %0, mpidr_el1" : "=r"(v)); return v; }
@@ -50,6 +59,10 @@ static inline u64 read_esr(void) { u64 v; __asm__ volatile("mrs %0, esr_el1" : "
 static inline u64 read_daif(void) { u64 v; __asm__ volatile("mrs %0, daif" : "=r"(v)); return v; }
 static inline void irq_enable(void) { __asm__ volatile("msr daifclr, #2" ::: "memory"); }
 static inline void irq_disable(void) { __asm__ volatile("msr daifset, #2" ::: "memory"); }
+/* Generic timer counters as the guest reads them (isb: not read early, ahead of prior code). */
+static inline u64 read_cntvct(void) { u64 v; __asm__ volatile("isb\n\tmrs %0, cntvct_el0" : "=r"(v) : : "memory"); return v; }
+static inline u64 read_cntpct(void) { u64 v; __asm__ volatile("isb\n\tmrs %0, cntpct_el0" : "=r"(v) : : "memory"); return v; }
+static inline u64 read_cntfrq(void) { u64 v; __asm__ volatile("mrs %0, cntfrq_el0" : "=r"(v)); return v; }
 static inline void wfi(void) { __asm__ volatile("wfi" ::: "memory"); }
 static inline u32 mmio_read32(u64 a) { return *(volatile u32 *)a; }
 static inline void mmio_write32(u64 a, u32 v) { *(volatile u32 *)a = v; }

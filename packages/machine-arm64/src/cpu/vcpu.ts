@@ -83,6 +83,11 @@ export interface VcpuHost {
   dropTranslations(vcpu: Vcpu): void;
 }
 
+/** The trapping vCPU as handlers see it; the vCPU sets `viaSmc` before each dispatch. */
+export interface TrapContext extends VcpuContext {
+  viaSmc: boolean;
+}
+
 /** A guest exception Unicorn reported that is not a hypercall: handled after the slice. */
 export interface TakenException {
   intno: number;
@@ -108,7 +113,7 @@ export class Vcpu {
   /** Set by the hook for a non-hypercall exception; handled by the run loop. */
   exception: TakenException | null = null;
   readonly gic = new GicCpuInterface();
-  readonly ctx: VcpuContext;
+  readonly ctx: TrapContext;
   readonly affinity: bigint;
   traps = 0;
 
@@ -134,7 +139,7 @@ export class Vcpu {
     private readonly host: VcpuHost,
   ) {
     this.affinity = affinityOfIndex(index);
-    this.ctx = { index, regs: new RegisterFile(32), machine: host.machine };
+    this.ctx = { index, regs: new RegisterFile(32), machine: host.machine, viaSmc: false };
     const xs = Array.from({ length: 31 }, (_, i) => xReg(i));
     this.trapRegs = engine.batch([Reg.PC, ...xs.slice(0, TRAP_REGS)]);
     this.trapX = this.trapRegs.u32.subarray(2, 2 + TRAP_REGS * 2);
@@ -178,6 +183,7 @@ export class Vcpu {
       // else: the PC is not a physical RAM address (MMU on). Without a page-table walk we cannot
       // fetch the instruction; treat it as immediate 0 (SMCCC), the common case. See README.
       this.ctx.regs.u32.set(this.trapX);
+      this.ctx.viaSmc = intno === Excp.SMC; // KVM_HYPERCALL_EXIT_SMC: SMCCC answers some calls per conduit
       this.host.onHypercall(this, intno, imm16);
       if (this.kick) this.engine.stop();
       return;
