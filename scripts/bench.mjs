@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 const suites = {
   core: ['../packages/core/bench/dispatch.mjs', 'runDispatchBench'],
   'machine-arm64': ['../packages/machine-arm64/dist/bench/index.js', 'runArm64Bench'],
+  x86: ['../packages/machine-x86/dist/bench/index.js', 'runX86Bench'],
   xsave: ['../packages/xsave/bench/index.mjs', 'runXsaveBench'],
   'evtchn-fifo': ['../packages/svc-evtchn-fifo/bench/index.mjs', 'runEvtchnBench'],
 };
