@@ -2,6 +2,7 @@ import { PlugvisorError, UsageError } from '@plugvisor/core';
 import { abiCommand, abiHelp } from './commands/abi.js';
 import { checkCommand, checkHelp } from './commands/check.js';
 import { demoCommand, demoHelp } from './commands/demo.js';
+import { hostsCommand, hostsHelp } from './commands/hosts.js';
 import { restoreCommand, restoreHelp } from './commands/restore.js';
 import { runCommand, runHelp } from './commands/run.js';
 
@@ -17,9 +18,10 @@ interface Command {
 const commands: Record<string, Command> = {
   abi: { run: abiCommand, help: abiHelp, summary: 'print the guest ABI of a build' },
   check: { run: checkCommand, help: checkHelp, summary: 'is moving VMs between two builds safe (upgrade and rollback)' },
-  run: { run: runCommand, help: runHelp, summary: 'boot an aarch64 image on the arm64 machine (snapshot it with --snapshot-at)' },
+  run: { run: runCommand, help: runHelp, summary: 'boot an aarch64 or x86-64 image (snapshot it with --snapshot-at)' },
   restore: { run: restoreCommand, help: restoreHelp, summary: 'continue a snapshotted VM, on this build or another' },
   demo: { run: demoCommand, help: demoHelp, summary: 'the main job: the default build, end to end' },
+  hosts: { run: hostsCommand, help: hostsHelp, summary: "dump this host's x86 capabilities (XSAVE) for pool baselines" },
 };
 
 export const usage = () =>

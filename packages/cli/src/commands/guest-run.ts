@@ -1,6 +1,6 @@
 import { writeFileSync, writeSync } from 'node:fs';
-import { saveSnapshot, type Vm } from '@plugvisor/core';
-import { GUEST_FAULT_EXIT_CODE, GUEST_HANG_EXIT_CODE, type Arm64Machine } from '@plugvisor/machine-arm64';
+import { saveSnapshot, type MachineImage, type SystemEvent, type Vm } from '@plugvisor/core';
+import { GUEST_FAULT_EXIT_CODE, GUEST_HANG_EXIT_CODE } from '@plugvisor/machine-arm64';
 
 /**
  * Running a guest to its end, shared by `run` and `restore`: every way a run ends has its own
@@ -19,10 +19,23 @@ export const RunExit = Object.freeze({
   CRASH: 23,
 });
 
-export const runExitHelp = `Exit status: 0 the guest powered off (PSCI SYSTEM_OFF) or the snapshot was written;
-10 guest fault (message names vCPU, PC, cause); 11 hang (all vCPUs wait forever);
-12 all vCPUs off; 20 reset (SYSTEM_RESET/RESET2); 21 hibernate-off (SYSTEM_OFF2);
-22 suspend (SYSTEM_SUSPEND); 23 crash; 1 failure; 2 bad input; 3 snapshot refused.`;
+export const runExitHelp = `Exit status: 0 the guest powered off (PSCI SYSTEM_OFF; x86: port 0x604 value 0) or the
+snapshot was written; 10 guest fault (message names vCPU, PC/RIP, cause); 11 hang (all vCPUs
+wait forever); 12 all vCPUs off; 20 reset (SYSTEM_RESET/RESET2; x86: 0x604 value 1);
+21 hibernate-off (SYSTEM_OFF2); 22 suspend (SYSTEM_SUSPEND); 23 crash (x86: 0x604 value 2);
+1 failure; 2 bad input; 3 snapshot refused.`;
+
+/** What `run`/`restore` need of a machine: the arm64 and the x86 machine both fit. */
+export interface GuestMachine {
+  run(options?: { pauseAfterTraps?: number }):
+    | { readonly kind: 'system-event'; readonly event: SystemEvent }
+    | { readonly kind: 'fault'; readonly fault: { readonly message: string } }
+    | { readonly kind: 'hang'; readonly message: string }
+    | { readonly kind: 'all-off' }
+    | { readonly kind: 'paused'; readonly reason: string };
+  image(): MachineImage;
+  dispose(): void;
+}
 
 export interface GuestRunOptions {
   readonly snapshotAt?: number;
@@ -36,7 +49,7 @@ export const consoleOut = (bytes: Uint8Array) => {
 
 const say = (line: string) => writeSync(2, `plugvisor: ${line}\n`);
 
-export function runToEnd(vm: Vm, machine: Arm64Machine, options: GuestRunOptions): number {
+export function runToEnd(vm: Vm, machine: GuestMachine, options: GuestRunOptions): number {
   try {
     const result = machine.run(options.snapshotAt ? { pauseAfterTraps: options.snapshotAt } : {});
     switch (result.kind) {

@@ -1,15 +1,24 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { AbiError, Hypervisor, UsageError, type VmOverrides } from '@plugvisor/core';
+import { AbiError, Hypervisor, UsageError, type Machine, type Vm, type VmOverrides } from '@plugvisor/core';
 import { Arm64Machine, ImageError, unicornAvailable } from '@plugvisor/machine-arm64';
+import { X86Machine, ImageError as X86ImageError, EM_X86_64, elfMachine, kvmUnavailable } from '@plugvisor/machine-x86';
+import { poolBaseline } from '@plugvisor/xsave';
+import type { GuestMachine } from './guest-run.js';
+import { readHostDumps } from './check.js';
 import { loadBuild } from '../build-file.js';
 import { consoleOut, parseSize, runExitHelp, runToEnd } from './guest-run.js';
 
 export const runHelp = `plugvisor run IMAGE [options]
 
-Boots an aarch64 image (ELF64, or raw with --raw ADDR) on the arm64 machine: vCPU 0 starts at
-the entry point at EL1 with the MMU off; the others wait for PSCI CPU_ON. The console (PL011)
-goes to stdout.
+Boots an image on the machine of its architecture, taken from the ELF header (e_machine):
+aarch64 on the arm64 machine (Unicorn) — vCPU 0 starts at the entry point at EL1 with the MMU
+off, the others wait for PSCI CPU_ON, the console is the PL011 — and x86-64 on the x86 machine
+(/dev/kvm) — vCPU 0 starts in 64-bit long mode at CPL0, the console is COM1 (0x3f8),
+hypercalls are OUT to port 0x600, port 0x604 powers off. Console output goes to stdout.
+  --arch arm64|x86_64    the architecture of a raw image (default arm64)
+  --hosts DUMP[,DUMP]    x86: create the VM with the XSAVE baseline of these hosts (dumps from
+                         'plugvisor hosts --json'), so it can move among them
   --vcpus N              vCPUs (default 1)
   --mem SIZE             RAM: bytes or with K/M/G (default 128M)
   --build FILE           build file (default: the default build)
@@ -80,6 +89,8 @@ export async function runCommand(argv: string[]): Promise<number> {
       version: { type: 'string', multiple: true },
       'set-reg': { type: 'string', multiple: true },
       raw: { type: 'string' },
+      arch: { type: 'string' },
+      hosts: { type: 'string', multiple: true },
       record: { type: 'string' },
       ...snapshotOptions,
     },
@@ -94,11 +105,17 @@ export async function runCommand(argv: string[]): Promise<number> {
   const mem = values.mem === undefined ? 128 << 20 : parseSize(values.mem);
   if (!mem || mem % 4096 !== 0) throw new UsageError(`--mem takes a size in whole 4 KiB pages (e.g. 128M), got '${values.mem}'`);
   const snapshotAt = parseSnapshotAt(values['snapshot-at']);
+  if (values.arch !== undefined && values.arch !== 'arm64' && values.arch !== 'x86_64') throw new UsageError(`--arch takes arm64 or x86_64, got '${values.arch}'`);
+  const image = readFileSync(imagePath);
+  const em = elfMachine(image);
+  if (values.hosts && em !== EM_X86_64 && values.arch !== 'x86_64') throw new UsageError('--hosts applies to x86-64 images only');
+  if (em !== undefined && values.arch !== undefined) throw new UsageError('--arch is for raw images; an ELF image says its architecture');
+  const arch = em === EM_X86_64 || (em === undefined && values.arch === 'x86_64') ? 'x86_64' : 'arm64';
 
   const { hv } = await loadBuild(values.build);
   const overrides = overridesFrom(values);
   // The VM and every operator override first: a rejected one stops before any guest code runs.
-  let vm;
+  let vm: Vm;
   try {
     vm = hv.createVm({ features: overrides.features, versions: overrides.versions });
     for (const [id, value] of overrides.registers ?? []) {
@@ -115,15 +132,23 @@ export async function runCommand(argv: string[]): Promise<number> {
   }
   if (values.record) writeFileSync(values.record, JSON.stringify(vm.record(), null, 2) + '\n');
 
-  if (!unicornAvailable()) throw new UsageError('the arm64 machine needs libunicorn2 (run scripts/setup.sh)');
-  const machine = new Arm64Machine({ vcpus, memSize: mem, console: consoleOut });
+  let machine: GuestMachine & Machine & { loadImage(b: Uint8Array, at?: bigint): { entry: bigint }; boot(entry: bigint): void; attach(router: Vm): void };
+  if (arch === 'x86_64') {
+    const why = kvmUnavailable();
+    if (why) throw new UsageError(`the x86 machine needs /dev/kvm: ${why}`);
+    const hostFiles = (values.hosts ?? []).flatMap((h) => h.split(',')).filter(Boolean);
+    const xsave = hostFiles.length ? poolBaseline(readHostDumps(hostFiles)).policy : undefined;
+    machine = new X86Machine({ vcpus, memSize: mem, console: consoleOut, ...(xsave ? { xsave } : {}) });
+  } else {
+    if (!unicornAvailable()) throw new UsageError('the arm64 machine needs libunicorn2 (run scripts/setup.sh)');
+    machine = new Arm64Machine({ vcpus, memSize: mem, console: consoleOut });
+  }
   try {
-    const image = readFileSync(imagePath);
     const loaded = values.raw !== undefined ? machine.loadImage(image, num(values.raw, '--raw')) : machine.loadImage(image);
     machine.boot(loaded.entry);
   } catch (e) {
     machine.dispose();
-    if (e instanceof ImageError) throw new UsageError(`image ${imagePath}: ${e.message}`);
+    if (e instanceof ImageError || e instanceof X86ImageError) throw new UsageError(`image ${imagePath}: ${e.message}`);
     throw e;
   }
   vm.attachMachine(machine);
