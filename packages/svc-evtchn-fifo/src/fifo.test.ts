@@ -314,3 +314,25 @@ describe('snapshots', () => {
     expect(() => svc.state!.load({ active: true, pages: [], vcpus: [], ports: [[1, 16, 0, 0]] }, 1, undefined as never)).toThrow(/port entry/);
   });
 });
+
+describe('FIFO per-port fields are allocated lazily', () => {
+  it('a VM that never switches to FIFO holds none; the first init_control allocates them, a reset keeps them', () => {
+    const off = boot(withFifo(), { fifo: false });
+    expect(linuxBoot(off)).toBe('2l');
+    const f0 = off.vm.stateOf<FifoDomain>('@plugvisor/svc-evtchn-fifo');
+    expect(f0.hasPortFields).toBe(false);
+    expect(f0.priority.length + f0.pending.length + f0.lastq.length).toBe(0);
+
+    const on = boot(withFifo());
+    const f = on.vm.stateOf<FifoDomain>('@plugvisor/svc-evtchn-fifo');
+    expect(f.hasPortFields).toBe(false); // opted in, but the guest has not asked yet
+    expect(linuxBoot(on)).toBe('fifo');
+    expect(f.priority.length).toBe(131072);
+    expect(on.g.reset()).toBe(0);
+    expect(f.hasPortFields).toBe(true);
+
+    // a 2-level snapshot restores without them; a FIFO one with them
+    const plain = planRestore(saveSnapshot(off.vm, { arch: 'arm64', description: {}, vcpus: [new Uint8Array(1), new Uint8Array(1)], memory: off.m.memory.regions() }), withFifo());
+    expect(plain.vm.stateOf<FifoDomain>('@plugvisor/svc-evtchn-fifo').hasPortFields).toBe(false);
+  });
+});

@@ -59,6 +59,7 @@ export const initControl: Handler = (v, b) => {
   let rc: number;
   if (!f.active) {
     const prev = d.maxEvtchns(); // latched before the switch: 2-level's 4096
+    f.ensurePortFields();
     f.makeVcpus(d.vcpuCount);
     rc = mapControlBlock(d, f, vcpu, gfn, offset);
     if (rc < 0) {

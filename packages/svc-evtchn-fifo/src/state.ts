@@ -15,7 +15,7 @@ export const STATE_VERSION = 1;
 
 export function saveFifo(f: FifoDomain): StateValue {
   const ports: number[][] = [];
-  for (let p = 0; p < EVTCHN_FIFO.NR_CHANNELS; p++) {
+  for (let p = 0; p < f.priority.length; p++) {
     if (f.priority[p] || f.lastq[p] || f.pending[p]) ports.push([p, f.priority[p]!, f.lastq[p]!, f.pending[p]!]);
   }
   return {
@@ -54,6 +54,7 @@ export function loadFifo(data: StateValue): FifoDomain {
     v.cbOffset = offset;
     v.tails.set(tails as number[]);
   });
+  if ((o.active as boolean) || (o.ports as unknown[]).length) f.ensurePortFields();
   for (const e of o.ports as unknown[]) {
     if (!Array.isArray(e) || e.length !== 4) bad('a port entry is malformed');
     const [p, prio, lastq, pending] = e as unknown[];

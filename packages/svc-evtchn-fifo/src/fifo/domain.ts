@@ -13,11 +13,17 @@ export interface FifoVcpu {
   readonly tails: Uint32Array;
 }
 
+const NO_U8 = new Uint8Array(0);
+const NO_U32 = new Uint32Array(0);
+
 /**
  * A domain's FIFO state (Xen's struct evtchn_fifo_domain plus the FIFO fields of each struct
- * evtchn). The per-port arrays live as long as the domain, like Xen's struct evtchn: a reset
- * tears down control blocks and the event array but leaves `pending`, `priority` and `lastq`,
- * which the next init_control overwrites (setup_ports) exactly as Xen's code does.
+ * evtchn). The per-port arrays (768 KiB for 131072 ports) are allocated when the domain first
+ * switches to FIFO (or a snapshot carries FIFO port fields), not for every VM of a build that
+ * merely contains this package; until then they are empty. Once made they live as long as the
+ * domain, like Xen's struct evtchn: a reset tears down control blocks and the event array but
+ * leaves `pending`, `priority` and `lastq`, which the next init_control overwrites
+ * (setup_ports) exactly as Xen's code does.
  */
 export class FifoDomain {
   active = false;
@@ -26,12 +32,25 @@ export class FifoDomain {
   pages: PageView[] = [];
   vcpus: FifoVcpu[] = [];
   /** evtchn->priority, evtchn->pending (the "no page yet" flag) and evtchn->fifo_lastq. */
-  readonly priority = new Uint8Array(EVTCHN_FIFO.NR_CHANNELS);
-  readonly pending = new Uint8Array(EVTCHN_FIFO.NR_CHANNELS);
+  priority: Uint8Array = NO_U8;
+  pending: Uint8Array = NO_U8;
   /** fifo_lastq.raw: last_priority in bits 7:0, last_vcpu_id in bits 31:16. */
-  readonly lastq = new Uint32Array(EVTCHN_FIFO.NR_CHANNELS);
+  lastq: Uint32Array = NO_U32;
   /** svc-xen's memoryEpoch these views were made for. */
   epoch = -1;
+
+  /** Has this domain ever needed per-port FIFO fields? */
+  get hasPortFields(): boolean {
+    return this.priority.length !== 0;
+  }
+
+  /** Allocates the per-port fields (all zero) the first time they are needed. */
+  ensurePortFields(): void {
+    if (this.hasPortFields) return;
+    this.priority = new Uint8Array(EVTCHN_FIFO.NR_CHANNELS);
+    this.pending = new Uint8Array(EVTCHN_FIFO.NR_CHANNELS);
+    this.lastq = new Uint32Array(EVTCHN_FIFO.NR_CHANNELS);
+  }
 
   get numEvtchns(): number {
     return this.pageGfns.length * EVTCHN_FIFO.WORDS_PER_PAGE;
