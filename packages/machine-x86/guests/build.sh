@@ -9,11 +9,11 @@ mkdir -p "$OUT"
 CC="${CC:-gcc}"
 LD="${LD:-ld}"
 ASFLAGS=(-c -x assembler-with-cpp -Iruntime -g0 -Wa,--noexecstack)
-LDFLAGS=(-nostdlib -static --build-id=none -n -T runtime/guest.ld)
+LDFLAGS=(-nostdlib -static --build-id=none --no-warn-rwx-segments -n -T runtime/guest.ld)
 OBJ="$(mktemp -d)"
 trap 'rm -rf "$OBJ"' EXIT
 "$CC" "${ASFLAGS[@]}" -o "$OBJ/lib.o" runtime/lib.S
-for g in hello loop outloop simd triple; do
+for g in hello loop outloop simd smp triple; do
   "$CC" "${ASFLAGS[@]}" -o "$OBJ/$g.o" "src/$g.S"
   "$LD" "${LDFLAGS[@]}" -o "$OUT/$g.elf" "$OBJ/$g.o" "$OBJ/lib.o"
 done

@@ -80,3 +80,38 @@ d('x86 machine on /dev/kvm', () => {
     }
   });
 });
+
+/** A router that gives the smp guest's calls their meaning through the Machine interface. */
+class SmpRouter {
+  readonly ids: number[] = [];
+  start(): void {}
+  dispatch(_c: unknown, v: import('@plugvisor/core').VcpuContext): void {
+    const r = v.regs;
+    const id = r.u32[0]!;
+    this.ids.push(id);
+    if (id === 0x104) v.machine.powerOn(1, r.u64[5]!, r.u64[4]!);
+    else if (id === 0x106) v.machine.setInterrupt(v.index, Number(r.u64[5]!), true);
+    else if (id === 0x107) v.machine.powerOff(v.index);
+    r.u64[0] = 0n;
+  }
+}
+
+d('x86 machine: vCPUs and interrupts', () => {
+  it('starts a second vCPU through powerOn, schedules both at exits, and delivers an MSI vector', () => {
+    const out: number[] = [];
+    const m = new X86Machine({ vcpus: 2, memSize: 4 << 20, console: (b) => out.push(...b) });
+    try {
+      m.boot(m.loadImage(guestImage('smp')).entry);
+      const router = new SmpRouter();
+      m.attach(router);
+      const r = m.run();
+      expect(r.kind).toBe('system-event');
+      expect(Buffer.from(out).toString('latin1')).toBe('smp ok 000000005a5a1234\nirq ok 0000000000000001\n');
+      expect(router.ids[0]).toBe(0x104);
+      expect(router.ids).toContain(0x107);
+      expect(m.powerState(1)).toBe('off');
+    } finally {
+      m.dispose();
+    }
+  });
+});

@@ -7,7 +7,7 @@ import { RegisterFile, type Machine, type VcpuContext, type VcpuPowerState } fro
 import { decodeXsave, encodeXsave, planXsaveSet, type GuestXsavePolicy, type HostCapabilities } from '@plugvisor/xsave';
 import { EINTR, KvmError, SIZE, type KvmVcpu } from '../ffi/kvm.js';
 import { VcpuStateError } from '../errors.js';
-import { longModeSregs, entryRegs } from './longmode.js';
+import { Layout, longModeSregs, entryRegs } from './longmode.js';
 import { decodeRegs, decodeSregs, decodeXcrs, encodeRegs, encodeSregs, encodeXcrs, R } from './structs.js';
 import type { VcpuState } from './state.js';
 
@@ -76,9 +76,13 @@ export class X86Vcpu {
 
   /** Enters 64-bit long mode at `entry` with rdi = `context` (CPL0, paging on, IF = 0). */
   reset(entry: bigint, context: bigint): void {
+    // With the in-kernel LAPIC an application processor starts in KVM_MP_STATE_UNINITIALIZED
+    // (waiting for INIT/SIPI: KVM_RUN would block); we start it directly.
+    if (this.env.irqchip) this.kvm.setMpState(0 /* KVM_MP_STATE_RUNNABLE */);
     const sregs = decodeSregs(this.kvm.getSregs());
     this.kvm.setSregs(encodeSregs(longModeSregs(sregs)));
-    this.kvm.setRegs(encodeRegs(entryRegs(entry, context)));
+    // Each vCPU its own 1 KiB boot stack below 0x8ff0 (vCPUs 28+ share: set your own stack).
+    this.kvm.setRegs(encodeRegs(entryRegs(entry, context, BigInt(Layout.STACK_TOP - 0x400 * (this.index % 28)))));
     // x87/SSE init state (FCW 0x37F, MXCSR 0x1F80) is KVM's reset state already.
   }
 
