@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { encodeXsave, initState, kvmSetXcrsChecks, kvmSetXsaveChecks, guestXfeatures, type KvmCheckName, type KvmXcrs } from '@plugvisor/xsave';
 import { X86Machine } from './machine.js';
 import { kvmUnavailable } from './host.js';
-import { EINVAL, errnoName } from './ffi/kvm.js';
+import { EINVAL, errnoName, KvmError } from './ffi/kvm.js';
 import { encodeXcrs } from './cpu/structs.js';
 import { pvmDetected } from './testing/capabilities.js';
 
@@ -78,6 +78,20 @@ d('KVM_SET_XSAVE / KVM_SET_XCRS EINVAL cases against /dev/kvm', () => {
       expect(errno).toBe(predicted.length ? EINVAL : 0);
     });
   }
+
+  it('a refused ioctl surfaces as a KvmError naming the ioctl and errno', () => {
+    const buf = withBv(3n | (1n << 62n));
+    let err: unknown;
+    try {
+      vcpu().setXsave(buf);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(KvmError);
+    expect((err as KvmError).ioctl).toBe('KVM_SET_XSAVE');
+    expect((err as KvmError).errnoName).toBe('EINVAL');
+    expect((err as KvmError).message).toBe('KVM_SET_XSAVE failed: EINVAL (22)');
+  });
 
   it('KVM_SET_XCRS: an XCR0 bit outside the guest CPUID (XCR0_NOT_GUEST_SUPPORTED)', (ctx) => {
     // A VM shown only x87|SSE|AVX, asked to enable AVX-512.

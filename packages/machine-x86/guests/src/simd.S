@@ -33,9 +33,9 @@ main:
   movdqu xmm15, [rsi + 240]
   test r15, 4
   jz 1f
-  vinserti128 ymm0, ymm0, [rsi + 240], 1
-  vinserti128 ymm7, ymm7, [rsi + 16], 1
-  vinserti128 ymm15, ymm15, [rsi + 128], 1
+  vinsertf128 ymm0, ymm0, [rsi + 240], 1
+  vinsertf128 ymm7, ymm7, [rsi + 16], 1
+  vinsertf128 ymm15, ymm15, [rsi + 128], 1
 1:
   mov rdi, r15
   HCALL(0x103)               /* snapshot point */
@@ -65,14 +65,14 @@ main:
   or bl, cl
   test r15, 4
   jz 2f
-  vextracti128 xmm13, ymm0, 1
+  vextractf128 xmm13, ymm0, 1
   movdqu xmm12, [rsi + 240]
   pcmpeqb xmm13, xmm12
   pmovmskb eax, xmm13
   cmp eax, 0xffff
   setne cl
   or bl, cl
-  vextracti128 xmm13, ymm15, 1
+  vextractf128 xmm13, ymm15, 1
   movdqu xmm12, [rsi + 128]
   pcmpeqb xmm13, xmm12
   pmovmskb eax, xmm13
