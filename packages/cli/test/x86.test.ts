@@ -95,6 +95,33 @@ describe.skipIf(!!noKvm)(`plugvisor with x86-64 guests (/dev/kvm)${noKvm ? ` —
     expect(rest.out).toMatch(/result [0-9a-f]{16}\n$/);
   });
 
+  it('restore refuses, in a new process and before anything runs, a VM whose xfeatures this host lacks, naming each', async () => {
+    const { saveSnapshot } = await import('@plugvisor/core');
+    const { INTEL_SKYLAKE_SP, xsaveAbiOf } = await import('@plugvisor/xsave');
+    const { X86Machine } = await import('@plugvisor/machine-x86');
+    const { loadBuild } = await import('../src/build-file.js');
+    const { hv } = await loadBuild();
+    const vm = hv.createVm();
+    const m = new X86Machine({ memSize: 4 << 20, console: () => {} });
+    m.boot(m.loadImage(readFileSync(guest('loop'))).entry);
+    vm.attachMachine(m);
+    m.attach(vm);
+    expect(m.run({ pauseAfterTraps: 3 }).kind).toBe('paused');
+    const image = m.image(); // its memory views are live until dispose
+    // The same VM as if it had been created on a Skylake-SP host: MPX and PKRU in its xsave ABI.
+    const sky = parseHostDump(INTEL_SKYLAKE_SP);
+    const description = { ...(image.description as object), xsave: xsaveAbiOf({ xcr0: sky.kvmXcr0 }, sky) };
+    const snap = join(dir, 'foreign.snap');
+    writeFileSync(snap, saveSnapshot(vm, { ...image, description: description as never }));
+    m.dispose();
+    const r = plugvisor('restore', snap);
+    expect(r.code).toBe(3);
+    expect(r.out).toBe('');
+    expect(r.err).toContain(`${snap} refused`);
+    expect(r.err).toMatch(/xfeature pkru: pkru \(bit 9\)/);
+    expect(r.err).toMatch(/xfeature bndregs: bndregs \(bit 3\)/);
+  });
+
   it('check --hosts refuses a bad dump as bad input', () => {
     const bad = join(dir, 'bad.json');
     writeFileSync(bad, JSON.stringify({ format: 1, name: 'x', cpuid0d: [] }));

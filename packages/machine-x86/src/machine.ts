@@ -460,7 +460,10 @@ export class X86Machine implements Machine {
     };
   }
 
-  /** Everything the core's snapshot stream needs: description, vCPU blobs, RAM. */
+  /**
+   * Everything the core's snapshot stream needs: description, vCPU blobs, RAM. The memory
+   * entries are live views of guest RAM: write the stream (saveSnapshot) before dispose().
+   */
   image(): MachineImage {
     this.assertIdle();
     this.serial.flush();
