@@ -66,6 +66,11 @@ export interface X86MachineDescription {
   readonly xsave: XsaveAbi;
   /** vCPU 0's guest CPUID (leaf 1 / 0xB APIC ids are per vCPU and rewritten). */
   readonly cpuid: readonly RawCpuidEntry[];
+  /**
+   * VM-level KVM state (Firecracker's VmState): kvmclock (KVM_GET_CLOCK's clock, ns) and, with
+   * the irqchip, the PIC master, PIC slave and IOAPIC (KVM_GET_IRQCHIP, 520 bytes each, hex).
+   */
+  readonly vm?: { readonly clock: bigint; readonly irqchip: readonly string[] | null };
 }
 
 /** KVM exit reasons (kvm.h). */
@@ -457,6 +462,10 @@ export class X86Machine implements Machine {
       nextVcpu: this.next,
       xsave: this.xsaveAbi,
       cpuid: this.cpuid,
+      vm: {
+        clock: new DataView(this.vm.getClock().buffer).getBigUint64(0, true),
+        irqchip: this.irqchip ? [0, 1, 2].map((c) => Buffer.from(this.vm.getIrqchip(c)).toString('hex')) : null,
+      },
     };
   }
 
@@ -487,6 +496,11 @@ export class X86Machine implements Machine {
       for (const r of image.memory) m.memory.write(r.base, r.bytes);
       m.serial.state = { ...d.serial };
       m.next = d.nextVcpu % d.vcpus;
+      // VM state first, then vCPUs (Firecracker's restore order).
+      if (d.vm) {
+        m.vm.setClock(d.vm.clock);
+        if (d.irqchip && d.vm.irqchip) for (const chip of d.vm.irqchip) m.vm.setIrqchip(new Uint8Array(Buffer.from(chip, 'hex')));
+      }
       states.forEach((s, i) => m.vcpus[i]!.restore(s));
     } catch (e) {
       m.dispose();

@@ -105,6 +105,26 @@ d('x86 snapshots through the core stream', () => {
     expect(lacking.length).toBeGreaterThan(0);
   });
 
+  it('carries VM-level state: kvmclock and the PIC/IOAPIC registers', () => {
+    const a = start();
+    a.m.run({ pauseAfterTraps: 2 });
+    const image = a.m.image();
+    const d = image.description as unknown as X86MachineDescription;
+    expect(d.vm!.irqchip!.length).toBe(a.m.irqchip ? 3 : 0);
+    const bytes = saveSnapshot(a.vm, image);
+    a.m.dispose();
+    const plan = planRestore(bytes, a.hv, { arch: 'x86_64', checkMachine: checkX86Snapshot });
+    const b = machineFromPlan(plan, { console: () => {} });
+    try {
+      const again = b.describe();
+      expect(again.vm!.irqchip).toEqual(d.vm!.irqchip);
+      expect(again.vm!.clock).toBeGreaterThanOrEqual(d.vm!.clock);
+      expect(b.run().kind).toBe('system-event');
+    } finally {
+      b.dispose();
+    }
+  });
+
   it('refuses a damaged vCPU record by name', () => {
     const a = start();
     const image = a.m.image();

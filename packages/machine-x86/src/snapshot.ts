@@ -19,6 +19,13 @@ export function checkX86Snapshot(description: StateValue, vcpus: readonly Uint8A
   if (typeof d.ramSize !== 'number' || d.ramSize <= 0 || d.ramSize % 4096 !== 0) problems.push(`RAM size ${String(d.ramSize)} is not a positive multiple of 4 KiB`);
   if (memory.length !== 1 || memory[0]!.gpa !== 0n || memory[0]!.size !== d.ramSize) problems.push(`memory records do not describe one RAM region of ${String(d.ramSize)} bytes at 0x0`);
   if (!Array.isArray(d.cpuid) || !d.xsave) return [...problems, 'machine description lacks its CPUID or xsave ABI'];
+  if (d.vm !== undefined) {
+    const vm = d.vm as { clock?: unknown; irqchip?: unknown };
+    if (typeof vm.clock !== 'bigint') problems.push('VM state: clock is not a u64');
+    const chips = vm.irqchip;
+    if (chips !== null && (!Array.isArray(chips) || chips.length !== 3 || !chips.every((c) => typeof c === 'string' && /^[0-9a-f]{1040}$/.test(c)))) problems.push('VM state: irqchip is not three 520-byte kvm_irqchip records');
+    if (chips !== null && !d.irqchip) problems.push('VM state: irqchip records for a machine without the irqchip');
+  }
   const states: VcpuState[] = [];
   vcpus.forEach((blob, i) => {
     try {

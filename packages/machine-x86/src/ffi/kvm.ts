@@ -29,6 +29,10 @@ export const KVM = Object.freeze({
   SET_TSS_ADDR: 0xae47,
   SET_IDENTITY_MAP_ADDR: 0x4008ae48,
   CREATE_IRQCHIP: 0xae60,
+  GET_IRQCHIP: 0xc208ae62,
+  SET_IRQCHIP: 0x8208ae63, // _IOR in kvm.h: a historical quirk (spec §1)
+  SET_CLOCK: 0x4030ae7b,
+  GET_CLOCK: 0x8030ae7c,
   RUN: 0xae80,
   GET_REGS: 0x8090ae81,
   SET_REGS: 0x4090ae82,
@@ -435,6 +439,32 @@ export class KvmVm {
 
   createIrqchip(): void {
     checked('KVM_CREATE_IRQCHIP', load().ioctlVal(this.fd, KVM.CREATE_IRQCHIP, 0));
+  }
+
+  /** KVM_GET_IRQCHIP for chip 0 (PIC master), 1 (PIC slave) or 2 (IOAPIC): the 520-byte kvm_irqchip. */
+  getIrqchip(chip: number): Uint8Array {
+    const b = new Uint8Array(520);
+    new DataView(b.buffer).setUint32(0, chip, true);
+    checked('KVM_GET_IRQCHIP', load().ioctlBuf(this.fd, KVM.GET_IRQCHIP, b), `chip ${chip}`);
+    return b;
+  }
+
+  setIrqchip(buf: Uint8Array): void {
+    checked('KVM_SET_IRQCHIP', load().ioctlBuf(this.fd, KVM.SET_IRQCHIP, buf), `chip ${new DataView(buf.buffer, buf.byteOffset).getUint32(0, true)}`);
+  }
+
+  /** KVM_GET_CLOCK: the 48-byte kvm_clock_data (clock ns at 0). */
+  getClock(): Uint8Array {
+    const b = new Uint8Array(48);
+    checked('KVM_GET_CLOCK', load().ioctlBuf(this.fd, KVM.GET_CLOCK, b));
+    return b;
+  }
+
+  /** KVM_SET_CLOCK with `clock` (ns) and flags 0 (Firecracker: no KVM_CLOCK_REALTIME unless wanted). */
+  setClock(clock: bigint): void {
+    const b = new Uint8Array(48);
+    new DataView(b.buffer).setBigUint64(0, clock, true);
+    checked('KVM_SET_CLOCK', load().ioctlBuf(this.fd, KVM.SET_CLOCK, b));
   }
 
   /** KVM_SIGNAL_MSI: an MSI write (address, data) delivered by the in-kernel LAPICs. */
