@@ -3,6 +3,10 @@
 // a MemoryMachine, one event at a time (the guest takes each interrupt as it comes). Beside it,
 // in the same run: the same raise/consume loop written as plain array operations (a pending
 // bitmap and a ring buffer), i.e. what delivery costs with no ABI, no guest memory and no hooks.
+// Then the same delivery on the real arm64 machine with a C guest (rows from
+// packages/guest-tests-xen/bench/real.mjs; baseline there: the same guest woken by PPI 31 raised
+// on the machine directly).
+import { existsSync } from 'node:fs';
 import { Hypervisor } from '@plugvisor/core';
 import { MemoryMachine } from '@plugvisor/core/testing';
 import { createXenService, raiseEvent, vmmBindInterdomain } from '@plugvisor/svc-xen';
@@ -93,6 +97,22 @@ export async function runEvtchnBench({ rounds = 7, events = 200_000 } = {}) {
   const fifoNs = median(ns.fifo);
   const arrayNs = median(ns.array);
   const perSec = (x) => 1e9 / x;
+  return [...mirrorRows(fifoNs, arrayNs, ns, perSec), ...(await realMachineRows())];
+}
+
+/** The real-machine rows, or one row saying why they are missing (no Unicorn, not built). */
+async function realMachineRows() {
+  const url = new URL('../../guest-tests-xen/bench/real.mjs', import.meta.url);
+  if (!existsSync(url)) return [];
+  try {
+    const { runRealMachineEvtchnRows } = await import(url.href);
+    return runRealMachineEvtchnRows();
+  } catch (e) {
+    return [{ name: 'FIFO event channels on the arm64 machine', value: NaN, unit: '', note: `skipped: ${e.message}` }];
+  }
+}
+
+function mirrorRows(fifoNs, arrayNs, ns, perSec) {
   return [
     {
       name: 'FIFO event channels: VMM raise → Linux-mirror consumer (MemoryMachine), events/s',

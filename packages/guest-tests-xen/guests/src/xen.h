@@ -118,6 +118,8 @@ void use_2level(void);
 
 /* Called for every event delivered (after the ack cleared PENDING), IRQs masked. */
 extern void (*evtchn_handler)(u32 vcpu, u32 port);
+/* Optional: called with every acknowledged INTID before it is handled (IRQs masked). */
+extern void (*irq_hook)(u32 intid);
 extern volatile u32 upcalls[MAX_VCPUS], spurious_irqs;
 extern volatile u32 busy_retries; /* clear_masked_cond found BUSY set (instrumentation) */
 /*

@@ -11,6 +11,7 @@
 int fifo_active;
 int fifo_pages;
 void (*evtchn_handler)(u32 vcpu, u32 port);
+void (*irq_hook)(u32 intid);
 volatile u32 upcalls[MAX_VCPUS], spurious_irqs;
 volatile u32 busy_retries;
 
@@ -270,6 +271,7 @@ void handle_exception(u64 kind, struct exc_frame *f)
             spurious_irqs++;
             return;
         }
+        if (irq_hook) irq_hook(id);
         if (id == GUEST_EVTCHN_PPI && cpus[this_vcpu()].vi) xen_evtchn_do_upcall(this_vcpu());
         mmio_write32(GICC_BASE + GICC_EOIR, iar);
         return;
