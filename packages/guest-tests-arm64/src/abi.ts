@@ -210,3 +210,49 @@ export function probeScript(e: Exposure, conduit: 'hvc' | 'smc' = 'hvc', prefix 
   for (const c of probe(e)) s.via(conduit, prefix + c.name, c.x[0]!, ...c.x.slice(1));
   return s;
 }
+
+/** The transcript guests/src/smccc.c mode 1 prints on a 4-vCPU VM (KVM's answers, §2.5, §2.6). */
+export const SMP_TRANSCRIPT = [
+  'affinity(1) 1', // off
+  'affinity(7) -2', // no such vCPU
+  'cpu_on(1) 0',
+  'cpu_on(1) again -4', // ALREADY_ON (a pending CPU_ON counts as on)
+  'cpu1 entry x0=fedcba9876543210 x1=0 x2=0 x3=0 context=fedcba9876543210', // context in x0, the rest reset
+  'affinity(1) 0',
+  'cpu_on(mpidr bit 24) -2',
+  'cpu_on(mpidr bit 40) -2',
+  'cpu_on(aff3=1 aff0=2) -2',
+  'cpu_on(7) -2',
+  'cpu_on(0, self) -4',
+  'cpu_on(mpidr 0x80000001) -2', // bit 31 is not in MPIDR_HWID_BITMASK
+  'cpu_on32(2) 0', // SMC32: target, entry and context truncated to 32 bits
+  'cpu2 entry x0=0000000000001234 x1=0 x2=0 x3=0 context=0000000000001234',
+  'cpu2 cpu_on(0) -4 affinity(self) 0',
+  'cpu2 off 1',
+  'affinity(3) 1',
+  'affinity(0, L1) 0',
+  'affinity(3, L1) 0', // Aff0 ignored at level 1: vCPUs 0..3, some on
+  'affinity(0x100, L1) -2',
+  'affinity(0, L2) 0',
+  'affinity(0, L3) 0',
+  'affinity(0x100000000, L3) -2',
+  'affinity(0, L4) -2',
+  'affinity(bit 24) -2',
+  'affinity(mpidr 0x80000001) -2',
+  'affinity64(0x100000003) -2', // Aff3 = 1: nothing matches
+  'affinity32(0x100000003) 1', // truncated to vCPU 3: off
+  'affinity32(1, level 0x100000000) 0', // level truncated to 0
+  'affinity64(1, level 0x100000000) -2', // level > 3
+  'cpu1 off 1', // CPU_OFF took effect
+  'affinity(1, L0) 1',
+  'affinity(1, L1) 0',
+  'cpu_on(1) after off 0',
+  'cpu1 entry x0=0000000000005555 x1=0 x2=0 x3=0 context=0000000000005555',
+  'cpu1 off 1',
+  'cpu_on(3) via smc 0',
+  'cpu3 entry x0=0000000000003333 x1=0 x2=0 x3=0 context=0000000000003333',
+  'cpu3 cpu_on(0) -4 affinity(self) 0',
+  'cpu3 off 1',
+  'cpu0: CPU_OFF',
+  '',
+].join('\n');

@@ -37,7 +37,7 @@ const PARAMS_MAGIC = 0x5354_5345_5456_5650n; // "PVVTESTS"
 
 export const Mode = Object.freeze({ SCRIPT: 0, SMP: 1 });
 
-const OpKind = Object.freeze({ hvc: 1, smc: 2, smc1: 3, timed: 4, store: 5, load: 6 });
+const OpKind = Object.freeze({ hvc: 1, smc: 2, smc1: 3, timed: 4, store: 5, load: 6, flush: 7 });
 
 export type Conduit = 'hvc' | 'smc' | 'smc1';
 
@@ -45,7 +45,8 @@ export type Op =
   | { readonly kind: Conduit; readonly name: string; readonly x: readonly bigint[] }
   | { readonly kind: 'timed'; readonly name: string; readonly counter: 'virtual' | 'physical'; readonly x: readonly bigint[] }
   | { readonly kind: 'store'; readonly gpa: bigint; readonly value: bigint }
-  | { readonly kind: 'load'; readonly name: string; readonly gpa: bigint };
+  | { readonly kind: 'load'; readonly name: string; readonly gpa: bigint }
+  | { readonly kind: 'flush' };
 
 /** What the guest printed for one operation. */
 export interface CallResult {
@@ -90,6 +91,11 @@ export class Script {
     return this.add({ kind: 'load', name, gpa });
   }
 
+  /** Writes what the guest collected so far to the UART (it prints at the end otherwise). */
+  flush(): this {
+    return this.add({ kind: 'flush' });
+  }
+
   /** The same calls again under other names (e.g. to repeat a probe after a restore). */
   names(): string[] {
     return this.ops.flatMap((o) => ('name' in o ? [o.name] : []));
@@ -116,6 +122,7 @@ export function encodeParams(mode: number, ops: readonly Op[] = []): Uint8Array 
     let x: readonly bigint[];
     if (op.kind === 'store') x = [op.gpa, op.value];
     else if (op.kind === 'load') x = [op.gpa];
+    else if (op.kind === 'flush') x = [];
     else x = op.x;
     if (op.kind === 'timed') b.writeUInt32LE(op.counter === 'virtual' ? 0 : 1, o + 4);
     x.forEach((v, k) => b.writeBigUInt64LE(u64(v), o + 8 + 8 * k));

@@ -9,16 +9,21 @@
  *         #<index> <x0> <x1> <x2> <x3> m<mask>
  *     where bit n of <mask> is set if the call changed xn (n = 0..17). Timed calls read the
  *     generic counter (op->arg: 0 CNTVCT_EL0, 1 CNTPCT_EL0) right before and after the trap and
- *     append " t<before> <after>". Memory ops store or load a u64 at op->x[0].
+ *     append " t<before> <after>". Memory ops store or load a u64 at op->x[0]; a flush op writes
+ *     the output collected so far (e.g. before a call that ends the run).
  *   mode 1 (smp): the multi-vCPU PSCI scenario below (CPU_ON, CPU_OFF, AFFINITY_INFO).
  * Numbers are hexadecimal, 16 digits.
+ *
+ * Output is collected in RAM and written to the UART at the end, while this vCPU is the only
+ * one running (an MMIO store cut by a time-slice stop can be replayed by the engine: machine
+ * bug, reported). The buffer is guest memory, so it travels in snapshots like everything else.
  */
 #include "guest.h"
 
 #define PARAMS_GPA 0x40800000UL
 #define PARAMS_MAGIC 0x5354534554565650UL /* "PVVTESTS" */
 
-enum { OP_HVC = 1, OP_SMC = 2, OP_SMC_IMM1 = 3, OP_TIMED_HVC = 4, OP_STORE = 5, OP_LOAD = 6 };
+enum { OP_HVC = 1, OP_SMC = 2, OP_SMC_IMM1 = 3, OP_TIMED_HVC = 4, OP_STORE = 5, OP_LOAD = 6, OP_FLUSH = 7 };
 enum { MODE_SCRIPT = 0, MODE_SMP = 1 };
 
 struct op {
@@ -36,13 +41,74 @@ struct params {
 
 #define CANARY 0x5a5a000000000000UL
 
+static char out_buf[128 * 1024];
+static u32 out_len;
+
+static void emit_char(char c)
+{
+    if (out_len < sizeof(out_buf))
+        out_buf[out_len++] = c;
+}
+
+static void emit_str(const char *s)
+{
+    while (*s)
+        emit_char(*s++);
+}
+
+static void emit_hex(u64 v, int digits)
+{
+    char tmp[16];
+    int n = 0;
+    do {
+        tmp[n++] = "0123456789abcdef"[v & 0xf];
+        v >>= 4;
+    } while (v && n < 16);
+    while (n < digits)
+        tmp[n++] = '0';
+    while (n)
+        emit_char(tmp[--n]);
+}
+
+static void emit_hex16(u64 v) { emit_hex(v, 16); }
+
+static void emit_dec(s64 v)
+{
+    char tmp[24];
+    int n = 0;
+    u64 u = v < 0 ? (u64)-v : (u64)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        emit_char('-');
+    while (n)
+        emit_char(tmp[--n]);
+}
+
+/* Writes the collected output to the UART (only while no other vCPU runs). */
+static void flush(void)
+{
+    for (u32 i = 0; i < out_len; i++)
+        uart_putc(out_buf[i]);
+    out_len = 0;
+}
+
 static void print_call(u32 index, const struct smccc_regs *in, const struct smccc_regs *out)
 {
     u32 mask = 0;
     for (int i = 0; i < 18; i++)
         if (in->x[i] != out->x[i])
             mask |= 1u << i;
-    printf("#%u %016lx %016lx %016lx %016lx m%x", index, out->x[0], out->x[1], out->x[2], out->x[3], mask);
+    emit_char('#');
+    emit_dec(index);
+    for (int i = 0; i < 4; i++) {
+        emit_char(' ');
+        emit_hex16(out->x[i]);
+    }
+    emit_str(" m");
+    emit_hex(mask, 1);
 }
 
 static void load(struct smccc_regs *r, const struct op *op)
@@ -71,7 +137,7 @@ static void run_script(const struct params *p)
             else
                 smccc_smc_imm1_regs(&out);
             print_call(i, &in, &out);
-            puts("\n");
+            emit_char('\n');
             break;
         case OP_TIMED_HVC: {
             load(&in, op);
@@ -87,17 +153,30 @@ static void run_script(const struct params *p)
                 after = read_cntpct();
             }
             print_call(i, &in, &out);
-            printf(" t%016lx %016lx\n", before, after);
+            emit_str(" t");
+            emit_hex16(before);
+            emit_char(' ');
+            emit_hex16(after);
+            emit_char('\n');
             break;
         }
         case OP_STORE:
             *(volatile u64 *)op->x[0] = op->x[1];
             break;
         case OP_LOAD:
-            printf("#%u %016lx\n", i, *(volatile u64 *)op->x[0]);
+            emit_char('#');
+            emit_dec(i);
+            emit_char(' ');
+            emit_hex16(*(volatile u64 *)op->x[0]);
+            emit_char('\n');
+            break;
+        case OP_FLUSH:
+            flush();
             break;
         default:
-            printf("#%u bad op %u\n", i, op->kind);
+            emit_str("bad op ");
+            emit_dec(op->kind);
+            emit_char('\n');
             break;
         }
     }
@@ -187,11 +266,37 @@ static s64 wait_off(u32 cpu)
 
 static void show_entry(u32 cpu)
 {
-    printf("cpu%u entry x0=%016lx x1=%lx x2=%lx x3=%lx context=%016lx\n", cpu, entry_regs[cpu][0], entry_regs[cpu][1],
-           entry_regs[cpu][2], entry_regs[cpu][3], seen_context[cpu]);
+    emit_str("cpu");
+    emit_dec(cpu);
+    emit_str(" entry x0=");
+    emit_hex16(entry_regs[cpu][0]);
+    for (int i = 1; i < 4; i++) {
+        emit_str(i == 1 ? " x1=" : i == 2 ? " x2=" : " x3=");
+        emit_hex(entry_regs[cpu][i], 1);
+    }
+    emit_str(" context=");
+    emit_hex16(seen_context[cpu]);
+    emit_char('\n');
 }
 
-#define R(label, expr) printf("%s %ld\n", label, (s64)(expr))
+static void show_own(u32 cpu)
+{
+    emit_str("cpu");
+    emit_dec(cpu);
+    emit_str(" cpu_on(0) ");
+    emit_dec(own_results[cpu][0]);
+    emit_str(" affinity(self) ");
+    emit_dec(own_results[cpu][1]);
+    emit_char('\n');
+}
+
+static void R(const char *label, s64 value)
+{
+    emit_str(label);
+    emit_char(' ');
+    emit_dec(value);
+    emit_char('\n');
+}
 
 static void run_smp(void)
 {
@@ -209,14 +314,15 @@ static void run_smp(void)
     R("cpu_on(mpidr bit 40)", call3(PSCI_CPU_ON_64, 1UL << 40, entry, 0));
     R("cpu_on(aff3=1 aff0=2)", call3(PSCI_CPU_ON_64, 0x100000002UL, entry, 0));
     R("cpu_on(7)", call3(PSCI_CPU_ON_64, 7, entry, 0));
-    R("cpu_on(0, self)", call3(PSCI_CPU_ON_64, 0x80000000UL, entry, 0)); /* MPIDR value, bit 31 set */
+    R("cpu_on(0, self)", call3(PSCI_CPU_ON_64, 0, entry, 0));
+    R("cpu_on(mpidr 0x80000001)", call3(PSCI_CPU_ON_64, 0x80000001UL, entry, 0)); /* bit 31: not an affinity bit */
 
     /* SMC32 CPU_ON: upper halves of x1..x3 are zeroed first, so this starts vCPU 2 with 0x1234. */
     plan[2] = PLAN_CALLS_THEN_OFF;
     R("cpu_on32(2)", call3(PSCI_CPU_ON_32, 0xffffffff00000002UL, entry | 0xabcd000000000000UL, 0xabcdef0100001234UL));
     wait_ready(2);
     show_entry(2);
-    printf("cpu2 cpu_on(0) %ld affinity(self) %ld\n", own_results[2][0], own_results[2][1]);
+    show_own(2);
     R("cpu2 off", wait_off(2));
 
     R("affinity(3)", call3(PSCI_AFFINITY_INFO_64, 3, 0, 0));
@@ -249,12 +355,20 @@ static void run_smp(void)
     R("cpu_on(3) via smc", call3_smc(PSCI_CPU_ON_64, 3, entry, 0x3333));
     wait_ready(3);
     show_entry(3);
-    printf("cpu3 cpu_on(0) %ld affinity(self) %ld\n", own_results[3][0], own_results[3][1]);
+    show_own(3);
     R("cpu3 off", wait_off(3));
 
-    puts("cpu0: CPU_OFF\n");
+    emit_str("cpu0: CPU_OFF\n");
+    flush(); /* every other vCPU is off */
     call3(PSCI_CPU_OFF, 0, 0, 0);
     puts("cpu0: still running after CPU_OFF\n");
+}
+
+void handle_exception(u64 kind, struct exc_frame *f)
+{
+    flush();
+    printf("unhandled exception kind %lu ESR %lx ELR %lx\n", kind, read_esr(), f->elr);
+    halt();
 }
 
 int main(u64 x0)
@@ -270,7 +384,8 @@ int main(u64 x0)
     else if (p->mode == MODE_SMP)
         run_smp();
     else
-        printf("unknown mode %u\n", p->mode);
-    puts("done\n");
+        emit_str("unknown mode\n");
+    emit_str("done\n");
+    flush();
     psci_system_off();
 }
