@@ -40,7 +40,9 @@ export interface Arm64MachineOptions {
   memSize?: number;
   /** Receives console output (UART data register writes). Default: process.stdout. */
   console?: (bytes: Uint8Array) => void;
-  /** Time slice when several vCPUs are runnable, in microseconds (default 2000). */
+  /** Instructions per slice when several vCPUs are runnable (default 100000). */
+  sliceInstructions?: number;
+  /** Polling period while a single vCPU's interrupt waits for the guest to unmask it, µs (default 2000). */
   sliceUs?: number;
 }
 
@@ -69,6 +71,9 @@ export interface Arm64MachineDescription {
   readonly nextVcpu: number;
 }
 
+/** Instruction count for a vCPU running alone in a counted machine: effectively no limit. */
+const ALONE = 2 ** 48;
+
 const ROM = (() => {
   const rom = new Uint8Array(Layout.ROM_SIZE);
   new DataView(rom.buffer).setUint32(Layout.ROM_ERET, 0xd69f03e0, true); // eret
@@ -85,6 +90,7 @@ export class Arm64Machine implements Machine, VcpuHost {
   private readonly ram: HostRam;
   private readonly vcpus: Vcpu[] = [];
   private readonly sliceUs: number;
+  private readonly sliceInstructions: number;
   /** VcpuHost: the Machine handlers see through VcpuContext.machine. */
   get machine(): Machine {
     return this;
@@ -113,6 +119,7 @@ export class Arm64Machine implements Machine, VcpuHost {
     this.vcpuCount = n;
     this.ramSize = size;
     this.sliceUs = options.sliceUs ?? 2000;
+    this.sliceInstructions = options.sliceInstructions ?? 100_000;
     const sink = options.console ?? ((b: Uint8Array) => void process.stdout.write(b));
     this.uart = new Pl011(sink);
     this.ram = HostRam.allocate(size);
@@ -360,14 +367,26 @@ export class Arm64Machine implements Machine, VcpuHost {
         if (v.irqDeliverable()) v.takeException('irq', v.pc(), 0n);
         else masked = true;
       }
-      const timeout = others || masked ? this.sliceUs : 0;
+      // Slices. A machine with several vCPUs slices by instruction count: Unicorn's timeout stops
+      // the engine from another thread, and a stop landing while a hook runs made Unicorn replay
+      // the trapping store (a console newline came out twice under load) or lose the stop (a
+      // spinning vCPU never yielded). A count stops on an instruction boundary and makes the
+      // interleaving deterministic. Unicorn drops every translation when count mode is turned
+      // off, so such a machine stays in it, with an effectively unlimited count when one vCPU
+      // runs alone. A single-vCPU machine runs unlimited, polling with the timeout only while an
+      // interrupt waits for the guest to unmask it.
+      const counted = this.vcpus.length > 1;
+      const count = counted ? (others || masked ? this.sliceInstructions : ALONE) : 0;
+      const timeout = !counted && masked ? this.sliceUs : 0;
       v.kick = false;
       v.exception = null;
       this.memFault = undefined;
       this.running = v.index;
       const begin = v.pc();
-      const rc = v.engine.start(begin, 0n, timeout);
+      this.uart.lineFlush = timeout === 0 && count === 0; // see Pl011.lineFlush
+      const rc = v.engine.start(begin, 0n, timeout, count);
       this.running = -1;
+      if (timeout !== 0 || count !== 0) this.uart.flush();
       const pc = v.pc();
       if (rc !== 0 || (this.memFault as MemFault | undefined)) {
         const f = this.memFault as MemFault | undefined;

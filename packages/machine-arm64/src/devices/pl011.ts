@@ -107,9 +107,17 @@ export class Pl011 {
     }
   }
 
+  /**
+   * Flush at each newline. The machine turns this off while a vCPU runs in a timed slice: the
+   * sink's write is a slow syscall, and if Unicorn's slice timer fires while the MMIO hook is
+   * still running, Unicorn re-executes the store (the guest's newline came out twice under
+   * load). In a timed slice the hook only buffers, and the machine flushes after the slice.
+   */
+  lineFlush = true;
+
   private put(byte: number): void {
     this.buf[this.len++] = byte;
-    if (byte === 0x0a || this.len === this.buf.length) this.flush();
+    if ((byte === 0x0a && this.lineFlush) || this.len === this.buf.length) this.flush();
   }
 
   /** Hands buffered output to the sink (at newlines, when full, and when a run returns). */

@@ -443,11 +443,11 @@ export class UcEngine {
 
   /**
    * Runs from `begin` until `until` is reached, a hook stops the engine, the guest executes WFI
-   * (EXCP_HLT ends the run), or `timeoutUs` elapses (0 = no timeout). Returns the uc_err code;
-   * rethrows an exception a hook raised.
+   * (EXCP_HLT ends the run), `timeoutUs` elapses (0 = no timeout) or `count` instructions ran
+   * (0 = no limit). Returns the uc_err code; rethrows an exception a hook raised.
    */
-  start(begin: bigint, until: bigint, timeoutUs: number): number {
-    const rc = load().uc_emu_start(this.handle, begin, until, timeoutUs, 0);
+  start(begin: bigint, until: bigint, timeoutUs: number, count = 0): number {
+    const rc = load().uc_emu_start(this.handle, begin, until, timeoutUs, count);
     const err = this.hookError;
     if (err !== undefined) {
       this.hookError = undefined;
