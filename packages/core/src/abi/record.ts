@@ -24,7 +24,7 @@ export interface ServiceUse {
 export interface FeatureUse {
   readonly service: string;
   readonly enabled: boolean;
-  /** The calls this feature gates, `conduit:id[..last][ since|until selector version]`. */
+  /** The calls this feature gives the VM at its selected versions, `conduit:id[..last]`. */
   readonly calls: readonly string[];
 }
 export interface VersionUse {
@@ -33,17 +33,28 @@ export interface VersionUse {
   readonly value: number;
 }
 
-export function describeCall(c: CallDecl): string {
-  let s = `${c.conduit}:${hex(c.id)}`;
-  if (c.last !== undefined && c.last !== c.id) s += `..${hex(c.last)}`;
-  if (c.since) s += ` since ${c.since.version} ${c.since.minimum}`;
-  if (c.until) s += ` until ${c.until.version} ${c.until.maximum}`;
-  return s;
-}
+/** A call's identity on the wire: `conduit:id[..last]`. */
+export const callId = (c: CallDecl): string =>
+  `${c.conduit}:${hex(c.id)}${c.last !== undefined && c.last !== c.id ? `..${hex(c.last)}` : ''}`;
 
-export function gatedCalls(catalog: AbiCatalog, feature: string): string[] {
+/**
+ * The calls `feature` gives a VM whose selectors have these values: the calls it gates whose
+ * since/until bounds hold. (A PSCI 1.1 VM's `psci` feature does not include SYSTEM_OFF2.)
+ */
+export function exposedCalls(catalog: AbiCatalog, feature: string, versionValue: (selector: string) => number | undefined): string[] {
   const out: string[] = [];
-  for (const { decl } of catalog.calls.values()) if (decl.feature === feature) out.push(describeCall(decl));
+  for (const { decl } of catalog.calls.values()) {
+    if (decl.feature !== feature) continue;
+    if (decl.since) {
+      const v = versionValue(decl.since.version);
+      if (v === undefined || v < catalog.versionValue(decl.since.version, decl.since.minimum)!) continue;
+    }
+    if (decl.until) {
+      const v = versionValue(decl.until.version);
+      if (v === undefined || v > catalog.versionValue(decl.until.version, decl.until.maximum)!) continue;
+    }
+    out.push(callId(decl));
+  }
   return out.sort();
 }
 
@@ -56,7 +67,7 @@ export function recordOf(abi: VmAbi): AbiRecord {
   }
   const features: Record<string, FeatureUse> = {};
   for (const [name, { service }] of catalog.features) {
-    features[name] = { service: service.name, enabled: abi.isEnabled(name), calls: gatedCalls(catalog, name) };
+    features[name] = { service: service.name, enabled: abi.isEnabled(name), calls: exposedCalls(catalog, name, (sel) => abi.versionValue(sel)) };
   }
   const versions: Record<string, VersionUse> = {};
   for (const [name, { service }] of catalog.versions) {
@@ -99,6 +110,8 @@ export function checkRecordDetailed(record: AbiRecord, catalog: AbiCatalog): Abi
   const problems = { push: (message: string) => list.push({ subject, message }) };
   if (record.format !== 1) return [{ subject: 'record', message: `ABI record format ${String(record.format)} is not understood by this build` }];
   const used = servicesInUse(record);
+  // The VM's version values; a selector it does not name stays at the destination's oldest.
+  const versionValue = (sel: string) => record.versions[sel]?.value ?? catalog.versions.get(sel)?.decl.values[0]?.value;
 
   for (const [name, use] of Object.entries(record.features)) {
     if (!use.enabled) continue; // off stays off: a build without it, or with it, is fine
@@ -113,7 +126,7 @@ export function checkRecordDetailed(record: AbiRecord, catalog: AbiCatalog): Abi
       problems.push(`feature '${name}' is enabled in the VM but ${use.service}@${svc.version} does not offer it`);
       continue;
     }
-    const now = gatedCalls(catalog, name);
+    const now = exposedCalls(catalog, name, versionValue);
     const was = [...use.calls].sort();
     const added = now.filter((c) => !was.includes(c));
     const removed = was.filter((c) => !now.includes(c));

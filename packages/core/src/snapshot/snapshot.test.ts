@@ -104,9 +104,19 @@ describe('restore refusals name what is at fault', () => {
       expect.arrayContaining([
         'echo version 2.0 (0x20000) is not offered by @plugvisor/test-svc-echo@2.0.0 (offers 1.0, 1.1; maximum 1.1)',
         'service @plugvisor/test-svc-echo 1.0.0 → 2.0.0 crosses a major version: the guest ABI it gives existing VMs changed',
-        "feature 'echo' of @plugvisor/test-svc-echo@2.0.0 answers different calls than the VM saw; adds smccc:0xc7000004; lacks smccc:0xc7000001 since echo 2.0",
+        "feature 'echo' of @plugvisor/test-svc-echo@2.0.0 answers different calls than the VM saw; adds smccc:0xc7000004; lacks smccc:0xc7000001",
       ]),
     );
+  });
+
+  it('not a VM whose selected version the capped build offers, with the same calls at that version', () => {
+    const { vm, m } = runningVm(build(), { versions: { echo: '1.1' } });
+    const capped = build({ maxVersion: '1.1' });
+    const plan = planRestore(snapshotOf(vm, m), capped);
+    expect(plan.vm.abi.version('echo')).toBe('1.1');
+    // and back again: the capped build's VM moves to the full build
+    const back = runningVm(capped);
+    expect(planRestore(snapshotOf(back.vm, back.m), build()).vm.abi.version('echo')).toBe('1.1');
   });
 
   it('a state the service cannot read', () => {
