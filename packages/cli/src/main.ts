@@ -17,7 +17,7 @@ interface Command {
 
 const commands: Record<string, Command> = {
   abi: { run: abiCommand, help: abiHelp, summary: 'print the guest ABI of a build' },
-  check: { run: checkCommand, help: checkHelp, summary: 'is moving VMs between two builds safe (upgrade and rollback)' },
+  check: { run: checkCommand, help: checkHelp, summary: 'is moving VMs between two builds (or x86 hosts: --hosts) safe' },
   run: { run: runCommand, help: runHelp, summary: 'boot an aarch64 or x86-64 image (snapshot it with --snapshot-at)' },
   restore: { run: restoreCommand, help: restoreHelp, summary: 'continue a snapshotted VM, on this build or another' },
   demo: { run: demoCommand, help: demoHelp, summary: 'the main job: the default build, end to end' },

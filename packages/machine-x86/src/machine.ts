@@ -9,7 +9,7 @@
  */
 import { FlatGuestMemory, type Arch, type GuestMemory, type Machine, type MachineImage, type SystemEvent, type SystemEventKind, type VcpuPowerState } from '@plugvisor/core';
 import { assertGuestPolicy, checkXsaveRestore, xsaveAbiOf, type GuestXsavePolicy, type XsaveAbi } from '@plugvisor/xsave';
-import { CAP, EINTR, HostRam, KvmError, KvmSystem, type KvmVm, type RawCpuidEntry } from './ffi/kvm.js';
+import { EINTR, HostRam, KvmError, KvmSystem, type KvmVm, type RawCpuidEntry } from './ffi/kvm.js';
 import { Layout, writeBootStructures } from './cpu/longmode.js';
 import { guestCpuid } from './cpu/cpuid.js';
 import { X86Vcpu, type VcpuEnv } from './cpu/vcpu.js';
@@ -533,4 +533,3 @@ export function withApicId(cpuid: readonly RawCpuidEntry[], apicId: number): Raw
   });
 }
 
-export { CAP };

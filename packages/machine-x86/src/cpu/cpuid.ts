@@ -23,7 +23,7 @@ const GATED: readonly [number, number, 'ebx' | 'ecx' | 'edx', number, bigint][] 
   // leaf 7.0 EDX: AVX512 4VNNIW 2, 4FMAPS 3, VP2INTERSECT 8, FP16 23; AMX BF16 22, TILE 24, INT8 25
   [7, 0, 'edx', b(2) | b(3) | b(8) | b(23), MASK.AVX512],
   [7, 0, 'edx', b(22) | b(24) | b(25), MASK.XTILE],
-  // leaf 7.1 EAX (as 'ebx' slot unused): AVX-VNNI 4, AVX512_BF16 5 — handled below
+  // leaf 7.1 EAX (AVX-VNNI 4, AVX512_BF16 5) is handled in guestCpuid
 ];
 
 /**
@@ -47,11 +47,8 @@ export function guestCpuid(supported: readonly RawCpuidEntry[], abi: XsaveAbi, a
       if (!(xcr0 & MASK.YMM)) g.eax = (g.eax & ~b(4)) >>> 0; // AVX-VNNI
       if ((xcr0 & MASK.AVX512) !== MASK.AVX512) g.eax = (g.eax & ~b(5)) >>> 0; // AVX512_BF16
     }
-    if (g.function === 1) {
-      g.ebx = ((g.ebx & 0x00ff_ffff) | ((apicId & 0xff) << 24)) >>> 0;
-      // No XSAVE for a guest shown only x87+SSE with no XSAVE features? It still gets XSAVE: the
-      // leaf 0xD the ABI fixes describes what XSAVE does there.
-    }
+    // XSAVE itself (leaf 1 ECX[26]) stays: the leaf 0xD the ABI fixes says what it saves.
+    if (g.function === 1) g.ebx = ((g.ebx & 0x00ff_ffff) | ((apicId & 0xff) << 24)) >>> 0;
     if (g.function === 0xb || g.function === 0x1f) g.edx = apicId >>> 0;
     out.push(g);
   }
