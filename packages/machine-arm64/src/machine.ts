@@ -24,7 +24,7 @@ import {
   type SystemEvent,
   type VcpuPowerState,
 } from '@plugvisor/core';
-import { HostRam, UcEngine, UcMemType, type MemFault } from './ffi/unicorn.js';
+import { HostRam, UcEngine, UcMemType, UNLIMITED_COUNT, type MemFault } from './ffi/unicorn.js';
 import { Layout } from './board/layout.js';
 import { Pl011, type Pl011State } from './devices/pl011.js';
 import { Vcpu, Excp, EC, MPIDR_AFF_MASK, type VcpuHost } from './cpu/vcpu.js';
@@ -70,9 +70,6 @@ export interface Arm64MachineDescription {
   /** Index of the vCPU the round-robin scheduler runs next. */
   readonly nextVcpu: number;
 }
-
-/** Instruction count for a vCPU running alone in a counted machine: effectively no limit. */
-const ALONE = 2 ** 48;
 
 const ROM = (() => {
   const rom = new Uint8Array(Layout.ROM_SIZE);
@@ -376,7 +373,7 @@ export class Arm64Machine implements Machine, VcpuHost {
       // runs alone. A single-vCPU machine runs unlimited, polling with the timeout only while an
       // interrupt waits for the guest to unmask it.
       const counted = this.vcpus.length > 1;
-      const count = counted ? (others || masked ? this.sliceInstructions : ALONE) : 0;
+      const count = counted ? (others || masked ? this.sliceInstructions : UNLIMITED_COUNT) : 0;
       const timeout = !counted && masked ? this.sliceUs : 0;
       v.kick = false;
       v.exception = null;

@@ -32,6 +32,8 @@ export const UC_HOOK_INTR = 1 << 0;
 export const UC_HOOK_INSN = 1 << 1;
 /** uc_arm64_insn: SYS (IC, DC, TLBI, AT ... instructions). */
 const UC_ARM64_INS_SYS = 3;
+/** An instruction count no slice reaches: "no limit" for an engine in count mode. */
+export const UNLIMITED_COUNT = 2 ** 48;
 export const UC_HOOK_MEM_READ_UNMAPPED = 1 << 4;
 export const UC_HOOK_MEM_WRITE_UNMAPPED = 1 << 5;
 export const UC_HOOK_MEM_FETCH_UNMAPPED = 1 << 6;
@@ -447,6 +449,11 @@ export class UcEngine {
    * (0 = no limit). Returns the uc_err code; rethrows an exception a hook raised.
    */
   start(begin: bigint, until: bigint, timeoutUs: number, count = 0): number {
+    // Unicorn counts instructions with a code hook, and a start with count 0 removes that hook
+    // and drops every translated block (~100 ms). So once an engine has run counted, it stays
+    // counted: a later "no limit" start passes an unlimited count instead of 0.
+    if (count > 0) this.counted = true;
+    else if (this.counted) count = UNLIMITED_COUNT;
     const rc = load().uc_emu_start(this.handle, begin, until, timeoutUs, count);
     const err = this.hookError;
     if (err !== undefined) {
@@ -455,6 +462,8 @@ export class UcEngine {
     }
     return rc;
   }
+
+  private counted = false;
 
   /** Ask the running engine to stop at the next instruction boundary. */
   stop(): void {
