@@ -7,15 +7,8 @@ const TAG = { FAIL: 0xdead, ABI: 1, BIND_VMM: 2, BATCH: 3, LOG: 4, RAISE: 5, COU
 const BUSY_BIT = 1 << 28;
 const BURST = 100_000;
 
-// Skipped since machine-arm64 26043a3 ("slice multi-vCPU machines by instruction count"): on
-// this 2-vCPU machine (vCPU 1 still off, vCPU 0 running alone with count = 2^48) the guest stops
-// making traps after ~50 burst batches and run() never returns — a native loop no test timeout
-// can interrupt, which hangs the whole suite. Passed deterministically (~1 s) before that
-// commit; FIFO_REAL=1 runs it anyway.
-const countedSlicesHang = !process.env.FIFO_REAL;
-
 describe('FIFO event channels: Linux events_fifo.c consumer in a real aarch64 guest', () => {
-  it.skipIf(countedSlicesHang)('VMM burst of 100k in priority order, loopback, IPIs, BUSY, masked ports, close while linked, expand to the limit, reset to 2-level', () => {
+  it('VMM burst of 100k in priority order, loopback, IPIs, BUSY, masked ports, close while linked, expand to the limit, reset to 2-level', () => {
     const hv = xenBuild({ fifo: true });
     const run = boot(hv, 'fifo', { vcpus: 2, features: { 'evtchn-fifo': true } });
     const { vm, m, t } = run;
