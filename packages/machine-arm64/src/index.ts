@@ -4,7 +4,7 @@ export { Layout } from './board/layout.js';
 export { GuestFault, MachineError, VcpuStateError, GUEST_FAULT_EXIT_CODE, GUEST_HANG_EXIT_CODE } from './errors.js';
 export { ImageError, loadElf, loadRaw, isElf, type LoadedImage } from './loader/elf.js';
 export { affinityOfIndex, MPIDR_AFF_MASK } from './cpu/vcpu.js';
-export { SPURIOUS_INTID, MAX_INTID } from './devices/gicc.js';
+export { SPURIOUS_INTID, MAX_INTID, DEFAULT_EDGE_INTIDS, type InterruptTrigger } from './devices/gicc.js';
 export { XEN_HVC_IMM, type TrapRouter } from './traps.js';
 export { unicornAvailable, UnicornError } from './ffi/unicorn.js';
 export { checkArm64Snapshot, machineFromPlan } from './snapshot.js';

@@ -230,6 +230,10 @@ export class Arm64Machine implements Machine, VcpuHost {
     if (this.running >= 0) this.kick(this.vcpus[this.running]!);
   }
 
+  configureInterrupt(intid: number, trigger: 'level' | 'edge'): void {
+    for (const v of this.vcpus) v.gic.configure(intid, trigger);
+  }
+
   setInterrupt(vcpu: number, intid: number, level: boolean): void {
     const v = this.vcpu(vcpu);
     v.gic.setLine(intid, level);

@@ -51,9 +51,15 @@ export interface Machine {
 
   /**
    * Raise (level=true) or lower an interrupt line of one vCPU: arm64 INTIDs (PPI 16–31, SPI
-   * 32+), x86 vectors. Delivery honours the guest's interrupt masks.
+   * 32+), x86 vectors. Delivery honours the guest's interrupt masks. For an edge-triggered
+   * INTID (board configuration; arm64 plugvisor-virt: PPI 31, Xen's event-channel PPI)
+   * level=true is a rising edge that latches it pending once, also while the guest handles it,
+   * and level=false does nothing.
    */
   setInterrupt(vcpu: number, intid: number, level: boolean): void;
+
+  /** Optional: an INTID's trigger mode on every vCPU (arm64: GICD_ICFGR). */
+  configureInterrupt?(intid: number, trigger: 'level' | 'edge'): void;
 
   /**
    * arm64 generic timer sample for paravirtual clocks: the host wall clock (ns since the Unix
