@@ -42,3 +42,4 @@ export { StreamWriter, readStream, encodeJson, decodeJson, RecordType, OPTIONAL 
 export { checkBuilds, formatCompatReport, type CompatReport, type CompatRow } from './compat/check.js';
 export { classifyAbiChange, bumpAtLeast, maxBump, type AbiChange, type Bump } from './abi/diff.js';
 export { packageVersion } from './util/package-version.js';
+export { GuestFault, MachineError, VcpuStateError, type RunResult, type RunOptions, type GuestFaultDetail } from './machine/run.js';

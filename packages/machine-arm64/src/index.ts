@@ -1,5 +1,6 @@
 // @plugvisor/machine-arm64: real aarch64 guest code on Unicorn 2 (libunicorn2) through koffi.
-export { Arm64Machine, type Arm64MachineOptions, type Arm64MachineDescription, type RunResult, type RunOptions } from './machine.js';
+export { Arm64Machine, type Arm64MachineOptions, type Arm64MachineDescription } from './machine.js';
+export type { RunResult, RunOptions } from '@plugvisor/core';
 export { Layout } from './board/layout.js';
 export { GuestFault, MachineError, VcpuStateError, GUEST_FAULT_EXIT_CODE, GUEST_HANG_EXIT_CODE } from './errors.js';
 export { ImageError, loadElf, loadRaw, isElf, type LoadedImage } from './loader/elf.js';

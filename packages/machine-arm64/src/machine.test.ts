@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Arm64Machine, type RunResult } from './machine.js';
+import type { RunResult } from '@plugvisor/core';
+import { Arm64Machine } from './machine.js';
 import { TestRouter } from './testing/test-router.js';
 import { guestImage } from './testing/guests.js';
 

@@ -1,3 +1,4 @@
+import type { RunOptions, RunResult } from '@plugvisor/core';
 /**
  * The arm64 machine: a QEMU-virt-like board (RAM, PL011 UART, a minimal GIC CPU interface)
  * with N vCPUs, each a Unicorn engine over the same host RAM, scheduled round-robin on the one
@@ -44,19 +45,6 @@ export interface Arm64MachineOptions {
   sliceInstructions?: number;
   /** Polling period while a single vCPU's interrupt waits for the guest to unmask it, µs (default 2000). */
   sliceUs?: number;
-}
-
-/** Why run() returned. */
-export type RunResult =
-  | { readonly kind: 'system-event'; readonly event: SystemEvent }
-  | { readonly kind: 'fault'; readonly fault: GuestFault }
-  | { readonly kind: 'hang'; readonly message: string }
-  | { readonly kind: 'all-off' }
-  | { readonly kind: 'paused'; readonly reason: string };
-
-export interface RunOptions {
-  /** Return { kind: 'paused' } after this many hypercall traps in this run() call. */
-  pauseAfterTraps?: number;
 }
 
 /** The board and device state a snapshot carries beside the per-vCPU blobs. */

@@ -1,5 +1,6 @@
 // @plugvisor/machine-x86: real x86-64 guest code on Linux KVM (/dev/kvm) through koffi.
-export { X86Machine, Exit, withApicId, type X86MachineOptions, type X86MachineDescription, type RunResult, type RunOptions } from './machine.js';
+export { X86Machine, Exit, withApicId, type X86MachineOptions, type X86MachineDescription } from './machine.js';
+export type { RunResult, RunOptions } from '@plugvisor/core';
 export { Layout, CR0_LONG, CR4, EFER, SELECTOR } from './cpu/longmode.js';
 export { GuestFault, MachineError, VcpuStateError, GUEST_FAULT_EXIT_CODE, GUEST_HANG_EXIT_CODE } from './errors.js';
 export { ImageError, loadElf, loadRaw, isElf, elfMachine, EM_X86_64, EM_AARCH64, type LoadedImage } from './loader/elf.js';

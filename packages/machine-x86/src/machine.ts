@@ -8,6 +8,7 @@
  * are future work: README). A lone vCPU pays nothing for scheduling.
  */
 import { FlatGuestMemory, type Arch, type GuestMemory, type Machine, type MachineImage, type SystemEvent, type SystemEventKind, type VcpuPowerState } from '@plugvisor/core';
+import type { RunOptions, RunResult } from '@plugvisor/core';
 import { assertGuestPolicy, checkXsaveRestore, xsaveAbiOf, type GuestXsavePolicy, type XsaveAbi } from '@plugvisor/xsave';
 import { EINTR, HostRam, KvmError, KvmSystem, type KvmVm, type RawCpuidEntry } from './ffi/kvm.js';
 import { Layout, writeBootStructures } from './cpu/longmode.js';
@@ -41,18 +42,6 @@ export interface X86MachineOptions {
 }
 
 /** Why run() returned. */
-export type RunResult =
-  | { readonly kind: 'system-event'; readonly event: SystemEvent }
-  | { readonly kind: 'fault'; readonly fault: GuestFault }
-  | { readonly kind: 'hang'; readonly message: string }
-  | { readonly kind: 'all-off' }
-  | { readonly kind: 'paused'; readonly reason: string };
-
-export interface RunOptions {
-  /** Return { kind: 'paused' } after this many hypercall traps in this run() call. */
-  pauseAfterTraps?: number;
-}
-
 /** The board and device state a snapshot carries beside the per-vCPU blobs. */
 export interface X86MachineDescription {
   readonly board: 'plugvisor-pc';
@@ -417,21 +406,21 @@ export class X86Machine implements Machine {
         const gpa = dv.getBigUint64(32, true);
         const len = dv.getUint32(48, true);
         const write = k.run8[52] !== 0;
-        return new GuestFault(v.index, v.rip(), `${write ? 'write to' : 'read from'} 0x${gpa.toString(16)} (${len} bytes): outside RAM and devices`, reason);
+        return new GuestFault(v.index, v.rip(), `${write ? 'write to' : 'read from'} 0x${gpa.toString(16)} (${len} bytes): outside RAM and devices`, { register: 'RIP', exitReason: reason });
       }
       case Exit.SHUTDOWN:
-        return new GuestFault(v.index, v.rip(), 'triple fault (KVM_EXIT_SHUTDOWN): an exception the guest could not handle', reason);
+        return new GuestFault(v.index, v.rip(), 'triple fault (KVM_EXIT_SHUTDOWN): an exception the guest could not handle', { register: 'RIP', exitReason: reason });
       case Exit.INTERNAL_ERROR: {
         const sub = dv.getUint32(32, true);
         const nd = Math.min(dv.getUint32(36, true), 16);
         const data = Array.from({ length: nd }, (_, i) => `0x${dv.getBigUint64(40 + 8 * i, true).toString(16)}`);
         const what = ['', 'emulation failure', 'exception while delivering an exception', 'delivery of an event failed', 'unexpected exit reason'][sub] ?? `suberror ${sub}`;
-        return new GuestFault(v.index, v.rip(), `KVM internal error: ${what}${data.length ? ` (data ${data.join(' ')})` : ''}`, reason, sub);
+        return new GuestFault(v.index, v.rip(), `KVM internal error: ${what}${data.length ? ` (data ${data.join(' ')})` : ''}`, { register: 'RIP', exitReason: reason, suberror: sub });
       }
       case Exit.FAIL_ENTRY:
-        return new GuestFault(v.index, v.rip(), `VM entry failed (hardware reason 0x${dv.getBigUint64(32, true).toString(16)})`, reason);
+        return new GuestFault(v.index, v.rip(), `VM entry failed (hardware reason 0x${dv.getBigUint64(32, true).toString(16)})`, { register: 'RIP', exitReason: reason });
       default:
-        return new GuestFault(v.index, v.rip(), `unexpected KVM exit ${EXIT_NAME[reason] ?? reason}`, reason);
+        return new GuestFault(v.index, v.rip(), `unexpected KVM exit ${EXIT_NAME[reason] ?? reason}`, { register: 'RIP', exitReason: reason });
     }
   }
 
