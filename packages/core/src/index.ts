@@ -37,7 +37,7 @@ export { DispatchTable, isExposed } from './router/router.js';
 export { RegisterFile } from './machine/registers.js';
 export { FlatGuestMemory, type GuestMemory, type MemoryRegion } from './machine/memory.js';
 export type { Arch, Machine, SystemEvent, SystemEventKind, VcpuContext, VcpuPowerState } from './machine/machine.js';
-export { saveSnapshot, planRestore, readAbiRecord, validateAbiRecord, PAGE_SIZE, type MachineImage, type RestorePlan, type RestoreOptions, type SavedMemory } from './snapshot/snapshot.js';
+export { saveSnapshot, planRestore, finishRestore, type RestorableMachine, readAbiRecord, validateAbiRecord, PAGE_SIZE, type MachineImage, type RestorePlan, type RestoreOptions, type SavedMemory } from './snapshot/snapshot.js';
 export { StreamWriter, readStream, encodeJson, decodeJson, RecordType, OPTIONAL as OPTIONAL_RECORD, type StreamRecord } from './snapshot/stream.js';
 export { checkBuilds, formatCompatReport, type CompatReport, type CompatRow } from './compat/check.js';
 export { classifyAbiChange, bumpAtLeast, maxBump, type AbiChange, type Bump } from './abi/diff.js';

@@ -1,4 +1,4 @@
-import type { RestorePlan, SavedMemory, StateValue } from '@plugvisor/core';
+import { finishRestore, type RestorePlan, type SavedMemory, type StateValue } from '@plugvisor/core';
 import { Layout } from './board/layout.js';
 import { parseVcpuBlob } from './cpu/vcpu.js';
 import { Arm64Machine, type Arm64MachineDescription, type Arm64MachineOptions } from './machine.js';
@@ -38,13 +38,10 @@ export function checkArm64Snapshot(description: StateValue, vcpus: readonly Uint
 export function machineFromPlan(plan: RestorePlan, options: Omit<Arm64MachineOptions, 'vcpus' | 'memSize'> = {}): Arm64Machine {
   const m = Arm64Machine.fromImage({ arch: plan.arch, description: plan.description, vcpus: plan.vcpus, memory: [] }, options);
   try {
-    const ram = m.memory.regions()[0]!.bytes;
-    for (const saved of plan.memory) saved.restoreInto(ram);
+    finishRestore(plan, m);
   } catch (e) {
     m.dispose();
     throw e;
   }
-  plan.vm.attachMachine(m);
-  m.attach(plan.vm);
   return m;
 }

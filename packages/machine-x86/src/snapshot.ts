@@ -1,4 +1,4 @@
-import { RecordType, decodeJson, readStream, type RestorePlan, type SavedMemory, type StateValue } from '@plugvisor/core';
+import { RecordType, decodeJson, finishRestore, readStream, type RestorePlan, type SavedMemory, type StateValue } from '@plugvisor/core';
 import { checkXsaveRestore, planXsaveSet, type XsaveAbi } from '@plugvisor/xsave';
 import { decodeVcpuState, type VcpuState } from './cpu/state.js';
 import { kvmHost, kvmUnavailable } from './host.js';
@@ -94,14 +94,11 @@ export function cpuidProblems(shown: readonly RawCpuidEntry[], supported: readon
 export function machineFromPlan(plan: RestorePlan, options: Omit<X86MachineOptions, 'vcpus' | 'memSize' | 'xsave' | 'restore' | 'irqchip'> = {}): X86Machine {
   const m = X86Machine.fromImage({ arch: plan.arch, description: plan.description, vcpus: plan.vcpus, memory: [] }, options);
   try {
-    const ram = m.memory.regions()[0]!.bytes;
-    for (const saved of plan.memory) saved.restoreInto(ram);
+    finishRestore(plan, m);
   } catch (e) {
     m.dispose();
     throw e;
   }
-  plan.vm.attachMachine(m);
-  m.attach(plan.vm);
   return m;
 }
 

@@ -1,7 +1,7 @@
 import { abiFromRecord, checkRecord, servicesInUse, type AbiRecord } from '../abi/record.js';
 import { PlugvisorError, SnapshotError, type SnapshotErrorCode } from '../errors.js';
 import type { Hypervisor } from '../hypervisor.js';
-import type { Arch } from '../machine/machine.js';
+import type { Arch, Machine } from '../machine/machine.js';
 import type { MemoryRegion } from '../machine/memory.js';
 import type { StateValue } from '../plugin/service.js';
 import { Vm, type SavedServiceState } from '../vm.js';
@@ -342,6 +342,29 @@ export function planRestore(bytes: Uint8Array, hv: Hypervisor, options: RestoreO
     source: { build: abi!.build.name, hash: abi!.build.hash },
     notes,
   };
+}
+
+/** A machine a restore plan can finish: the core's Machine plus the backend's router hookup. */
+export interface RestorableMachine extends Machine {
+  attach(router: Vm): void;
+}
+
+/**
+ * The last step of a restore, the same for every backend: fill the freshly built machine's RAM
+ * from the verified plan (each saved region into the region at the same address and size) and
+ * bind the VM and the machine to each other. The caller disposes the machine if this throws.
+ */
+export function finishRestore(plan: RestorePlan, machine: RestorableMachine): void {
+  const regions = machine.memory.regions();
+  for (const saved of plan.memory) {
+    const region = regions.find((r) => r.base === saved.gpa && r.bytes.byteLength === saved.size);
+    if (!region) {
+      throw new PlugvisorError('MEMORY_LAYOUT', `the machine has no RAM region of ${saved.size} bytes at 0x${saved.gpa.toString(16)} for the snapshot's memory`);
+    }
+    saved.restoreInto(region.bytes);
+  }
+  plan.vm.attachMachine(machine);
+  machine.attach(plan.vm);
 }
 
 /** Reads only the ABI record of a snapshot (for `plugvisor check --vm SNAPSHOT`). */
