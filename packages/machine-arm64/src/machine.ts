@@ -318,6 +318,7 @@ export class Arm64Machine implements Machine, VcpuHost {
           v.reset(v.pendingOn!.entry, v.pendingOn!.context);
           v.pendingOn = null;
           v.power = 'on';
+          this.router!.vcpuReset?.(v.index);
         }
         if (v.power !== 'on') continue;
         on++;

@@ -18,6 +18,8 @@ export interface TrapRouter {
   start(): void;
   /** Routes one call; the handler reads/writes `vcpu.regs`. */
   dispatch(conduit: Conduit, vcpu: VcpuContext): void;
+  /** A vCPU was reset to its entry state (a CPU_ON took effect): the core's vcpuReset hook. */
+  vcpuReset?(vcpu: number): void;
 }
 
 export const XEN_HVC_IMM = 0xea1;

@@ -301,6 +301,7 @@ export class X86Machine implements Machine {
           v.reset(v.pendingOn!.entry, v.pendingOn!.context);
           v.pendingOn = null;
           v.power = 'on';
+          this.router!.vcpuReset?.(v.index);
         }
         if (v.power !== 'on') continue;
         on++;
