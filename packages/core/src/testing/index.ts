@@ -3,3 +3,4 @@
 export { checkServiceConformance, type ConformanceOptions } from './conformance.js';
 export { createEchoService, ECHO, type EchoOptions, type EchoState } from './echo-service.js';
 export { MemoryMachine } from './memory-machine.js';
+export type { BenchRow } from './bench.js';

@@ -18,20 +18,11 @@ import { Layout } from '../board/layout.js';
 import { TestRouter } from '../testing/test-router.js';
 import { defineService, Hypervisor, smcccReturn } from '@plugvisor/core';
 import type { TrapRouter } from '../traps.js';
+import type { BenchRow } from '@plugvisor/core/testing';
 import { guestImage } from '../testing/guests.js';
 import { UcEngine, HostRam, Reg } from '../ffi/unicorn.js';
 import { Sys } from '../cpu/sysregs.js';
 
-export interface BenchResult {
-  name: string;
-  value: number;
-  unit: string;
-  baseline?: number;
-  baselineName?: string;
-  ratio?: number;
-  goal?: string;
-  pass?: boolean;
-}
 
 const BASELINE_C = fileURLToPath(new URL('../../bench/uc_baseline.c', import.meta.url));
 const ITER_MARK = 1_000_000n; // the value of `iterations` in the committed bench images
@@ -152,7 +143,7 @@ function runRawHook(flat: Flat, iterations: number, mode: 0 | 1 | 2): number {
   }
 }
 
-export async function runArm64Bench(options: { rounds?: number; hvcIterations?: number; computeIterations?: number } = {}): Promise<BenchResult[]> {
+export async function runArm64Bench(options: { rounds?: number; hvcIterations?: number; computeIterations?: number } = {}): Promise<BenchRow[]> {
   const rounds = options.rounds ?? 5;
   const nHvc = options.hvcIterations ?? 500_000;
   const nCompute = options.computeIterations ?? 10_000_000;

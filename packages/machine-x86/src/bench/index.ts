@@ -23,19 +23,8 @@ import { TestRouter } from '../testing/test-router.js';
 import { x86TestBuild } from '../testing/build.js';
 import { decodeVcpuState, encodeVcpuState } from '../cpu/state.js';
 import type { TrapRouter } from '../traps.js';
+import type { BenchRow } from '@plugvisor/core/testing';
 
-export interface BenchResult {
-  name: string;
-  value: number;
-  unit: string;
-  baseline?: number;
-  baselineName?: string;
-  ratio?: number;
-  goal?: string;
-  pass?: boolean;
-  spread?: string;
-  note?: string;
-}
 
 const BASELINE_C = fileURLToPath(new URL('../../bench/kvm_baseline.c', import.meta.url));
 const RAM = 4 << 20;
@@ -107,7 +96,7 @@ function xsaveRounds(m: X86Machine, reps: number): { full: number; raw: number; 
   return { full, raw, whole };
 }
 
-export async function runX86Bench(options: { rounds?: number; iterations?: number; xsaveReps?: number } = {}): Promise<BenchResult[]> {
+export async function runX86Bench(options: { rounds?: number; iterations?: number; xsaveReps?: number } = {}): Promise<BenchRow[]> {
   const why = kvmUnavailable();
   if (why) return [{ name: 'x86 machine benchmarks skipped', value: 0, unit: '', note: why }];
   const rounds = options.rounds ?? 5;
