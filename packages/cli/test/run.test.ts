@@ -1,10 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { unicornAvailable } from '@plugvisor/machine-arm64';
+import { rebuildGuestImages } from '@plugvisor/core/testing';
 
 // `plugvisor run` / `restore` / `demo` as operators use them: the built binary, real guests.
 const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
@@ -107,10 +108,9 @@ describe.skipIf(!unicornAvailable())('plugvisor run / restore (arm64 on Unicorn)
   it('keeps the committed demo image in step with its source when the cross compiler is here', () => {
     const cc = spawnSync('aarch64-linux-gnu-gcc', ['--version']);
     if (cc.status !== 0) return; // no cross compiler: the committed image is what runs
-    const out = mkdtempSync(join(tmpdir(), 'demo-build-'));
-    const r = spawnSync('bash', [fileURLToPath(new URL('../guests/build.sh', import.meta.url)), out], { encoding: 'utf8' });
-    expect(r.status, r.stderr).toBe(0);
-    expect(existsSync(join(out, 'demo.elf'))).toBe(true);
-    expect(Buffer.compare(readFileSync(join(out, 'demo.elf')), readFileSync(demo))).toBe(0);
+    const r = rebuildGuestImages(fileURLToPath(new URL('../guests/build.sh', import.meta.url)), dirname(demo));
+    expect(r.built).toEqual(['demo.elf']);
+    expect(r.committed).toEqual(['demo.elf']);
+    expect(r.differing).toEqual([]);
   });
 });

@@ -1,22 +1,15 @@
-import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { rebuildGuestImages } from '@plugvisor/core/testing';
 import { GUEST_BIN_DIR, GUESTS_DIR } from './harness.js';
 
 const haveCross = spawnSync('aarch64-linux-gnu-gcc', ['--version']).status === 0;
 
 describe('committed test-guest image', () => {
   it.skipIf(!haveCross)('rebuilds byte-for-byte from source (with machine-arm64 guest runtime)', () => {
-    const out = mkdtempSync(join(tmpdir(), 'plugvisor-guest-tests-'));
-    try {
-      execFileSync('bash', [join(GUESTS_DIR, 'build.sh'), out], { stdio: 'pipe' });
-      const built = readdirSync(out).filter((f) => f.endsWith('.elf')).sort();
-      expect(built).toEqual(readdirSync(GUEST_BIN_DIR).filter((f) => f.endsWith('.elf')).sort());
-      for (const f of built) expect(Buffer.compare(readFileSync(join(out, f)), readFileSync(join(GUEST_BIN_DIR, f))), f).toBe(0);
-    } finally {
-      rmSync(out, { recursive: true, force: true });
-    }
+    const r = rebuildGuestImages(join(GUESTS_DIR, 'build.sh'), GUEST_BIN_DIR);
+    expect(r.built).toEqual(r.committed);
+    expect(r.differing).toEqual([]);
   });
 });

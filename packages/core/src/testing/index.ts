@@ -4,3 +4,4 @@ export { checkServiceConformance, type ConformanceOptions } from './conformance.
 export { createEchoService, ECHO, type EchoOptions, type EchoState } from './echo-service.js';
 export { MemoryMachine } from './memory-machine.js';
 export type { BenchRow } from './bench.js';
+export { rebuildGuestImages, type GuestImageRebuild } from './guest-images.js';
