@@ -62,8 +62,11 @@ export class Hypervisor {
     if (problems.length) throw new ComposeError(`cannot compose the build:\n  - ${problems.join('\n  - ')}`, problems);
   }
 
+  private built: BuildManifest | undefined;
+
+  /** The build's manifest (surfaces and behaviour transcripts), computed once. */
   manifest(): BuildManifest {
-    return buildManifest(this.name, this.services);
+    return (this.built ??= buildManifest(this));
   }
 
   /** A new VM: the build's defaults, then the operator's overrides (AbiError on a bad one). */

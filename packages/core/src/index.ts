@@ -43,3 +43,26 @@ export { checkBuilds, formatCompatReport, type CompatReport, type CompatRow } fr
 export { classifyAbiChange, bumpAtLeast, maxBump, type AbiChange, type Bump } from './abi/diff.js';
 export { packageVersion } from './util/package-version.js';
 export { GuestFault, MachineError, VcpuStateError, type RunResult, type RunOptions, type GuestFaultDetail } from './machine/run.js';
+export * from './abi/signature.js';
+export { guestEntropy } from './machine/machine.js';
+export { ProbeMachine, PROBE_RAM_BASE, PROBE_RAM_SIZE } from './behaviour/probe-machine.js';
+export { probesFor, parseProbe, argValues, idRegister, MAX_PROBES_PER_CALL, type Probe } from './behaviour/probes.js';
+export {
+  ProbeRunner,
+  behaviourConfigs,
+  serviceBehaviour,
+  serviceBehaviourCached,
+  vmBehaviour,
+  transcriptDigest,
+  replayTranscript,
+  replayServiceBehaviour,
+  parseConfigLabel,
+  formatDifference,
+  resultsOf,
+  type BehaviourDifference,
+  type CallTranscript,
+  type Transcript,
+  type ProbeConfig,
+  type ServiceBehaviour,
+  type VmBehaviour,
+} from './behaviour/transcript.js';

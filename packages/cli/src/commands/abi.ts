@@ -87,7 +87,7 @@ export async function abiCommand(argv: string[]): Promise<number> {
   if (values.service) {
     const s = hv.catalog.services.get(values.service);
     if (!s) throw new UsageError(`service ${values.service} is not in build ${hv.name}`);
-    process.stdout.write(values.manifest ? serviceAbiFile(s) : canonicalJson(hv.manifest().services.find((x) => x.name === s.name), 2) + '\n');
+    process.stdout.write(values.manifest ? serviceAbiFile(s, hv) : canonicalJson(hv.manifest().services.find((x) => x.name === s.name), 2) + '\n');
     return 0;
   }
   if (values.manifest) throw new UsageError('--manifest needs --service PKG');

@@ -1,10 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { serviceAbiFile } from './manifest.js';
+import { Hypervisor } from '../hypervisor.js';
 import { classifyAbiChange } from './diff.js';
 import { createEchoService, type EchoOptions } from '../testing/index.js';
 import { checkServiceConformance } from '../testing/index.js';
 
-const manifest = (o: EchoOptions = {}) => JSON.parse(serviceAbiFile(createEchoService(o)));
+const manifest = (o: EchoOptions = {}) => {
+  const s = createEchoService(o);
+  return JSON.parse(serviceAbiFile(s, Hypervisor.compose([s])));
+};
 
 describe('classifying ABI manifest changes', () => {
   it('no change is no bump; the version number is not part of abi.json', () => {

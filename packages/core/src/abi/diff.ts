@@ -6,6 +6,9 @@
  * writes the reasons into the package's CHANGELOG under "Guest ABI".
  */
 
+import type { Hypervisor } from '../hypervisor.js';
+import { formatDifference, replayServiceBehaviour, type ServiceBehaviour } from '../behaviour/transcript.js';
+
 export type Bump = 'none' | 'patch' | 'minor' | 'major';
 const RANK: Record<Bump, number> = { none: 0, patch: 1, minor: 2, major: 3 };
 export const maxBump = (a: Bump, b: Bump): Bump => (RANK[a] >= RANK[b] ? a : b);
@@ -14,6 +17,19 @@ export const bumpAtLeast = (have: Bump, need: Bump): boolean => RANK[have] >= RA
 export interface AbiChange {
   readonly bump: Bump;
   readonly reasons: readonly string[];
+}
+
+export interface ClassifyOptions {
+  /**
+   * A build holding the new version of the service (and what it requires): the old manifest's
+   * recorded behaviour is replayed on it, probe by probe. Without it only declarations are compared.
+   */
+  readonly hv?: Hypervisor;
+  /**
+   * Call name → reason: a behaviour change of that call is a bug fix the release manager
+   * accepts as a patch (a changeset's "Guest ABI waiver" line). The reason goes into the notes.
+   */
+  readonly waivers?: ReadonlyMap<string, string>;
 }
 
 type Obj = Record<string, unknown>;
@@ -38,7 +54,7 @@ const without = (o: Obj | undefined, ...keys: string[]) => {
 };
 
 /** Classifies old → new (both parsed abi.json manifests). */
-export function classifyAbiChange(oldM: Manifest, newM: Manifest): AbiChange {
+export function classifyAbiChange(oldM: Manifest, newM: Manifest, options: ClassifyOptions = {}): AbiChange {
   const reasons: string[] = [];
   let bump: Bump = 'none';
   const note = (b: Bump, why: string) => {
@@ -56,7 +72,7 @@ export function classifyAbiChange(oldM: Manifest, newM: Manifest): AbiChange {
     else {
       if (g.default !== f.default) note('major', `feature '${name}' default ${String(f.default)} → ${String(g.default)}`);
       if (!same(g.register, f.register)) note('major', `feature '${name}' firmware register bit changed`);
-      if (g.description !== f.description) note('patch', `feature '${name}' description`);
+      if (g.description !== f.description || g.legacy !== f.legacy) note('patch', `feature '${name}' description`);
     }
   }
   const addedFeatures = new Set<string>();
@@ -72,7 +88,8 @@ export function classifyAbiChange(oldM: Manifest, newM: Manifest): AbiChange {
   for (const [name, c] of oldCalls) {
     const d = newCalls.get(name);
     if (!d) note('major', `call ${name} removed`);
-    else if (!same(c, d)) note('major', `call ${name} changed (id, range, conduit, feature or version bounds)`);
+    else if (!same(without(c, 'signature'), without(d, 'signature'))) note('major', `call ${name} changed (id, range, conduit, feature or version bounds)`);
+    else if (!same(c.signature, d.signature)) note('patch', `call ${name}: signature changed (what it answers is checked by replaying its probes)`);
   }
   for (const [name, d] of newCalls) {
     if (oldCalls.has(name)) continue;
@@ -121,8 +138,17 @@ export function classifyAbiChange(oldM: Manifest, newM: Manifest): AbiChange {
   }
   if (!same(o.continuations, n.continuations)) note('major', 'continuation (restart) encodings changed');
 
-  const restOld = without(oldM as Obj, 'surface');
-  const restNew = without(newM as Obj, 'surface');
+  // Behaviour: every probe the old release recorded, replayed on the new code.
+  if (options.hv && oldM.behaviour) {
+    for (const d of replayServiceBehaviour(options.hv, oldM.behaviour as ServiceBehaviour)) {
+      const waiver = options.waivers?.get(d.call);
+      if (waiver) note('patch', `waived: ${formatDifference(d)} (${waiver})`);
+      else note('major', `behaviour changed: ${formatDifference(d)}`);
+    }
+  }
+
+  const restOld = without(oldM as Obj, 'surface', 'behaviour');
+  const restNew = without(newM as Obj, 'surface', 'behaviour');
   if (!same(restOld, restNew)) note(same(restOld.requires, restNew.requires) ? 'patch' : 'major', 'package metadata (description or requires)');
   return { bump, reasons };
 }

@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { ServicePlugin } from '../plugin/service.js';
+import type { Hypervisor } from '../hypervisor.js';
+import { serviceBehaviourCached, type ServiceBehaviour } from '../behaviour/transcript.js';
 import { hex, type ServiceSurface } from './surface.js';
 
 /**
@@ -13,6 +15,12 @@ export interface ServiceManifest {
   readonly description?: string;
   readonly requires: readonly string[];
   readonly surface: unknown;
+  /**
+   * What the service's calls answer, probe by probe (behaviour/transcript.ts), as the build
+   * composes and configures it. For hypercalls the results are the ABI: the manifest, its
+   * hash and `abi.json` change when a handler does.
+   */
+  readonly behaviour?: ServiceBehaviour;
 }
 
 export interface BuildManifest {
@@ -46,26 +54,31 @@ export function surfaceManifest(surface: ServiceSurface): unknown {
   return JSON.parse(canonicalJson(surface));
 }
 
-export function serviceManifest(s: ServicePlugin<any>): ServiceManifest {
+/** A service's manifest; with `hv` (a build containing it) also its behaviour in that build. */
+export function serviceManifest(s: ServicePlugin<any>, hv?: Hypervisor): ServiceManifest {
   return {
     name: s.name,
     version: s.version,
     ...(s.description ? { description: s.description } : {}),
     requires: [...(s.requires ?? [])].sort(),
     surface: surfaceManifest(s.surface),
+    ...(hv ? { behaviour: serviceBehaviourCached(hv, s) } : {}),
   };
 }
 
 /**
  * A service's manifest without its own version: what `abi.json` holds, so the file changes
- * only when the surface does (and the version check compares it with the last release).
+ * only when the surface or the behaviour does (and lint compares it with the last release).
+ * The behaviour is the service's in `hv`: a build of the service and the services it requires,
+ * with its default options.
  */
-export function serviceAbiFile(s: ServicePlugin<any>): string {
-  const { version: _version, ...rest } = serviceManifest(s);
+export function serviceAbiFile(s: ServicePlugin<any>, hv: Hypervisor): string {
+  const { version: _version, ...rest } = serviceManifest(s, hv);
   return canonicalJson(rest, 2) + '\n';
 }
 
-export function buildManifest(name: string, services: readonly ServicePlugin<any>[]): BuildManifest {
-  const list = [...services].sort((a, b) => a.name.localeCompare(b.name)).map(serviceManifest);
-  return { format: 1, name, services: list, hash: sha256(canonicalJson(list)) };
+/** A build's manifest: every service's surface and behaviour as this build configures it. */
+export function buildManifest(hv: Hypervisor): BuildManifest {
+  const list = [...hv.services].sort((a, b) => a.name.localeCompare(b.name)).map((s) => serviceManifest(s, hv));
+  return { format: 1, name: hv.name, services: list, hash: sha256(canonicalJson(list)) };
 }

@@ -4,6 +4,8 @@
  * registers, dispatch tables and compatibility verdicts from it and from nothing else.
  */
 
+import type { CallSignature } from './signature.js';
+
 /**
  * `legacy-opt-out`: ABI guests already saw unconditionally before a control existed (on by
  * default, an operator may turn it off). `opt-in`: everything new (off unless asked for).
@@ -26,6 +28,11 @@ export interface CallDecl {
   readonly since?: { readonly version: string; readonly minimum: string };
   /** Exposed only when the VM's selection is at most `maximum` (calls a later version dropped). */
   readonly until?: { readonly version: string; readonly maximum: string };
+  /**
+   * What the call reads and writes (abi/signature.ts). Absent: no arguments, the conduit's
+   * result registers. Probes, behaviour transcripts and register transfer are generated from it.
+   */
+  readonly signature?: CallSignature;
 }
 
 /** A firmware bitmap register bit that mirrors a feature (KVM's *_BMAP registers). */
@@ -42,6 +49,11 @@ export interface FeatureDecl {
   readonly description: string;
   /** The firmware register bit through which a VMM reads and sets this feature, if any. */
   readonly register?: FeatureRegisterBit;
+  /**
+   * Why a `legacy-opt-out` feature is on by default: which guests saw this ABI before a control
+   * existed. The conformance kit requires it; new ABI is `opt-in`.
+   */
+  readonly legacy?: string;
 }
 
 export interface VersionValue {

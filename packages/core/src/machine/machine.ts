@@ -1,3 +1,4 @@
+import { randomFillSync } from 'node:crypto';
 import type { GuestMemory } from './memory.js';
 import type { RegisterFile } from './registers.js';
 
@@ -66,6 +67,20 @@ export interface Machine {
    * epoch) and the guest-visible virtual or physical counter, taken together.
    */
   sampleClock?(counter: 'virtual' | 'physical'): { wallClockNs: bigint; counter: bigint };
+
+  /**
+   * Optional: fills `out` with entropy for the guest. Machines leave it out and services get the
+   * host CSPRNG (see `guestEntropy`); the behaviour-probe machine fixes it so a random result
+   * shows which bits may be random.
+   */
+  fillEntropy?(out: Uint32Array): void;
+}
+
+/** Entropy for a call's random results: the machine's source if it has one, else the host CSPRNG. */
+export function guestEntropy(vcpu: VcpuContext, out: Uint32Array): void {
+  const m = vcpu.machine;
+  if (m.fillEntropy) m.fillEntropy(out);
+  else randomFillSync(out);
 }
 
 /** The view a hypercall handler gets of the trapping vCPU. Preallocated: never built per trap. */
