@@ -114,7 +114,7 @@ export class Vm {
   }
 
   record(): AbiRecord {
-    return recordOf(this.abi);
+    return recordOf(this.abi, this.hv);
   }
 
   /** Every stateful service's state, for the snapshot stream. */

@@ -1,4 +1,6 @@
 import type { AbiCatalog } from './catalog.js';
+import type { Hypervisor } from '../hypervisor.js';
+import { formatDifference, replayTranscript, vmBehaviour, type VmBehaviour } from '../behaviour/transcript.js';
 import { hex, type CallDecl } from './surface.js';
 import { VmAbi } from './vm-abi.js';
 
@@ -15,6 +17,12 @@ export interface AbiRecord {
   readonly versions: { readonly [selector: string]: VersionUse };
   /** Firmware register id (hex) → value (hex), for VMMs that replay ONE_REG. */
   readonly registers: { readonly [id: string]: string };
+  /**
+   * What the VM's calls answer, per feature it has on: a digest and the transcript (probe →
+   * output) of each call the feature gives it, as the build that created it answered them.
+   * Restore and `plugvisor check` replay these probes on the destination build.
+   */
+  readonly behaviour?: VmBehaviour;
 }
 
 export interface ServiceUse {
@@ -58,7 +66,8 @@ export function exposedCalls(catalog: AbiCatalog, feature: string, versionValue:
   return out.sort();
 }
 
-export function recordOf(abi: VmAbi): AbiRecord {
+/** The VM's record; with `hv` (the build the VM runs on) it also carries its behaviour transcript. */
+export function recordOf(abi: VmAbi, hv?: Hypervisor): AbiRecord {
   const { catalog } = abi;
   const services: Record<string, ServiceUse> = {};
   for (const s of catalog.services.values()) {
@@ -75,7 +84,8 @@ export function recordOf(abi: VmAbi): AbiRecord {
   }
   const registers: Record<string, string> = {};
   for (const [id, value] of abi.registerValues()) registers[hex(id)] = hex(value);
-  return { format: 1, services, features, versions, registers };
+  const record = { format: 1 as const, services, features, versions, registers };
+  return hv ? { ...record, behaviour: vmBehaviour(hv, abi.features(), abi.versions()) } : record;
 }
 
 /** Services whose ABI the VM uses: at least one of their features is on. */
@@ -100,11 +110,16 @@ export interface AbiProblem {
  * Can `catalog` (the destination build) reproduce this VM's ABI exactly? Returns every
  * problem, each naming the feature, version, service or register at fault; empty = yes.
  */
-export function checkRecord(record: AbiRecord, catalog: AbiCatalog): string[] {
-  return checkRecordDetailed(record, catalog).map((p) => p.message);
+export function checkRecord(record: AbiRecord, catalog: AbiCatalog, hv?: Hypervisor): string[] {
+  return checkRecordDetailed(record, catalog, hv).map((p) => p.message);
 }
 
-export function checkRecordDetailed(record: AbiRecord, catalog: AbiCatalog): AbiProblem[] {
+/**
+ * Every problem; with `hv` (the destination build, whose catalog `catalog` is) the behaviour the
+ * record carries is replayed there too, and a call that answers any recorded probe differently
+ * is a problem naming the call, the probe and old → new.
+ */
+export function checkRecordDetailed(record: AbiRecord, catalog: AbiCatalog, hv?: Hypervisor): AbiProblem[] {
   const list: AbiProblem[] = [];
   let subject = '';
   const problems = { push: (message: string) => list.push({ subject, message }) };
@@ -179,6 +194,8 @@ export function checkRecordDetailed(record: AbiRecord, catalog: AbiCatalog): Abi
     }
   }
 
+  if (hv && record.behaviour && list.length === 0) list.push(...checkBehaviour(record, hv));
+
   for (const [idHex, valueHex] of Object.entries(record.registers)) {
     const entry = catalog.registerById.get(BigInt(idHex));
     if (entry?.kind !== 'constant') continue; // bitmaps and versions are checked above, by meaning
@@ -191,6 +208,29 @@ export function checkRecordDetailed(record: AbiRecord, catalog: AbiCatalog): Abi
     }
   }
   return list;
+}
+
+/**
+ * Replays the record's behaviour on `hv` (after the surface checks passed, so every feature the
+ * VM has on exists there with the same calls). Features whose digest matches are skipped.
+ */
+function checkBehaviour(record: AbiRecord, hv: Hypervisor): AbiProblem[] {
+  const abi = abiFromRecord(record, hv.catalog);
+  const features = abi.features();
+  const versions = abi.versions();
+  const here = vmBehaviour(hv, features, versions);
+  const out: AbiProblem[] = [];
+  for (const [name, was] of Object.entries(record.behaviour ?? {})) {
+    if (!record.features[name]?.enabled || here[name]?.digest === was.digest) continue;
+    const owner = hv.catalog.features.get(name)?.service;
+    for (const d of replayTranscript(hv, { label: 'vm', overrides: { features, versions } }, was.calls)) {
+      out.push({
+        subject: `feature ${name}`,
+        message: `feature '${name}'${owner ? ` of ${owner.name}@${owner.version}` : ''} answers differently than the VM saw: ${formatDifference(d)}`,
+      });
+    }
+  }
+  return out;
 }
 
 /** The VM ABI a destination build gives a VM with this record (call checkRecord first). */

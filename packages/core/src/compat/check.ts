@@ -51,8 +51,8 @@ function describe(hv: Hypervisor): Map<string, string> {
 export function checkBuilds(a: Hypervisor, b: Hypervisor, vm?: AbiRecord): CompatReport {
   const upgradeRecord = vm ?? a.createVm().record();
   const rollbackRecord = vm ?? b.createVm().record();
-  const up = checkRecordDetailed(upgradeRecord, b.catalog);
-  const down = checkRecordDetailed(rollbackRecord, a.catalog);
+  const up = checkRecordDetailed(upgradeRecord, b.catalog, b);
+  const down = checkRecordDetailed(rollbackRecord, a.catalog, a);
 
   const da = describe(a);
   const db = describe(b);

@@ -198,6 +198,17 @@ export function validateAbiRecord(r: unknown): AbiRecord | string {
   for (const [id, val] of Object.entries(r.registers)) {
     if (!/^0x[0-9a-f]+$/.test(id) || typeof val !== 'string' || !/^0x[0-9a-f]+$/.test(val)) return `ABI record register ${id} is malformed`;
   }
+  if (r.behaviour !== undefined) {
+    if (!isObject(r.behaviour)) return 'ABI record behaviour is malformed';
+    for (const [name, b] of Object.entries(r.behaviour)) {
+      const ok =
+        isObject(b) &&
+        typeof b.digest === 'string' &&
+        isObject(b.calls) &&
+        Object.values(b.calls).every((c) => isObject(c) && Object.values(c).every((o) => typeof o === 'string'));
+      if (!ok) return `ABI record behaviour of feature '${name}' is malformed`;
+    }
+  }
   return r as unknown as AbiRecord;
 }
 
@@ -287,7 +298,7 @@ export function planRestore(bytes: Uint8Array, hv: Hypervisor, options: RestoreO
 
   // ABI: can this build reproduce the VM's view exactly?
   const record = abi!.record;
-  for (const p of checkRecord(record, hv.catalog)) problems.add('INCOMPATIBLE', p);
+  for (const p of checkRecord(record, hv.catalog, hv)) problems.add('INCOMPATIBLE', p);
   if (options.arch && options.arch !== machine!.arch) {
     problems.add('INCOMPATIBLE', `snapshot is of an ${machine!.arch} machine; this backend runs ${options.arch}`);
   }

@@ -41,6 +41,11 @@ export interface EchoOptions {
   readonly stateVersion?: 1 | 2;
   /** Makes the ECHO call answer one more id (a surface change a minor bump must not make). */
   readonly extraEchoCall?: boolean;
+  /**
+   * Added to ECHO's sum: a build option that changes what a call answers and nothing it
+   * declares (the case only behaviour transcripts see).
+   */
+  readonly bias?: number;
 }
 
 const ALL_VERSIONS: readonly VersionValue[] = [
@@ -53,20 +58,51 @@ export function createEchoService(options: EchoOptions = {}): ServicePlugin<Echo
   const max = options.maxVersion ?? '2.0';
   const values = ALL_VERSIONS.slice(0, ALL_VERSIONS.findIndex((v) => v.name === max) + 1);
   const stateVersion = options.stateVersion ?? 2;
+  const bias = options.bias ?? 0;
 
   const features: FeatureDecl[] = [
     {
       name: 'echo',
       default: 'legacy-opt-out',
       description: 'ECHO calls (guests saw them before the control existed)',
+      legacy: 'test fixture: stands for ABI guests saw before a control existed',
       register: { id: ECHO.BITMAP_REG, name: 'TEST_ECHO_BMAP', bit: 0 },
     },
   ];
   const calls: CallDecl[] = [
-    { name: 'ECHO', conduit: 'smccc', id: ECHO.CALL_ECHO, feature: 'echo' },
-    { name: 'ECHO_PEEK_POKE', conduit: 'smccc', id: ECHO.CALL_PEEK_POKE, feature: 'echo' },
+    {
+      name: 'ECHO',
+      conduit: 'smccc',
+      id: ECHO.CALL_ECHO,
+      feature: 'echo',
+      signature: {
+        args: [
+          { name: 'a', reg: 1, width: 'u64', kind: 'opaque' },
+          { name: 'b', reg: 2, width: 'u32', kind: 'range', min: 0, max: 0xffff },
+          { name: 'c', reg: 3, width: 'u64', kind: 'opaque' },
+        ],
+      },
+    },
+    {
+      name: 'ECHO_PEEK_POKE',
+      conduit: 'smccc',
+      id: ECHO.CALL_PEEK_POKE,
+      feature: 'echo',
+      signature: {
+        args: [
+          { name: 'gpa', reg: 1, width: 'u64', kind: 'pointer', size: 8 },
+          { name: 'value', reg: 2, width: 'u64', kind: 'opaque' },
+        ],
+      },
+    },
     { name: 'ECHO_RANGE', conduit: 'smccc', id: ECHO.CALL_RANGE_FIRST, last: ECHO.CALL_RANGE_LAST, feature: 'echo' },
-    { name: 'ECHO_XEN', conduit: 'xen', id: ECHO.XEN_OP_ECHO, feature: 'echo' },
+    {
+      name: 'ECHO_XEN',
+      conduit: 'xen',
+      id: ECHO.XEN_OP_ECHO,
+      feature: 'echo',
+      signature: { args: [{ name: 'value', reg: 0, width: 'u64', kind: 'opaque' }] },
+    },
   ];
   // A build capped below 2.0 does not have the call 2.0 added.
   if (max === '2.0') calls.push({ name: 'ECHO_V2', conduit: 'smccc', id: ECHO.CALL_ECHO_V2, feature: 'echo', since: { version: 'echo', minimum: '2.0' } });
@@ -85,7 +121,7 @@ export function createEchoService(options: EchoOptions = {}): ServicePlugin<Echo
     // x0 = x1 + x2 (low words), x1 = x3, x2 = full x1, x3 = 0: shows truncation and 64-bit paths.
     ECHO(vcpu) {
       const r = vcpu.regs;
-      const sum = (r.lo(1) + r.lo(2)) >>> 0;
+      const sum = (r.lo(1) + r.lo(2) + bias) >>> 0;
       const x1 = r.get(1);
       r.setU32(0, sum);
       r.set(1, r.get(3));
