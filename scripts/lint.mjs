@@ -6,6 +6,13 @@
 //  3. a service whose abi.json changed since its last release (the last commit that changed its
 //     version) has a pending changeset bumping it at least as much as the change requires:
 //     new opt-in ABI = minor, anything an existing VM would see = major (core's classifyAbiChange).
+//     Behaviour counts: every probe the released abi.json recorded is replayed on the new code, and
+//     a changed answer is major unless a pending changeset for the package carries a waiver line
+//        Guest ABI waiver: CALL_NAME: why (the bug it fixes)
+//     which makes it a patch and goes into the CHANGELOG with the changeset's text.
+// abi.json holds the service's behaviour transcript in a build of the service and the services it
+// requires (default options): `pnpm lint --fix` regenerates it. Set LINT_TIMING=1 to print how
+// long the transcripts took.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,10 +32,11 @@ const git = (...args) => {
   }
 };
 
-/** Pending changesets: package name → highest bump named. */
+/** Pending changesets: package name → highest bump named; package name → call → waiver reason. */
 function pendingBumps() {
   const dir = join(root, '.changeset');
   const bumps = new Map();
+  const waivers = new Map();
   for (const f of existsSync(dir) ? readdirSync(dir) : []) {
     if (!f.endsWith('.md') || f === 'README.md') continue;
     const text = readFileSync(join(dir, f), 'utf8');
@@ -37,15 +45,66 @@ function pendingBumps() {
       problems.push(`.changeset/${f}: no front matter`);
       continue;
     }
+    const named = [];
     for (const line of front[1].split('\n')) {
       const m = /^\s*["']?([^"':]+)["']?\s*:\s*(major|minor|patch)\s*$/.exec(line);
-      if (m) bumps.set(m[1], core.maxBump(bumps.get(m[1]) ?? 'none', m[2]));
+      if (m) {
+        bumps.set(m[1], core.maxBump(bumps.get(m[1]) ?? 'none', m[2]));
+        named.push(m[1]);
+      }
+    }
+    const body = text.slice(front[0].length);
+    for (const m of body.matchAll(/^[\s*-]*Guest ABI waiver:\s*([\w.-]+)\s*:\s*(.*)$/gm)) {
+      if (!m[2].trim()) {
+        problems.push(`.changeset/${f}: the waiver for ${m[1]} gives no reason`);
+        continue;
+      }
+      for (const pkg of named) {
+        if (!waivers.has(pkg)) waivers.set(pkg, new Map());
+        waivers.get(pkg).set(m[1], m[2].trim());
+      }
     }
   }
-  return bumps;
+  return { bumps, waivers };
 }
 
-const bumps = pendingBumps();
+const { bumps, waivers } = pendingBumps();
+
+/** Every service package of the workspace by name: its folder and loaded plugin (default options). */
+const servicesByName = new Map();
+for (const dir of readdirSync(join(root, 'packages'))) {
+  const pkgFile = join(root, 'packages', dir, 'package.json');
+  if (!existsSync(pkgFile)) continue;
+  const pkg = JSON.parse(readFileSync(pkgFile, 'utf8'));
+  if (!pkg.plugvisor?.service || !pkg.exports?.['.']?.default) continue;
+  servicesByName.set(pkg.name, { dir, pkg });
+}
+const loaded = new Map();
+async function pluginOf(name) {
+  if (!loaded.has(name)) {
+    const entry = servicesByName.get(name);
+    if (!entry) return undefined;
+    const mod = await import(pathToFileURL(join(root, 'packages', entry.dir, entry.pkg.exports['.'].default)).href);
+    loaded.set(name, typeof mod.default === 'function' ? mod.default({}) : mod.default);
+  }
+  return loaded.get(name);
+}
+/** The service and everything it requires, transitively: the build its abi.json describes. */
+async function standaloneBuild(plugin) {
+  const list = [];
+  const visit = async (p) => {
+    if (list.includes(p)) return;
+    for (const dep of p.requires ?? []) {
+      const d = await pluginOf(dep);
+      if (!d) throw new Error(`${p.name} requires ${dep}, which is not a service package of this workspace`);
+      await visit(d);
+    }
+    list.push(p);
+  };
+  await visit(plugin);
+  return core.Hypervisor.compose(list, { name: plugin.name });
+}
+let transcriptMs = 0;
 for (const dir of readdirSync(join(root, 'packages'))) {
   const pkgDir = join(root, 'packages', dir);
   const pkgFile = join(pkgDir, 'package.json');
@@ -59,14 +118,22 @@ for (const dir of readdirSync(join(root, 'packages'))) {
   if (!existsSync(join(pkgDir, 'README.md'))) problems.push(`${where}: no README.md`);
   if (!pkg.plugvisor?.service) continue;
 
-  const mod = await import(pathToFileURL(join(pkgDir, pkg.exports['.'].default)).href);
-  const plugin = typeof mod.default === 'function' ? mod.default({}) : mod.default;
+  const plugin = await pluginOf(pkg.name);
   if (!plugin || plugin.name !== pkg.name) {
     problems.push(`${where}: default export is not the service ${pkg.name}`);
     continue;
   }
   if (plugin.version !== pkg.version) problems.push(`${where}: service reports version ${plugin.version}, package.json says ${pkg.version}`);
-  const generated = core.serviceAbiFile(plugin);
+  let hv;
+  try {
+    hv = await standaloneBuild(plugin);
+  } catch (e) {
+    problems.push(`${where}: ${e.message}`);
+    continue;
+  }
+  const t0 = performance.now();
+  const generated = core.serviceAbiFile(plugin, hv);
+  transcriptMs += performance.now() - t0;
   const abiPath = join(pkgDir, 'abi.json');
   const onDisk = existsSync(abiPath) ? readFileSync(abiPath, 'utf8') : '';
   if (onDisk !== generated) {
@@ -94,7 +161,7 @@ for (const dir of readdirSync(join(root, 'packages'))) {
   const release = git('log', '-n1', '--format=%H', '-G"version"', '--', `${where}/package.json`);
   const released = release ? git('show', `${release}:${where}/abi.json`) : '';
   if (!released) continue; // never released: its first release is whatever it is
-  const change = core.classifyAbiChange(JSON.parse(released), JSON.parse(generated));
+  const change = core.classifyAbiChange(JSON.parse(released), JSON.parse(generated), { hv, waivers: waivers.get(pkg.name) });
   const have = bumps.get(pkg.name) ?? 'none';
   if (!core.bumpAtLeast(have, change.bump)) {
     problems.push(
@@ -103,6 +170,7 @@ for (const dir of readdirSync(join(root, 'packages'))) {
   }
 }
 
+if (process.env.LINT_TIMING) console.log(`lint: behaviour transcripts of every service took ${transcriptMs.toFixed(0)} ms`);
 if (problems.length) {
   console.error(`lint: ${problems.length} problem(s)\n- ${problems.join('\n- ')}`);
   process.exit(1);

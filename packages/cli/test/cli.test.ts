@@ -85,6 +85,18 @@ describe('plugvisor check', () => {
     expect(r.out).toMatch(/rollback B→A: safe/);
   });
 
+  it('tells apart builds that differ only in an option changing what a call answers, naming call and probe', () => {
+    const r = plugvisor('check', fixture('echo-full.json'), fixture('echo-bias.json'));
+    expect(r.code).toBe(3);
+    const [, ha, hb] = /A: echo-full \(manifest ([0-9a-f]+)\)\s+B: echo-bias \(manifest ([0-9a-f]+)\)/.exec(r.out)!;
+    expect(ha).not.toBe(hb);
+    expect(r.out).toMatch(/upgrade A→B: REFUSED\n  - feature 'echo' of @plugvisor\/test-svc-echo@1\.0\.0 answers differently than the VM saw: ECHO probe \[[^\]]+\]: x0=0x0 x1=0x0 x2=0x0 x3=0x0 → x0=0x1 /);
+    expect(r.out).toMatch(/rollback B→A: REFUSED\n  - feature 'echo' .*: ECHO probe \[[^\]]+\]: x0=0x1 .* → x0=0x0 /);
+    // the same build file twice: same manifest, safe
+    const same = plugvisor('check', fixture('echo-full.json'), fixture('echo-full.json'));
+    expect(same.code).toBe(0);
+  });
+
   it('rejects a malformed record file', () => {
     const bad = join(dir, 'bad.json');
     writeFileSync(bad, '{"format": 1}');

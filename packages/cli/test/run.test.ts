@@ -86,6 +86,26 @@ describe.skipIf(!unicornAvailable())('plugvisor run / restore (arm64 on Unicorn)
     expect(moved.out).toContain('total 108049000');
   });
 
+  it('refuses, in check and restore, a destination that differs only in what TRNG_VERSION answers, naming call and probe', () => {
+    const snap = join(dir, 'e.snap');
+    expect(plugvisor('run', demo, '--vcpus', '2', '--snapshot-at', '15000', '--snapshot-file', snap).code).toBe(0);
+    const defaultBuild = fileURLToPath(new URL('../builds/default.json', import.meta.url));
+    const checked = plugvisor('check', defaultBuild, fixture('trng-1-1.json'), '--vm', snap);
+    expect(checked.code).toBe(3);
+    expect(checked.out).toMatch(/feature 'trng' of @plugvisor\/svc-trng@[\d.]+ answers differently than the VM saw: TRNG_VERSION probe \[[^\]]+\]: x0=0x10000 x1=0x0 x2=0x0 x3=0x0 → x0=0x10001/);
+    const refused = plugvisor('restore', snap, '--build', fixture('trng-1-1.json'));
+    expect(refused.code).toBe(3);
+    expect(refused.err).toMatch(/TRNG_VERSION probe \[[^\]]+\]: x0=0x10000 x1=0x0 x2=0x0 x3=0x0 → x0=0x10001/);
+    expect(refused.out).toBe('');
+
+    // A VM that cannot see TRNG does not care what TRNG_VERSION answers.
+    const cleared = join(dir, 'f.snap');
+    expect(plugvisor('run', demo, '--vcpus', '2', '--set-reg', '0x6030000000160000=0', '--snapshot-at', '15000', '--snapshot-file', cleared).code).toBe(0);
+    const moved = plugvisor('restore', cleared, '--build', fixture('trng-1-1.json'));
+    expect(moved.code).toBe(0);
+    expect(moved.out).toContain('total 108049000');
+  });
+
   it('refuses a corrupted snapshot whole, with the reason', () => {
     const snap = join(dir, 'd.snap');
     plugvisor('run', demo, '--vcpus', '2', '--snapshot-at', '15000', '--snapshot-file', snap);

@@ -91,6 +91,7 @@ export function formatCompatReport(r: CompatReport): string {
   const scope = r.scope === 'vm' ? 'for the given VM record' : "for each build's default VMs";
   const out = [
     `compatibility ${scope}`,
+    `A: ${r.a.name} (manifest ${r.a.hash.slice(0, 16)})  B: ${r.b.name} (manifest ${r.b.hash.slice(0, 16)})`,
     line(head),
     line(widths.map((w) => '-'.repeat(w))),
     ...body.map(line),
