@@ -10,6 +10,7 @@ const suites = {
   x86: ['../packages/machine-x86/dist/bench/index.js', 'runX86Bench'],
   xsave: ['../packages/xsave/bench/index.mjs', 'runXsaveBench'],
   'evtchn-fifo': ['../packages/svc-evtchn-fifo/bench/index.mjs', 'runEvtchnBench'],
+  transcripts: ['../packages/cli/bench/transcripts.mjs', 'runTranscriptBench'],
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
