@@ -1,5 +1,5 @@
 import { defineService, packageVersion, type ServicePlugin } from '@plugvisor/core';
-import { EVTCHNOP, HYPERVISOR, SVC_XEN, xenEvtchnHooks, xenSubOpId, type XenDomain } from '@plugvisor/svc-xen';
+import { EVTCHNOP, EVTCHN_ARG_SIZE, HYPERVISOR, SVC_XEN, evtchnSubOp, xenEvtchnHooks, xenSubOpId, type XenDomain } from '@plugvisor/svc-xen';
 import { EVTCHN_FIFO } from './fifo/abi.js';
 import { FifoDomain } from './fifo/domain.js';
 import { fifoClearPending, fifoInit, fifoIsBusy, fifoSetPending, fifoUnmask } from './fifo/queue.js';
@@ -43,9 +43,12 @@ export function createEvtchnFifoService(): ServicePlugin<FifoDomain> {
         },
       ],
       calls: [
-        { name: 'EVTCHNOP_init_control', conduit: 'xen', id: id(EVTCHNOP.init_control), feature: 'evtchn-fifo' },
-        { name: 'EVTCHNOP_expand_array', conduit: 'xen', id: id(EVTCHNOP.expand_array), feature: 'evtchn-fifo' },
-        { name: 'EVTCHNOP_set_priority', conduit: 'xen', id: id(EVTCHNOP.set_priority), feature: 'evtchn-fifo' },
+        // Reached through svc-xen's event_channel_op forwarder (x0 = cmd, read by the forwarder);
+        // each reads the address of its struct in x1 and answers in x0 (struct sizes from
+        // xen/include/public/event_channel.h: evtchn_init_control 24, expand_array 8, set_priority 8).
+        { name: 'EVTCHNOP_init_control', conduit: 'xen', id: id(EVTCHNOP.init_control), feature: 'evtchn-fifo', signature: evtchnSubOp(EVTCHN_ARG_SIZE.init_control) },
+        { name: 'EVTCHNOP_expand_array', conduit: 'xen', id: id(EVTCHNOP.expand_array), feature: 'evtchn-fifo', signature: evtchnSubOp(EVTCHN_ARG_SIZE.expand_array) },
+        { name: 'EVTCHNOP_set_priority', conduit: 'xen', id: id(EVTCHNOP.set_priority), feature: 'evtchn-fifo', signature: evtchnSubOp(EVTCHN_ARG_SIZE.set_priority) },
       ],
       state: { id: STATE_ID, version: STATE_VERSION },
     },

@@ -1,7 +1,7 @@
 /**
- * Xen's guest ABI numbers, exactly as xen/include/public/*.h defines them (spec sheet
- * ../shared/spec/xen-evtchn-fifo.md §1, §2, §4). Nothing here is Plugvisor's invention except
- * the sub-op routing ids at the bottom, which never reach a guest.
+ * Xen's guest ABI numbers, exactly as xen/include/public/*.h defines them (xen.h,
+ * event_channel.h, memory.h, version.h, vcpu.h, arch-arm.h). Nothing here is Plugvisor's
+ * invention except the sub-op routing ids at the bottom, which never reach a guest.
  */
 
 /** Hypercall numbers (xen.h), in x16 on Arm. */

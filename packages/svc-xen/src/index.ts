@@ -1,5 +1,5 @@
 import { defineService, packageVersion, type CallDecl, type CallHandler, type ServicePlugin, type Vm } from '@plugvisor/core';
-import { EVTCHNOP, HYPERVISOR, XEN_ERRNO, xenSubOpId } from './abi.js';
+import { EVTCHNOP, EVTCHN_ARG_SIZE as SIZE, HYPERVISOR, XEN_ERRNO, xenSubOpId } from './abi.js';
 import { XenDomain } from './domain.js';
 import { xenEvtchnHooks } from './hooks.js';
 import * as evtchn from './ops/evtchn.js';
@@ -7,6 +7,7 @@ import { memoryOp } from './ops/memory.js';
 import { vcpuOp } from './ops/vcpu.js';
 import { xenVersion } from './ops/version.js';
 import { STATE_ID, STATE_VERSION, loadDomain, saveDomain } from './state.js';
+import { EVENT_CHANNEL_OP, MEMORY_OP, VCPU_OP, XEN_VERSION_OP, evtchnSubOp } from './signatures.js';
 import { forwardSubOp, highBitsSet, ret } from './subop.js';
 
 /**
@@ -25,6 +26,7 @@ export { mapGuestPage, hostPage, testAndSetBit, testAndClearBit, testBit, setBit
 export { GuestStruct, copyToGuest } from './guest-args.js';
 export { enterSubOp, xenDomainOf, ret as xenReturn } from './subop.js';
 export { XEN_VERSION, XEN_FEATURES_SUBMAP0 } from './ops/version.js';
+export { EVENT_CHANNEL_OP, MEMORY_OP, VCPU_OP, XEN_RC, XEN_VERSION_OP, evtchnSubOp, guestHandle } from './signatures.js';
 export {
   raiseEvent,
   raiseVirq,
@@ -40,20 +42,24 @@ export {
 
 export const SVC_XEN = '@plugvisor/svc-xen';
 
-/** The 2-level sub-ops svc-xen answers, as declared calls (name → EVTCHNOP_*). */
-const SUBOPS: ReadonlyArray<[string, number, CallHandler<XenDomain>]> = [
-  ['EVTCHNOP_bind_interdomain', EVTCHNOP.bind_interdomain, evtchn.bindInterdomain],
-  ['EVTCHNOP_bind_virq', EVTCHNOP.bind_virq, evtchn.bindVirq],
-  ['EVTCHNOP_bind_pirq', EVTCHNOP.bind_pirq, evtchn.bindPirq],
-  ['EVTCHNOP_close', EVTCHNOP.close, evtchn.close],
-  ['EVTCHNOP_send', EVTCHNOP.send, evtchn.sendOp],
-  ['EVTCHNOP_status', EVTCHNOP.status, evtchn.status],
-  ['EVTCHNOP_alloc_unbound', EVTCHNOP.alloc_unbound, evtchn.allocUnbound],
-  ['EVTCHNOP_bind_ipi', EVTCHNOP.bind_ipi, evtchn.bindIpi],
-  ['EVTCHNOP_bind_vcpu', EVTCHNOP.bind_vcpu, evtchn.bindVcpu],
-  ['EVTCHNOP_unmask', EVTCHNOP.unmask, evtchn.unmask],
-  ['EVTCHNOP_reset', EVTCHNOP.reset, evtchn.resetOp],
-  ['EVTCHNOP_reset_cont', EVTCHNOP.reset_cont, evtchn.resetCont],
+/**
+ * The 2-level sub-ops svc-xen answers, as declared calls: name, EVTCHNOP_*, handler, and the
+ * size of the argument struct it copies (xen/include/public/event_channel.h; reset_cont takes
+ * struct evtchn_reset, as reset does).
+ */
+const SUBOPS: ReadonlyArray<[string, number, CallHandler<XenDomain>, number]> = [
+  ['EVTCHNOP_bind_interdomain', EVTCHNOP.bind_interdomain, evtchn.bindInterdomain, SIZE.bind_interdomain],
+  ['EVTCHNOP_bind_virq', EVTCHNOP.bind_virq, evtchn.bindVirq, SIZE.bind_virq],
+  ['EVTCHNOP_bind_pirq', EVTCHNOP.bind_pirq, evtchn.bindPirq, SIZE.bind_pirq],
+  ['EVTCHNOP_close', EVTCHNOP.close, evtchn.close, SIZE.close],
+  ['EVTCHNOP_send', EVTCHNOP.send, evtchn.sendOp, SIZE.send],
+  ['EVTCHNOP_status', EVTCHNOP.status, evtchn.status, SIZE.status],
+  ['EVTCHNOP_alloc_unbound', EVTCHNOP.alloc_unbound, evtchn.allocUnbound, SIZE.alloc_unbound],
+  ['EVTCHNOP_bind_ipi', EVTCHNOP.bind_ipi, evtchn.bindIpi, SIZE.bind_ipi],
+  ['EVTCHNOP_bind_vcpu', EVTCHNOP.bind_vcpu, evtchn.bindVcpu, SIZE.bind_vcpu],
+  ['EVTCHNOP_unmask', EVTCHNOP.unmask, evtchn.unmask, SIZE.unmask],
+  ['EVTCHNOP_reset', EVTCHNOP.reset, evtchn.resetOp, SIZE.reset],
+  ['EVTCHNOP_reset_cont', EVTCHNOP.reset_cont, evtchn.resetCont, SIZE.reset],
 ];
 
 /** HYPERVISOR_event_channel_op(int cmd, void *arg): forwards to the declared call for cmd. */
@@ -64,11 +70,17 @@ const eventChannelOp: CallHandler<XenDomain> = (v, b) => {
 
 export function createXenService(): ServicePlugin<XenDomain> {
   const calls: CallDecl[] = [
-    { name: 'HYPERVISOR_memory_op', conduit: 'xen', id: HYPERVISOR.memory_op, feature: 'xen' },
-    { name: 'HYPERVISOR_xen_version', conduit: 'xen', id: HYPERVISOR.xen_version, feature: 'xen' },
-    { name: 'HYPERVISOR_vcpu_op', conduit: 'xen', id: HYPERVISOR.vcpu_op, feature: 'xen' },
-    { name: 'HYPERVISOR_event_channel_op', conduit: 'xen', id: HYPERVISOR.event_channel_op, feature: 'evtchn-2l' },
-    ...SUBOPS.map(([name, cmd]) => ({ name, conduit: 'xen', id: xenSubOpId(HYPERVISOR.event_channel_op, cmd), feature: 'evtchn-2l' })),
+    { name: 'HYPERVISOR_memory_op', conduit: 'xen', id: HYPERVISOR.memory_op, feature: 'xen', signature: MEMORY_OP },
+    { name: 'HYPERVISOR_xen_version', conduit: 'xen', id: HYPERVISOR.xen_version, feature: 'xen', signature: XEN_VERSION_OP },
+    { name: 'HYPERVISOR_vcpu_op', conduit: 'xen', id: HYPERVISOR.vcpu_op, feature: 'xen', signature: VCPU_OP },
+    { name: 'HYPERVISOR_event_channel_op', conduit: 'xen', id: HYPERVISOR.event_channel_op, feature: 'evtchn-2l', signature: EVENT_CHANNEL_OP },
+    ...SUBOPS.map(([name, cmd, , size]) => ({
+      name,
+      conduit: 'xen',
+      id: xenSubOpId(HYPERVISOR.event_channel_op, cmd),
+      feature: 'evtchn-2l',
+      signature: evtchnSubOp(size),
+    })),
   ];
   const handlers: Record<string, CallHandler<XenDomain>> = {
     HYPERVISOR_memory_op: memoryOp,
@@ -89,11 +101,15 @@ export function createXenService(): ServicePlugin<XenDomain> {
           name: 'xen',
           default: 'legacy-opt-out',
           description: 'Xen on Arm hypercalls (HVC #0xEA1): xen_version, memory_op add_to_physmap(shared_info), vcpu_op register_vcpu_info',
+          legacy:
+            'every Xen on Arm guest has had xen_version, memory_op and vcpu_op since Xen 4.3 (2013): they are how a guest finds Xen and maps shared_info and vcpu_info',
         },
         {
           name: 'evtchn-2l',
           default: 'legacy-opt-out',
           description: 'event_channel_op with the 2-level event-channel ABI (every Xen guest saw it); off: event_channel_op is -ENOSYS',
+          legacy:
+            '2-level event channels were the only event-channel ABI before FIFO (Xen 4.4, 2014), and every Xen guest still starts in them: FIFO is entered by EVTCHNOP_init_control',
         },
       ],
       calls,

@@ -43,6 +43,11 @@ export interface PointerArg extends ArgBase {
   readonly size: number;
   /** Alignment the call requires, if any (probes try one misaligned address). */
   readonly align?: number;
+  /**
+   * Meaningful contents of the memory it points to (hex bytes, at most `size`): a probe runs with
+   * each, so the transcript records the call's successful paths too, not only zeros and ones.
+   */
+  readonly samples?: readonly string[];
 }
 
 /** Any value (an entry address, a cookie): probes try 0, 1, a pattern and all-ones. */
@@ -106,6 +111,11 @@ export function checkSignature(call: string, sig: CallSignature | undefined, res
     if (a.kind === 'enum' && a.values.length === 0) problems.push(`call ${call}: argument ${a.name} has no values`);
     if (a.kind === 'range' && BigInt(a.min) > BigInt(a.max)) problems.push(`call ${call}: argument ${a.name} has min > max`);
     if (a.kind === 'pointer' && !(a.size > 0)) problems.push(`call ${call}: pointer ${a.name} needs a size`);
+    if (a.kind === 'pointer') {
+      for (const x of a.samples ?? []) {
+        if (!/^([0-9a-f]{2})*$/.test(x) || x.length / 2 > a.size) problems.push(`call ${call}: pointer ${a.name} sample '${x}' is not lower-case hex of at most ${a.size} bytes`);
+      }
+    }
   }
   const out = new Set<number>();
   for (const r of sig.results ?? []) {

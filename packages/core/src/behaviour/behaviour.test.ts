@@ -56,6 +56,8 @@ describe('behaviour transcripts', () => {
     const peek = t.ECHO_PEEK_POKE!['x1=0x40001000 x2=0x5a5a5a5a5a5a5a5a'];
     expect(peek).toBe('x0=0x0 x1=0x0 x2=0x0 x3=0x0 | mem+0x1000=5a5a5a5a5a5a5a5a');
     expect(t.ECHO_PEEK_POKE!['x1=0x40010000 x2=0x0']).toBe('x0=0xfffffffffffffffd x1=0x0 x2=0x0 x3=0x0'); // past RAM
+    // a declared sample of the argument memory: the successful path, reading it back
+    expect(t.ECHO_PEEK_POKE!['x1=0x40001000 x2=0x0 @0x40001000:0102030405060708']).toBe('x0=0x0 x1=0x807060504030201 x2=0x0 x3=0x0 | mem+0x1000=0000000000000000');
     // a version that adds a call shows up as its own configuration
     expect(Object.keys(m.behaviour!)).toContain('echo=2.0');
     expect(m.behaviour!['echo=2.0']!.ECHO_V2).toBeDefined();

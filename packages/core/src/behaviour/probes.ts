@@ -9,11 +9,12 @@ import { PROBE_RAM_BASE, PROBE_RAM_SIZE } from './probe-machine.js';
  * `smc` for the SMC conduit, `@0x40001000+24=ff` for argument memory filled before the call —
  * so a transcript written by one build can be replayed on any other, whatever its signatures.
  *
- * Per call: every argument at its first (valid) value, then one argument at a time through its
- * boundary and representative values (enumerated values and invalid neighbours; range ends and
- * one past them; u32 arguments with the upper half of the register set; pointers inside RAM, at
- * its last bytes, straddling its end, outside it), enumerated pairs in full when small, argument
- * memory filled with ones, the function id with the upper half of its register set, and SMC.
+ * Per call: every argument at its first (valid) value; declared argument-memory samples; the
+ * first enumerated argument (a command, a selector) against each other argument's values while
+ * small; then one argument at a time through its boundary and representative values (enumerated
+ * values and invalid neighbours; range ends and one past them; u32 arguments with the upper half
+ * of the register set; pointers inside RAM, at its last bytes, straddling its end, outside it);
+ * argument memory filled with ones; the function id with the upper half of its register set; SMC.
  */
 
 export interface Probe {
@@ -23,11 +24,12 @@ export interface Probe {
   /** Registers set besides the id (the rest are zero). An entry for the id register replaces it whole. */
   readonly regs: ReadonlyArray<readonly [number, bigint]>;
   readonly smc: boolean;
-  readonly fill?: { readonly gpa: bigint; readonly size: number; readonly byte: number };
+  /** Argument memory set before the call: `size` bytes of `byte`, or `bytes` (a declared sample). */
+  readonly fill?: { readonly gpa: bigint; readonly size: number; readonly byte: number; readonly bytes?: string };
 }
 
 /** At most this many probes per call: transcripts stay small and lint stays fast. */
-export const MAX_PROBES_PER_CALL = 64;
+export const MAX_PROBES_PER_CALL = 96;
 
 const U32_MAX = 0xffff_ffffn;
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
@@ -93,7 +95,8 @@ function labelOf(p: Omit<Probe, 'label'>, isRange: boolean): string {
   const parts: string[] = [];
   if (isRange) parts.push(`id=${hexOf(BigInt(p.id >>> 0))}`);
   for (const [r, v] of [...p.regs].sort((x, y) => x[0] - y[0])) parts.push(`x${r}=${hexOf(v)}`);
-  if (p.fill) parts.push(`@${hexOf(p.fill.gpa)}+${p.fill.size}=${p.fill.byte.toString(16).padStart(2, '0')}`);
+  if (p.fill?.bytes !== undefined) parts.push(`@${hexOf(p.fill.gpa)}:${p.fill.bytes}`);
+  else if (p.fill) parts.push(`@${hexOf(p.fill.gpa)}+${p.fill.size}=${p.fill.byte.toString(16).padStart(2, '0')}`);
   if (p.smc) parts.push('smc');
   return parts.length ? parts.join(' ') : '-';
 }
@@ -120,13 +123,25 @@ export function probesFor(call: CallDecl, conduit: Conduit): Probe[] {
 
   for (const id of ids) add(id, base);
   const id0 = ids[0]!;
-  // Small products of enumerated arguments (e.g. a function id queried × a selector).
-  const enums = args.map((a, i) => (a.kind === 'enum' ? i : -1)).filter((i) => i >= 0);
-  if (enums.length >= 2) {
-    const [i, j] = enums;
-    if (values[i!]!.length * values[j!]!.length <= 32) {
-      for (const vi of values[i!]!) for (const vj of values[j!]!) add(id0, base.map((b, k) => (k === i ? vi : k === j ? vj : b)));
-    }
+  // Declared argument memory: each sample at the valid pointer (the calls' successful paths).
+  args.forEach((a, i) => {
+    if (a.kind !== 'pointer') return;
+    for (const bytes of a.samples ?? []) add(id0, base, { fill: { gpa: base[i]!, size: bytes.length / 2, byte: 0, bytes } });
+  });
+  // The first enumerated argument (often a command or a selector) against every value of each
+  // other argument, while that stays small: a multiplexed call's sub-commands each see edge inputs.
+  const first = args.findIndex((a) => a.kind === 'enum');
+  if (first >= 0) {
+    args.forEach((a, j) => {
+      // pointers: inside RAM, its first bytes, its last bytes, straddling its end
+      const others = a.kind === 'pointer' ? values[j]!.slice(0, 4) : values[j]!;
+      if (j === first || values[first]!.length * others.length > 64) return;
+      for (const vi of values[first]!) for (const vj of others) add(id0, base.map((b, k) => (k === first ? vi : k === j ? vj : b)));
+    });
+    args.forEach((a, j) => {
+      if (j === first || a.kind !== 'pointer') return;
+      for (const vi of values[first]!.slice(0, 16)) for (const bytes of a.samples ?? []) add(id0, base.map((b, k) => (k === first ? vi : b)), { fill: { gpa: base[j]!, size: bytes.length / 2, byte: 0, bytes } });
+    });
   }
   // One argument at a time through its values.
   args.forEach((a, i) => {
@@ -162,6 +177,7 @@ export function parseProbe(label: string, call: CallDecl): Probe {
       else if ((m = /^id=(0x[0-9a-f]+)$/.exec(tok))) id = Number(BigInt(m[1]!));
       else if ((m = /^x(\d+)=(0x[0-9a-f]+)$/.exec(tok))) regs.push([Number(m[1]), BigInt(m[2]!)]);
       else if ((m = /^@(0x[0-9a-f]+)\+(\d+)=([0-9a-f]{2})$/.exec(tok))) fill = { gpa: BigInt(m[1]!), size: Number(m[2]), byte: parseInt(m[3]!, 16) };
+      else if ((m = /^@(0x[0-9a-f]+):((?:[0-9a-f]{2})*)$/.exec(tok))) fill = { gpa: BigInt(m[1]!), size: m[2]!.length / 2, byte: 0, bytes: m[2]! };
       else throw new Error(`probe label '${label}': cannot read '${tok}'`);
     }
   }

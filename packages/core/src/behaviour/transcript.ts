@@ -59,7 +59,8 @@ function observe(machine: ProbeMachine, results: readonly ResultDecl[], fill: Pr
 function memoryChanges(ram: Uint8Array, fill: Probe['fill']): string {
   const start = fill ? Number(fill.gpa - PROBE_RAM_BASE) : 0;
   const end = fill ? start + fill.size : 0;
-  const expected = (i: number) => (i >= start && i < end ? fill!.byte : 0);
+  const sample = fill?.bytes !== undefined ? Buffer.from(fill.bytes, 'hex') : undefined;
+  const expected = (i: number) => (i >= start && i < end ? (sample ? sample[i - start]! : fill!.byte) : 0);
   const words = new Uint32Array(ram.buffer, ram.byteOffset, ram.byteLength >>> 2);
   const runs: string[] = [];
   let i = 0;
@@ -125,7 +126,11 @@ export class ProbeRunner {
     if (background) for (let r = 0; r < 31; r++) regs.set(r, background(r));
     regs.set(idRegister(conduit), BigInt(probe.id >>> 0));
     for (const [r, v] of probe.regs) regs.set(r, v);
-    if (probe.fill) m.ram.fill(probe.fill.byte, Number(probe.fill.gpa - PROBE_RAM_BASE), Number(probe.fill.gpa - PROBE_RAM_BASE) + probe.fill.size);
+    if (probe.fill) {
+      const at = Number(probe.fill.gpa - PROBE_RAM_BASE);
+      if (probe.fill.bytes !== undefined) m.ram.set(Buffer.from(probe.fill.bytes, 'hex'), at);
+      else m.ram.fill(probe.fill.byte, at, at + probe.fill.size);
+    }
     (m.vcpus[0] as { viaSmc?: boolean }).viaSmc = probe.smc;
   }
 

@@ -206,7 +206,7 @@ function checkRegisterDiscipline(runner: ProbeRunner, call: CallDecl, probes: re
   const idReg = idRegister(conduit);
   const args = call.signature?.args ?? [];
   const results = new Set(resultsOf(call, conduit).map((r) => r.reg));
-  for (const p of probes.slice(0, 16)) {
+  for (const p of probes) {
     const clean = runner.run(call, p);
     if (clean.startsWith('threw:')) continue;
     const cleanRegs = new RegisterFile(32);

@@ -90,7 +90,7 @@ export function createEchoService(options: EchoOptions = {}): ServicePlugin<Echo
       feature: 'echo',
       signature: {
         args: [
-          { name: 'gpa', reg: 1, width: 'u64', kind: 'pointer', size: 8 },
+          { name: 'gpa', reg: 1, width: 'u64', kind: 'pointer', size: 8, samples: ['0102030405060708'] },
           { name: 'value', reg: 2, width: 'u64', kind: 'opaque' },
         ],
       },

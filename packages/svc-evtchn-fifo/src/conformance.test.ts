@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import { Hypervisor, serviceBehaviour, type CallHandler, type ServicePlugin } from '@plugvisor/core';
+import { checkServiceConformance } from '@plugvisor/core/testing';
+import { createXenService } from '@plugvisor/svc-xen';
+import { createEvtchnFifoService, type FifoDomain } from './index.js';
+
+/**
+ * svc-evtchn-fifo against core's conformance kit. Its three calls are svc-xen sub-op ids: probed
+ * directly they answer -ENOSYS (no hypercall has that number), and they are exercised for real
+ * through svc-xen's HYPERVISOR_event_channel_op, whose probes try every EVTCHNOP cmd, in the
+ * configuration with `evtchn-fifo` on. Broken variants wrap the real plugin.
+ */
+
+/** The real plugin with one call's handler wrapped (a tapable register interceptor on its hook). */
+function wrapHandler<S>(real: ServicePlugin<S>, call: string, wrap: (h: CallHandler<S>) => CallHandler<S>): ServicePlugin<S> {
+  return Object.freeze({
+    ...real,
+    apply(hv: Hypervisor) {
+      real.apply(hv);
+      hv.hooks.call.for(call).intercept({ register: (tap) => ({ ...tap, fn: wrap(tap.fn as CallHandler<S>) }) });
+    },
+  });
+}
+
+describe('svc-evtchn-fifo: conformance kit', () => {
+  it('conforms beside svc-xen', () => {
+    expect(checkServiceConformance(createEvtchnFifoService(), { companions: [createXenService()] })).toEqual([]);
+  });
+
+  it('svc-xen still conforms with FIFO in the build (its event_channel_op probes reach the FIFO ops)', () => {
+    expect(checkServiceConformance(createXenService(), { companions: [createEvtchnFifoService()] })).toEqual([]);
+  });
+
+  it("records the FIFO ops' answers through event_channel_op when the VM opted in", () => {
+    const xen = createXenService();
+    const hv = Hypervisor.compose([xen, createEvtchnFifoService()], { name: 'fifo' });
+    const b = serviceBehaviour(hv, xen);
+    expect(b.default!.HYPERVISOR_event_channel_op!['x0=0xb x1=0x40001000']).toBe('x0=0xffffffffffffffda'); // not opted in: -ENOSYS
+    const on = b['evtchn-fifo=on']!.HYPERVISOR_event_channel_op!;
+    expect(on['x0=0xb x1=0x40001000']).toBe('x0=0xffffffffffffffea'); // init_control, control_gfn 0 is not RAM: -EINVAL
+    expect(on['x0=0xc x1=0x40001000']).toBe('x0=0xffffffffffffffa1'); // expand_array before init_control: -EOPNOTSUPP
+  });
+});
+
+describe('svc-evtchn-fifo: the kit catches FIFO mistakes', () => {
+  it('an argument struct read without a range check: a host exception instead of -EFAULT', () => {
+    const broken = wrapHandler<FifoDomain>(createEvtchnFifoService(), 'EVTCHNOP_expand_array', (h) => (v, b) => {
+      v.machine.memory.readU64(v.regs.get(1)); // array_gfn, copy_from_guest without the range check
+      h(v, b);
+    });
+    expect(checkServiceConformance(broken, { companions: [createXenService()] })).toContainEqual(
+      expect.stringMatching(/^call EVTCHNOP_expand_array probe \[x1=0x40010000\] \(evtchn-fifo=on\) threw: GuestMemoryError/),
+    );
+  });
+
+  it('a handler that writes x1 (a sub-op answers in x0 only, its OUT fields go to the struct)', () => {
+    const broken = wrapHandler<FifoDomain>(createEvtchnFifoService(), 'EVTCHNOP_init_control', (h) => (v, b) => {
+      h(v, b);
+      v.regs.setU32(1, 17); // link_bits in a register instead of evtchn_init_control.link_bits
+    });
+    expect(checkServiceConformance(broken, { companions: [createXenService()] })).toContainEqual(
+      expect.stringMatching(/^call EVTCHNOP_init_control writes x1, which its signature does not declare as a result/),
+    );
+  });
+
+  it('FIFO (Xen 4.4 ABI) turned on by default without a legacy reason', () => {
+    const fifo = createEvtchnFifoService();
+    const features = fifo.surface.features.map((f) => ({ ...f, default: 'legacy-opt-out' as const }));
+    const broken = Object.freeze({ ...fifo, surface: { ...fifo.surface, features } });
+    expect(checkServiceConformance(broken, { companions: [createXenService()] })).toContainEqual(
+      expect.stringMatching(/^feature 'evtchn-fifo' is on by default but declares no 'legacy' reason/),
+    );
+  });
+});
