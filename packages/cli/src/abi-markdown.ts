@@ -1,4 +1,4 @@
-import { hex, type ServicePlugin } from '@plugvisor/core';
+import { Conduits, describeSignature, hex, type ServicePlugin } from '@plugvisor/core';
 
 /**
  * A service's ABI as Markdown tables, generated from its declaration: what each package README
@@ -30,7 +30,7 @@ export function serviceAbiMarkdown(s: ServicePlugin<any>): string {
   out.push('', '**Calls**', '');
   out.push(
     tableMd(
-      ['call', 'conduit', 'function id', 'feature', 'versions'],
+      ['call', 'conduit', 'function id', 'feature', 'versions', 'signature'],
       [...surface.calls]
         .sort((a, b) => a.id - b.id)
         .map((c) => [
@@ -39,6 +39,7 @@ export function serviceAbiMarkdown(s: ServicePlugin<any>): string {
           c.last !== undefined && c.last !== c.id ? `${hex(c.id, 8)}..${hex(c.last, 8)}` : hex(c.id, 8),
           `\`${c.feature}\``,
           [c.since && `${c.since.version} ≥ ${c.since.minimum}`, c.until && `${c.until.version} ≤ ${c.until.maximum}`].filter(Boolean).join(', ') || 'all',
+          describeSignature(c.signature, Conduits.get(c.conduit)?.resultRegisters ?? []),
         ]),
     ),
   );

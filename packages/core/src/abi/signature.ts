@@ -125,3 +125,30 @@ export function checkSignature(call: string, sig: CallSignature | undefined, res
   }
   return problems;
 }
+
+const num = (v: number | bigint) => {
+  const b = BigInt(v);
+  return b > 9n ? `0x${b.toString(16)}` : b.toString();
+};
+
+/**
+ * One line for people (`plugvisor abi`, the README tables): `(n: x1 u32 0..96) → x0, x1..x3 random`.
+ * `defaultResults` names the conduit's result registers, used when the call declares none.
+ */
+export function describeSignature(sig: CallSignature | undefined, defaultResults: readonly number[]): string {
+  const args = (sig?.args ?? []).map((a) => {
+    const what =
+      a.kind === 'enum'
+        ? `{${a.values.length > 8 ? `${a.values.slice(0, 6).map(num).join(', ')}, … ${a.values.length} values` : a.values.map(num).join(', ')}}`
+        : a.kind === 'range'
+          ? `${num(a.min)}..${num(a.max)}`
+          : a.kind === 'pointer'
+            ? `*${a.size}B`
+            : 'any';
+    return `${a.name}: x${a.reg} ${a.width} ${what}`;
+  });
+  const results = sig?.results ?? defaultResults.map((reg) => ({ reg, kind: 'deterministic' as const }));
+  const outs = results.map((r) => `x${r.reg}${r.kind && r.kind !== 'deterministic' ? ` ${r.kind}` : ''}`);
+  const disc = sig?.discovery ? `; discovers ${sig.discovery.kind === 'query' ? `the id in x${sig.discovery.arg}` : `calls 0x${(sig.discovery.base >>> 0).toString(16)}+n by bit`}` : '';
+  return `(${args.join(', ')}) → ${outs.length ? outs.join(', ') : 'nothing'}${disc}`;
+}
