@@ -1,8 +1,8 @@
-import { defineService, packageVersion, smcccReturn, type ServicePlugin } from '@plugvisor/core';
+import { defineService, packageVersion, smcccReturn, type CallSignature, type ServicePlugin } from '@plugvisor/core';
 
 /**
- * The KVM vendor-hypervisor service base (SMCCC owner 6; ../shared/spec/arm64-smccc.md §4;
- * Linux arch/arm64/kvm/hypercalls.c, drivers/firmware/smccc/kvm_guest.c):
+ * The KVM vendor-hypervisor service base (SMCCC owner 6; Linux arch/arm64/kvm/hypercalls.c,
+ * drivers/firmware/smccc/kvm_guest.c):
  *   CALL_UID      0x8600FF01 → KVM's UID 28b46fb6-2ec5-11e9-a9ca-4b564d003a74 as four words
  *   KVM_FEATURES  0x86000000 → the bitmap of available vendor functions: x0 = functions 0–31,
  *                             x1 = 32–63, x2 = 64–95, x3 = 96–127
@@ -21,6 +21,30 @@ export const VENDOR_HYP_CALL_UID = 0x8600_ff01;
 export const VENDOR_HYP_KVM_FEATURES = 0x8600_0000;
 export const KVM_UID_WORDS = Object.freeze([0xb66f_b428, 0xe911_c52e, 0x564b_caa9, 0x743a_004d]);
 
+/** CALL_UID: no argument; the UID in x0..x3. */
+const CALL_UID_SIGNATURE: CallSignature = {
+  results: [
+    { reg: 0, name: 'uid0' },
+    { reg: 1, name: 'uid1' },
+    { reg: 2, name: 'uid2' },
+    { reg: 3, name: 'uid3' },
+  ],
+};
+
+/**
+ * KVM_FEATURES: no argument; bit n of x0..x3 (32 bits each) says vendor function
+ * 0x86000000 + n is there. Discovery: the bitmap must match what the VM exposes, bit for bit.
+ */
+const FEATURES_SIGNATURE: CallSignature = {
+  results: [
+    { reg: 0, name: 'functions_0_31' },
+    { reg: 1, name: 'functions_32_63' },
+    { reg: 2, name: 'functions_64_95' },
+    { reg: 3, name: 'functions_96_127' },
+  ],
+  discovery: { kind: 'bitmap', base: VENDOR_HYP_KVM_FEATURES, words: [0, 1, 2, 3] },
+};
+
 export function createKvmVendorService(): ServicePlugin<undefined> {
   return defineService<undefined>({
     name: '@plugvisor/svc-kvm-vendor',
@@ -32,12 +56,14 @@ export function createKvmVendorService(): ServicePlugin<undefined> {
           name: 'kvm-vendor',
           default: 'legacy-opt-out',
           description: 'KVM vendor service discovery: CALL_UID and KVM_FEATURES (FUNC_FEAT)',
+          legacy:
+            'KVM answered the vendor CALL_UID and KVM_FEATURES for every arm64 guest (added with the PTP service) before Linux 5.19 added KVM_REG_ARM_VENDOR_HYP_BMAP, whose FUNC_FEAT bit is set by default (arch/arm64/kvm/hypercalls.c)',
           register: { id: KVM_REG_ARM_VENDOR_HYP_BMAP, name: 'KVM_REG_ARM_VENDOR_HYP_BMAP', bit: 0 },
         },
       ],
       calls: [
-        { name: 'KVM_VENDOR_CALL_UID', conduit: 'smccc', id: VENDOR_HYP_CALL_UID, feature: 'kvm-vendor' },
-        { name: 'KVM_VENDOR_FEATURES', conduit: 'smccc', id: VENDOR_HYP_KVM_FEATURES, feature: 'kvm-vendor' },
+        { name: 'KVM_VENDOR_CALL_UID', conduit: 'smccc', id: VENDOR_HYP_CALL_UID, feature: 'kvm-vendor', signature: CALL_UID_SIGNATURE },
+        { name: 'KVM_VENDOR_FEATURES', conduit: 'smccc', id: VENDOR_HYP_KVM_FEATURES, feature: 'kvm-vendor', signature: FEATURES_SIGNATURE },
       ],
     },
     handlers: {

@@ -1,9 +1,9 @@
-import { AbiError, defineService, packageVersion, smcccReturn, type ServicePlugin, type StateValue, type Vm } from '@plugvisor/core';
+import { AbiError, defineService, packageVersion, smcccReturn, type CallSignature, type ResultDecl, type ServicePlugin, type StateValue, type Vm } from '@plugvisor/core';
 import { smcccArchHooks } from '@plugvisor/svc-smccc-arch';
 
 /**
- * Arm paravirtualised stolen time (DEN0057) as KVM/arm64 serves it (../shared/spec/
- * arm64-smccc.md §1.4–1.5; Linux arch/arm64/kvm/pvtime.c):
+ * Arm paravirtualised stolen time (DEN0057) as KVM/arm64 serves it (Linux
+ * arch/arm64/kvm/pvtime.c, arch/arm64/kvm/hypercalls.c):
  *   PV_TIME_FEATURES 0xC5000020 (x1 u32): 0 for PV_TIME_FEATURES/PV_TIME_ST when this vCPU has a
  *                    stolen-time structure, else −1
  *   PV_TIME_ST       0xC5000021: zero-initialises the vCPU's 64-byte structure and returns its
@@ -20,6 +20,23 @@ export const KVM_REG_ARM_STD_HYP_BMAP = 0x6030_0000_0016_0001n;
 export const PV_TIME_FEATURES = 0xc500_0020;
 export const PV_TIME_ST = 0xc500_0021;
 const STRUCT_SIZE = 64;
+
+/** smccc_set_retval(vcpu, val, 0, 0, 0): both calls write x0..x3. */
+const SMCCC_RESULTS: readonly ResultDecl[] = [{ reg: 0, name: 'ret' }, { reg: 1 }, { reg: 2 }, { reg: 3 }];
+
+/**
+ * PV_TIME_FEATURES(pv_func_id): a u32 (`u32 feature = smccc_get_arg1()`, kvm_hypercall_pv_features).
+ * Discovery, truthful but with nothing it must answer: KVM says 0 for PV_TIME_FEATURES/PV_TIME_ST
+ * only on a vCPU whose structure the VMM placed, so a VM with the calls exposed may still hear −1.
+ */
+const FEATURES_SIGNATURE: CallSignature = {
+  args: [{ name: 'pv_func_id', reg: 1, width: 'u32', kind: 'enum', values: [PV_TIME_FEATURES, PV_TIME_ST] }],
+  results: SMCCC_RESULTS,
+  discovery: { kind: 'query', arg: 1 },
+};
+
+/** PV_TIME_ST takes no argument: x0 = the structure's IPA (u64), or −1 without one (kvm_init_stolen_time). */
+const ST_SIGNATURE: CallSignature = { results: [{ reg: 0, name: 'ipa' }, { reg: 1 }, { reg: 2 }, { reg: 3 }] };
 const ZERO_STRUCT = new Uint8Array(STRUCT_SIZE);
 
 export interface PvTimeState {
@@ -55,12 +72,14 @@ export function createPvTimeService(): ServicePlugin<PvTimeState> {
           name: 'pv-time',
           default: 'legacy-opt-out',
           description: 'PV stolen time: PV_TIME_FEATURES and PV_TIME_ST (KVM exposed them before 5.19)',
+          legacy:
+            'KVM answered PV_TIME_FEATURES and PV_TIME_ST for every arm64 guest from Linux 5.5 until 5.19 added KVM_REG_ARM_STD_HYP_BMAP, whose bit 0 is set by default (arch/arm64/kvm/pvtime.c, hypercalls.c)',
           register: { id: KVM_REG_ARM_STD_HYP_BMAP, name: 'KVM_REG_ARM_STD_HYP_BMAP', bit: 0 },
         },
       ],
       calls: [
-        { name: 'PV_TIME_FEATURES', conduit: 'smccc', id: PV_TIME_FEATURES, feature: 'pv-time' },
-        { name: 'PV_TIME_ST', conduit: 'smccc', id: PV_TIME_ST, feature: 'pv-time' },
+        { name: 'PV_TIME_FEATURES', conduit: 'smccc', id: PV_TIME_FEATURES, feature: 'pv-time', signature: FEATURES_SIGNATURE },
+        { name: 'PV_TIME_ST', conduit: 'smccc', id: PV_TIME_ST, feature: 'pv-time', signature: ST_SIGNATURE },
       ],
       state: { id: 'pvtime-bases', version: 1 },
     },

@@ -1,9 +1,9 @@
 import { HookMap, SyncBailHook } from 'tapable';
-import { defineService, packageVersion, smcccReturn, type Hypervisor, type ServicePlugin, type VcpuContext, type Vm } from '@plugvisor/core';
+import { defineService, packageVersion, smcccReturn, type CallSignature, type Hypervisor, type ResultDecl, type ServicePlugin, type VcpuContext, type Vm } from '@plugvisor/core';
 
 /**
  * The Arm SMCCC architecture calls (owner 0) as KVM/arm64 answers them
- * (../shared/spec/arm64-smccc.md §1; Linux arch/arm64/kvm/hypercalls.c):
+ * (Linux arch/arm64/kvm/hypercalls.c, arch/arm64/kvm/hyp/hyp-entry.S):
  *   SMCCC_VERSION        → 0x10001 (SMCCC 1.1)
  *   SMCCC_ARCH_FEATURES  → per queried id: the WORKAROUND levels of an unaffected host, or what a
  *                          service tapped `smcccArchHooks(hv).features.for(id)` answers; else −1
@@ -24,9 +24,43 @@ export const KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_1 = 0x6030_0000_0014_0001n;
 export const KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2 = 0x6030_0000_0014_0002n;
 export const KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_3 = 0x6030_0000_0014_0003n;
 
+/** ARM_SMCCC_HV_PV_TIME_FEATURES: KVM's ARCH_FEATURES answers it (0 while PV time is on; svc-pvtime taps the hook). */
+const PV_TIME_FEATURES = 0xc500_0020;
+
 const NOT_SUPPORTED = -1;
 const NOT_REQUIRED = -2;
 const WORKAROUND_RET_UNAFFECTED = 1;
+
+/** smccc_set_retval(vcpu, val, 0, 0, 0): every answer from KVM's handler writes x0..x3. */
+const SMCCC_RESULTS: readonly ResultDecl[] = [{ reg: 0, name: 'ret' }, { reg: 1 }, { reg: 2 }, { reg: 3 }];
+
+/**
+ * SMCCC_ARCH_FEATURES(arch_func_id): the id is a u32 (`u32 feature = smccc_get_arg1()`).
+ * Discovery: x0 ≥ 0 says the call is there. WORKAROUND_1/3 answer 1 (unaffected, ≥ 0: must be
+ * reported while exposed), PV_TIME_FEATURES 0 while PV time is on; WORKAROUND_2 answers
+ * NOT_REQUIRED (−2) though it is callable, as KVM on an unaffected host, so it is not in
+ * `mustAnswer`. SMCCC_VERSION and ARCH_FEATURES itself answer −1, as KVM.
+ */
+const ARCH_FEATURES_SIGNATURE: CallSignature = {
+  args: [
+    {
+      name: 'arch_func_id',
+      reg: 1,
+      width: 'u32',
+      kind: 'enum',
+      values: [ARCH_WORKAROUND_1, ARCH_WORKAROUND_2, ARCH_WORKAROUND_3, PV_TIME_FEATURES, SMCCC_VERSION, SMCCC_ARCH_FEATURES],
+    },
+  ],
+  results: SMCCC_RESULTS,
+  discovery: { kind: 'query', arg: 1, mustAnswer: [ARCH_WORKAROUND_1, ARCH_WORKAROUND_3, PV_TIME_FEATURES] },
+};
+
+/**
+ * The workaround calls take no argument. Via HVC, KVM answers them in hyp-entry.S's fast path:
+ * x0 = 0 and x1 = 0 (its scratch register), x2/x3 untouched; via SMC they reach
+ * kvm_smccc_call_handler, which denies them: x0 = −1, x1..x3 = 0. Hence x0..x3.
+ */
+const WORKAROUND_SIGNATURE: CallSignature = { results: SMCCC_RESULTS };
 
 export interface SmcccArchHooks {
   /**
@@ -60,14 +94,16 @@ export function createSmcccArchService(): ServicePlugin<undefined> {
           name: 'smccc-arch',
           default: 'legacy-opt-out',
           description: 'SMCCC_VERSION, SMCCC_ARCH_FEATURES and the ARCH_WORKAROUND_1/2/3 calls (always answered by KVM)',
+          legacy:
+            'KVM has answered SMCCC_VERSION and SMCCC_ARCH_FEATURES for every arm64 guest since Linux 4.16 (the Spectre-v2 mitigation), and each workaround call since its mitigation landed; it has no control to hide them (arch/arm64/kvm/hypercalls.c kvm_smccc_default_allowed, and the SMCCC filter reserves the range)',
         },
       ],
       calls: [
-        { name: 'SMCCC_VERSION', conduit: 'smccc', id: SMCCC_VERSION, feature: 'smccc-arch' },
-        { name: 'SMCCC_ARCH_FEATURES', conduit: 'smccc', id: SMCCC_ARCH_FEATURES, feature: 'smccc-arch' },
-        { name: 'SMCCC_ARCH_WORKAROUND_3', conduit: 'smccc', id: ARCH_WORKAROUND_3, feature: 'smccc-arch' },
-        { name: 'SMCCC_ARCH_WORKAROUND_2', conduit: 'smccc', id: ARCH_WORKAROUND_2, feature: 'smccc-arch' },
-        { name: 'SMCCC_ARCH_WORKAROUND_1', conduit: 'smccc', id: ARCH_WORKAROUND_1, feature: 'smccc-arch' },
+        { name: 'SMCCC_VERSION', conduit: 'smccc', id: SMCCC_VERSION, feature: 'smccc-arch', signature: { results: SMCCC_RESULTS } },
+        { name: 'SMCCC_ARCH_FEATURES', conduit: 'smccc', id: SMCCC_ARCH_FEATURES, feature: 'smccc-arch', signature: ARCH_FEATURES_SIGNATURE },
+        { name: 'SMCCC_ARCH_WORKAROUND_3', conduit: 'smccc', id: ARCH_WORKAROUND_3, feature: 'smccc-arch', signature: WORKAROUND_SIGNATURE },
+        { name: 'SMCCC_ARCH_WORKAROUND_2', conduit: 'smccc', id: ARCH_WORKAROUND_2, feature: 'smccc-arch', signature: WORKAROUND_SIGNATURE },
+        { name: 'SMCCC_ARCH_WORKAROUND_1', conduit: 'smccc', id: ARCH_WORKAROUND_1, feature: 'smccc-arch', signature: WORKAROUND_SIGNATURE },
       ],
       constants: [
         {

@@ -117,6 +117,10 @@ export function checkSignature(call: string, sig: CallSignature | undefined, res
       }
     }
   }
+  const d = sig.discovery;
+  if (d?.kind === 'query' && !(sig.args ?? []).some((a) => a.reg === d.arg)) {
+    problems.push(`call ${call}: discovers the id in x${d.arg} but declares no argument there`);
+  }
   const out = new Set<number>();
   for (const r of sig.results ?? []) {
     if (!Number.isInteger(r.reg) || r.reg < 0 || r.reg > 30) problems.push(`call ${call}: result in register ${r.reg} (x0..x30)`);

@@ -226,17 +226,30 @@ function checkRegisterDiscipline(runner: ProbeRunner, call: CallDecl, probes: re
         report(`call ${call.name} reads a register its signature does not name: x${r} differs with garbage in undeclared registers (probe [${p.label}])`);
       }
     }
-    const effects = (s: string) => s.split(' | ').slice(1).join(' | ');
     if (effects(clean) !== effects(dirty)) report(`call ${call.name} reads a register its signature does not name: its effects differ with garbage in undeclared registers (probe [${p.label}])`);
   }
-  // u32 arguments: the upper half is ignored.
+  // u32 arguments: the upper half is ignored. A result register the call leaves unwritten keeps
+  // the guest's value (with or without the garbage), which is not a difference.
+  const inputOf = (p: Probe, r: number) => p.regs.find(([reg]) => reg === r)?.[1] ?? (r === idReg ? BigInt(p.id >>> 0) : 0n);
   for (const a of args) {
     if (a.width !== 'u32') continue;
     const base = probes[0]!;
     const v = base.regs.find(([r]) => r === a.reg)![1];
-    const hi = { ...base, label: `${base.label} +hi`, regs: base.regs.map(([r, x]) => [r, r === a.reg ? x | 0xa5a5_a5a5_0000_0000n : x] as const) };
-    if (runner.run(call, base) !== runner.run(call, hi)) report(`call ${call.name} reads the upper half of x${a.reg} (${a.name}), declared u32 (value 0x${v.toString(16)})`);
+    const hi: Probe = { ...base, label: `${base.label} +hi`, regs: base.regs.map(([r, x]) => [r, r === a.reg ? x | 0xa5a5_a5a5_0000_0000n : x] as const) };
+    const clean = runner.run(call, base);
+    const before = new RegisterFile(32);
+    before.copyFrom(runner.machine.vcpus[0]!.regs);
+    const dirty = runner.run(call, hi);
+    const after = runner.machine.vcpus[0]!.regs;
+    const differs = [...results].some((r) => {
+      const unwritten = before.get(r) === inputOf(base, r) && after.get(r) === inputOf(hi, r);
+      return !unwritten && before.get(r) !== after.get(r);
+    });
+    if (differs || effects(clean) !== effects(dirty)) report(`call ${call.name} reads the upper half of x${a.reg} (${a.name}), declared u32 (value 0x${v.toString(16)})`);
   }
 }
+
+/** The side effects and memory part of an output (everything after the registers). */
+const effects = (out: string) => out.split(' | ').slice(1).join(' | ');
 
 export type { ProbeConfig };
