@@ -88,9 +88,9 @@ function memoryChanges(ram: Uint8Array, fill: Probe['fill']): string {
 }
 
 /**
- * Runs probes against one VM configuration. Services without per-VM state share one VM for
- * every probe; a stateful service's call gets a fresh VM per probe, so no probe sees another's
- * leftovers and the transcript does not depend on probe order.
+ * Runs probes against one VM configuration, on one VM. Before a probe of a call whose service
+ * keeps per-VM state, every service's state is created afresh (what a new VM starts with), so no
+ * probe sees another's leftovers and a transcript does not depend on probe order.
  */
 export class ProbeRunner {
   readonly machine = new ProbeMachine();
@@ -102,11 +102,14 @@ export class ProbeRunner {
   ) {}
 
   private vm(service: ServicePlugin<any>): Vm {
-    if (!service.state && this.shared) return this.shared;
-    const vm = this.hv.createVm(this.config.overrides);
-    vm.attachMachine(this.machine);
-    vm.start();
-    if (!service.state) this.shared = vm;
+    let vm = this.shared;
+    if (!vm) {
+      vm = this.shared = this.hv.createVm(this.config.overrides);
+      vm.attachMachine(this.machine);
+      vm.start();
+    } else if (service.state) {
+      vm.initialiseServices();
+    }
     return vm;
   }
 
