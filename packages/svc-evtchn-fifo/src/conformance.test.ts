@@ -40,6 +40,18 @@ describe('svc-evtchn-fifo: conformance kit', () => {
     expect(on['x0=0xb x1=0x40001000']).toBe('x0=0xffffffffffffffea'); // init_control, control_gfn 0 is not RAM: -EINVAL
     expect(on['x0=0xc x1=0x40001000']).toBe('x0=0xffffffffffffffa1'); // expand_array before init_control: -EOPNOTSUPP
   });
+
+  it("records init_control's successful path from svc-xen's evtchn_init_control sample", () => {
+    const xen = createXenService();
+    const hv = Hypervisor.compose([xen, createEvtchnFifoService()], { name: 'fifo' });
+    const b = serviceBehaviour(hv, xen);
+    // {control_gfn 0x40004 (a page of the probe machine's RAM), offset 0, vcpu 0, OUT link_bits, _pad[7]}
+    const init = '@0x40001000:' + '0400040000000000' + '00000000' + '00000000' + '00' + '00'.repeat(7);
+    expect(b.default!.HYPERVISOR_event_channel_op![`x0=0xb x1=0x40001000 ${init}`]).toBe('x0=0xffffffffffffffda'); // not opted in: -ENOSYS
+    const on = b['evtchn-fifo=on']!.HYPERVISOR_event_channel_op!;
+    expect(on[`x0=0xb x1=0x40001000 ${init}`]).toBe('x0=0x0 | mem+0x1010=11'); // FIFO on; link_bits = 17 copied out
+    expect(on[`x0=0xc x1=0x40001000 ${init}`]).toBe('x0=0xffffffffffffffa1'); // as expand_array {array_gfn}: a fresh domain is not FIFO yet
+  });
 });
 
 describe('svc-evtchn-fifo: the kit catches FIFO mistakes', () => {
