@@ -66,3 +66,4 @@ export {
   type ServiceBehaviour,
   type VmBehaviour,
 } from './behaviour/transcript.js';
+export { NOT_SUPPORTED_CLASS, type RegisterTransfer } from './router/router.js';

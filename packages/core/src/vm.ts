@@ -5,7 +5,7 @@ import type { Hypervisor } from './hypervisor.js';
 import type { Machine, VcpuContext } from './machine/machine.js';
 import type { ServiceBinding, ServicePlugin, StateValue } from './plugin/service.js';
 import type { Conduit } from './router/conduits.js';
-import { DispatchTable } from './router/router.js';
+import { DispatchTable, type RegisterTransfer } from './router/router.js';
 
 /** A service's saved per-VM state, as it travels in a snapshot. */
 export interface SavedServiceState {
@@ -91,6 +91,18 @@ export class Vm {
     const table = this.table;
     if (table === undefined) throw new PlugvisorError('NOT_STARTED', 'dispatcher before Vm.start(): the ABI is not frozen');
     return table.dispatcher(conduit);
+  }
+
+  /**
+   * Which registers each call of a conduit reads and writes (after start): a backend loads only
+   * a call's id, declared arguments and declared results, and writes back only its declared
+   * results (router.ts, RegisterTransfer). Computed once, with the dispatch table; the
+   * classifier allocates nothing.
+   */
+  transfer(conduit: Conduit): RegisterTransfer {
+    const table = this.table;
+    if (table === undefined) throw new PlugvisorError('NOT_STARTED', 'transfer before Vm.start(): the ABI is not frozen');
+    return table.transfer(conduit);
   }
 
   /** Is this call id exposed on this conduit (after start)? */

@@ -32,7 +32,7 @@ import { Vcpu, Excp, EC, MPIDR_AFF_MASK, type VcpuHost } from './cpu/vcpu.js';
 import { sampleClock, type ClockSample } from './cpu/clock.js';
 import { GuestFault, MachineError } from './errors.js';
 import { isElf, loadElf, loadRaw, type LoadedImage } from './loader/elf.js';
-import { TrapKind, dispatchTrap, hvcConduit, smcConduit, startRouter, type TrapRouter } from './traps.js';
+import { TrapKind, hvcConduit, smcConduit, startRouter, trapPaths, type TrapRouter } from './traps.js';
 
 export interface Arm64MachineOptions {
   /** Number of vCPUs (default 1). vCPU 0 boots; the others start powered off. */
@@ -45,6 +45,12 @@ export interface Arm64MachineOptions {
   sliceInstructions?: number;
   /** Polling period while a single vCPU's interrupt waits for the guest to unmask it, µs (default 2000). */
   sliceUs?: number;
+  /**
+   * Move trap registers through the engine's register memory when it can be found and proven
+   * (README "Traps"), else with uc_reg_*_batch calls. False: always batches. Default: true,
+   * unless the environment sets PLUGVISOR_ARM64_REGISTER_WINDOW=0 (to test the batch path).
+   */
+  registerWindow?: boolean;
 }
 
 /** The board and device state a snapshot carries beside the per-vCPU blobs. */
@@ -82,6 +88,9 @@ export class Arm64Machine implements Machine, VcpuHost {
   }
   private router: TrapRouter | undefined;
   private started = false;
+  /** The router whose trap paths the vCPUs are prepared for. */
+  private prepared: TrapRouter | undefined;
+  private readonly registerWindow: boolean;
   private running = -1;
   private lastRan = -1;
   /** Bumped when a guest invalidates its instruction cache; see slice(). */
@@ -105,6 +114,7 @@ export class Arm64Machine implements Machine, VcpuHost {
     this.ramSize = size;
     this.sliceUs = options.sliceUs ?? 2000;
     this.sliceInstructions = options.sliceInstructions ?? 100_000;
+    this.registerWindow = options.registerWindow ?? process.env.PLUGVISOR_ARM64_REGISTER_WINDOW !== '0';
     const sink = options.console ?? ((b: Uint8Array) => void process.stdout.write(b));
     this.uart = new Pl011(sink);
     this.ram = HostRam.allocate(size);
@@ -129,7 +139,7 @@ export class Arm64Machine implements Machine, VcpuHost {
         (off) => this.uart.read(off),
         (off, _size, value) => this.uart.write(off, value),
       );
-      const v = new Vcpu(i, e, this);
+      const v = new Vcpu(i, e, this, this.registerWindow);
       e.mapMmio(
         Layout.GICC_BASE,
         Layout.GICC_SIZE,
@@ -166,6 +176,14 @@ export class Arm64Machine implements Machine, VcpuHost {
     const v0 = this.vcpus[0]!;
     v0.reset(entry, 0n);
     v0.power = 'on';
+  }
+
+  /**
+   * How traps move registers: 'window' (the engines' register memory, no FFI call) or
+   * 'batches' (uc_reg_read_batch / uc_reg_write_batch per mask). See registerWindow.
+   */
+  get registerTransport(): 'window' | 'batches' {
+    return this.vcpus.every((v) => v.directRegisters) ? 'window' : 'batches';
   }
 
   /** Attach the VM's trap router (the core's Vm). Must be done before run(). */
@@ -261,11 +279,9 @@ export class Arm64Machine implements Machine, VcpuHost {
   // ---- traps (called from the engine's interrupt hook) ---------------------------------------
 
   onHypercall(v: Vcpu, intno: number, imm16: number): void {
-    const router = this.router!;
     const conduit = intno === Excp.HVC ? hvcConduit(imm16) : smcConduit(imm16);
     if (conduit) {
-      dispatchTrap(router, conduit, v.ctx);
-      v.writeBackX(conduit.resultRegisters.length === 1 ? 1 : 4);
+      v.route(conduit.index);
     } else if (intno === Excp.SMC) {
       v.setX0Signed(-1); // TrapKind.SMC_REJECT
     } else {
@@ -291,6 +307,12 @@ export class Arm64Machine implements Machine, VcpuHost {
     if (!this.started) {
       startRouter(this.router);
       this.started = true;
+    }
+    if (this.prepared !== this.router) {
+      // The ABI is frozen now: each vCPU prepares the register transfer of every call class.
+      const paths = trapPaths(this.router);
+      for (const v of this.vcpus) v.prepare(paths);
+      this.prepared = this.router;
     }
     this.trapBudget = options.pauseAfterTraps ?? Infinity;
     this.pauseReason = undefined;

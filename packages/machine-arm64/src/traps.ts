@@ -4,13 +4,17 @@
  * this file.
  *
  * Guest-visible trap rules (KVM/arm64 and Xen on Arm behaviour):
- *   HVC #0       -> SMCCC conduit (w0 = function id; results x0..x3)
+ *   HVC #0       -> SMCCC conduit (w0 = function id)
  *   SMC #0       -> SMCCC conduit
- *   HVC #0xEA1   -> Xen conduit (x16 = op, x0..x4 args; result x0)
+ *   HVC #0xEA1   -> Xen conduit (x16 = op)
  *   SMC #imm!=0  -> x0 = -1 (SMCCC NOT_SUPPORTED), nothing else (as KVM's handle_smc)
  *   HVC #other   -> UNDEFINED: an Unknown-reason synchronous exception (EC=0) for the guest
+ *
+ * Registers move per call (RegisterTransfer, from the core): the function-id register, then the
+ * call's declared arguments and results; after the handler, its declared results go back. An id
+ * the VM does not expose gets the conduit's "not supported" registers (SMCCC x0..x3, Xen x0).
  */
-import { Conduits, type Conduit, type VcpuContext } from '@plugvisor/core';
+import { Conduits, NOT_SUPPORTED_CLASS, type Conduit, type RegisterTransfer, type VcpuContext } from '@plugvisor/core';
 
 /** What the machine needs from a VM: the core's Vm satisfies it. */
 export interface TrapRouter {
@@ -18,6 +22,13 @@ export interface TrapRouter {
   start(): void;
   /** Routes one call; the handler reads/writes `vcpu.regs`. */
   dispatch(conduit: Conduit, vcpu: VcpuContext): void;
+  /** After start: the conduit's compiled dispatcher, called directly (core: Vm.dispatcher). */
+  dispatcher?(conduit: Conduit): (vcpu: VcpuContext) => void;
+  /**
+   * After start: which registers each call reads and writes (core: Vm.transfer, from the calls'
+   * signatures). A router without it gets `wholesaleTransfer`.
+   */
+  transfer?(conduit: Conduit): RegisterTransfer;
   /** A vCPU was reset to its entry state (a CPU_ON took effect): the core's vcpuReset hook. */
   vcpuReset?(vcpu: number): void;
 }
@@ -26,7 +37,7 @@ export const XEN_HVC_IMM = 0xea1;
 
 /** Outcome of decoding a trapped instruction. */
 export const TrapKind = Object.freeze({
-  /** Route through `conduit`; write back its result registers. */
+  /** Route through `conduit`; write back the call's result registers. */
   ROUTE: 0,
   /** SMC with a non-zero immediate: x0 = -1 only. */
   SMC_REJECT: 1,
@@ -50,17 +61,46 @@ export function smcConduit(imm16: number): Conduit | undefined {
   return imm16 === 0 ? smcccConduit : undefined;
 }
 
-/** Which registers a conduit's handler may have changed (written back after dispatch). */
-export function resultRegisters(conduit: Conduit): readonly number[] {
-  return conduit.resultRegisters;
+/** How one conduit's traps are routed, fixed when the router starts. */
+export interface TrapPath {
+  readonly conduit: Conduit;
+  readonly dispatch: (vcpu: VcpuContext) => void;
+  readonly transfer: RegisterTransfer;
+}
+
+/** x0..x17: SMCCC v1.2's argument and result registers (Xen uses x0..x4 and x16). */
+const X0_X17 = 0x3ffff;
+
+/**
+ * The transfer for a router that does not say what its calls use (this package's test router):
+ * x0..x17 in, the conduit's result registers out, for every call.
+ */
+export function wholesaleTransfer(conduit: Conduit): RegisterTransfer {
+  let out = 0;
+  for (const r of conduit.resultRegisters) out |= 1 << r;
+  return Object.freeze({
+    conduit,
+    idRegister: conduit.functionIdWord >> 1,
+    classOf: () => NOT_SUPPORTED_CLASS,
+    readMasks: Object.freeze([X0_X17]),
+    writeMasks: Object.freeze([out >>> 0]),
+  });
+}
+
+/** The paths of every conduit a trap can reach, by conduit index. */
+export function trapPaths(router: TrapRouter): TrapPath[] {
+  const paths: TrapPath[] = [];
+  for (const conduit of [smcccConduit, xenConduit]) {
+    paths[conduit.index] = {
+      conduit,
+      dispatch: router.dispatcher ? router.dispatcher(conduit) : (vcpu) => router.dispatch(conduit, vcpu),
+      transfer: router.transfer ? router.transfer(conduit) : wholesaleTransfer(conduit),
+    };
+  }
+  return paths;
 }
 
 /** Runs before the first vCPU: freezes the VM's ABI (core: Vm.start()). */
 export function startRouter(router: TrapRouter): void {
   router.start();
-}
-
-/** Routes one trapped call. Kept as a function so the hot path has one call site to adapt. */
-export function dispatchTrap(router: TrapRouter, conduit: Conduit, vcpu: VcpuContext): void {
-  router.dispatch(conduit, vcpu);
 }

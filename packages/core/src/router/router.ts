@@ -5,19 +5,92 @@ import type { VmAbi } from '../abi/vm-abi.js';
 import type { VcpuContext } from '../machine/machine.js';
 import type { HypervisorHooks } from '../plugin/hooks.js';
 import type { ServiceBinding } from '../plugin/service.js';
+import { RegisterFile } from '../machine/registers.js';
 import { Conduits, type Conduit } from './conduits.js';
 
 type CallHook = SyncHook<[VcpuContext, ServiceBinding<any>]>;
 
-/** One exposed call: the hook its service tapped and the service's per-VM binding. */
+/** One exposed call: the hook its service tapped, the service's per-VM binding, its register masks. */
 interface Route {
   readonly hook: CallHook;
   readonly binding: ServiceBinding<any>;
+  /** [read, write] (RegisterTransfer). */
+  readonly masks: readonly [number, number];
 }
 
 interface RangeRoute extends Route {
   readonly first: number;
   readonly last: number;
+}
+
+/**
+ * Which registers each call of one conduit reads and writes, for a backend that moves registers
+ * between the vCPU and `vcpu.regs` per call instead of wholesale (the arm64 machine). Computed
+ * once per VM, with the dispatch table, from the exposed calls' signatures:
+ *
+ *   const t = vm.transfer(conduit);
+ *   // load t.idRegister into vcpu.regs, then:
+ *   const k = t.classOf(vcpu.regs);        // a small integer, no allocation
+ *   // load the registers of t.readMasks[k], dispatch, write back those of t.writeMasks[k]
+ *
+ * Masks: bit n = xn. A call's write mask is its declared results (default: the conduit's
+ * `resultRegisters`). Its read mask is what the backend loads before dispatch: the function-id
+ * register (every handler may look at its id: range calls do), the declared arguments, and the
+ * declared results too — a call may leave a result register unwritten (the conformance kit
+ * allows it), and the write-back must then give the guest its own value back. Ids the VM does
+ * not expose get class NOT_SUPPORTED_CLASS: the id register in, the registers the conduit's
+ * "not supported" answer writes out (SMCCC x0..x3, Xen x0). Calls with the same pair of masks
+ * share a class, so a backend needs one prepared transfer per class, and there are few.
+ */
+export interface RegisterTransfer {
+  readonly conduit: Conduit;
+  /** The register that holds the function id (SMCCC x0, Xen x16): what classOf reads. */
+  readonly idRegister: number;
+  /**
+   * The transfer class of the call whose id is in `regs` (only the id register need be loaded):
+   * an index into readMasks/writeMasks. Generated like the dispatcher, with the same precedence
+   * (exact ids, then ranges in order, else not supported), so it names the handler that runs.
+   */
+  readonly classOf: (regs: RegisterFile) => number;
+  readonly readMasks: readonly number[];
+  readonly writeMasks: readonly number[];
+}
+
+/** The class of ids the VM does not expose (the conduit's "not supported" answer). */
+export const NOT_SUPPORTED_CLASS = 0;
+
+const maskOf = (regs: Iterable<number>): number => {
+  let m = 0;
+  for (const r of regs) {
+    if (!Number.isInteger(r) || r < 0 || r > 30) throw new Error(`register x${r} cannot be transferred (x0..x30)`);
+    m |= 1 << r;
+  }
+  return m >>> 0;
+};
+
+/**
+ * Registers the conduit's "not supported" answer writes, found by running it on two backgrounds
+ * (a write cannot hide by matching both). It writes them whatever the call held, so nothing
+ * but the id register need be loaded for it.
+ */
+function notSupportedMask(conduit: Conduit): number {
+  let m = 0;
+  for (const fill of [0n, 0xa5a5_a5a5_a5a5_a5a5n]) {
+    const regs = new RegisterFile(32);
+    regs.u64.fill(fill);
+    conduit.notSupported(regs);
+    for (let r = 0; r <= 30; r++) if (regs.u64[r] !== fill) m |= 1 << r;
+  }
+  return m >>> 0;
+}
+
+/** Read and write masks of one call (see RegisterTransfer). */
+function callMasks(decl: CallDecl, conduit: Conduit): [number, number] {
+  const idReg = conduit.functionIdWord >> 1;
+  const sig = decl.signature;
+  const write = maskOf(sig?.results ? sig.results.map((r) => r.reg) : conduit.resultRegisters);
+  const read = (maskOf((sig?.args ?? []).map((a) => a.reg)) | (1 << idReg) | write) >>> 0;
+  return [read, write];
 }
 
 /** Is this call exposed to a VM with this ABI? Its feature is on and its version bounds hold. */
@@ -47,6 +120,7 @@ export function isExposed(call: CallDecl, abi: VmAbi, catalog: AbiCatalog): bool
  */
 export class DispatchTable {
   private readonly byConduit: Array<(vcpu: VcpuContext) => void>;
+  private readonly transfers: RegisterTransfer[];
   private readonly exposed: Array<{ ids: Set<number>; ranges: Array<[number, number]> }>;
 
   constructor(
@@ -61,11 +135,12 @@ export class DispatchTable {
     for (const { decl, service } of catalog.calls.values()) {
       if (!isExposed(decl, abi, catalog)) continue;
       const conduit = Conduits.get(decl.conduit)!;
-      const route = { hook: hooks.call.get(decl.name)!, binding: bindingOf(service.name) };
+      const route = { hook: hooks.call.get(decl.name)!, binding: bindingOf(service.name), masks: callMasks(decl, conduit) };
       if (decl.last === undefined || decl.last === decl.id) exact[conduit.index]!.push({ ...route, id: decl.id });
       else ranges[conduit.index]!.push({ ...route, first: decl.id, last: decl.last });
     }
     this.byConduit = conduits.map((c) => compileConduit(c, exact[c.index]!, ranges[c.index]!));
+    this.transfers = conduits.map((c) => compileTransfer(c, exact[c.index]!, ranges[c.index]!));
     this.exposed = conduits.map((c) => ({
       ids: new Set(exact[c.index]!.map((r) => r.id)),
       ranges: ranges[c.index]!.map((r) => [r.first, r.last] as [number, number]),
@@ -80,6 +155,11 @@ export class DispatchTable {
   /** The compiled dispatcher of one conduit, for a backend's trap path to call directly. */
   dispatcher(conduit: Conduit): (vcpu: VcpuContext) => void {
     return this.byConduit[conduit.index]!;
+  }
+
+  /** Which registers each call of a conduit reads and writes (see RegisterTransfer). */
+  transfer(conduit: Conduit): RegisterTransfer {
+    return this.transfers[conduit.index]!;
   }
 
   /** True if a call with this id is exposed on the conduit (for diagnostics and tests). */
@@ -124,3 +204,38 @@ function compileConduit(conduit: Conduit, exact: ReadonlyArray<Route & { id: num
   );
 }
 
+/**
+ * Generates the transfer classifier of one conduit: the dispatcher's switch, returning a class
+ * number instead of calling a hook (`switch (id) { case N: return k; ... }`, ranges, else 0).
+ */
+function compileTransfer(conduit: Conduit, exact: ReadonlyArray<Route & { id: number }>, ranges: readonly RangeRoute[]): RegisterTransfer {
+  const idRegister = conduit.functionIdWord >> 1;
+  const readMasks = [(1 << idRegister) >>> 0];
+  const writeMasks = [notSupportedMask(conduit)];
+  const classes = new Map<string, number>([[`${readMasks[0]}:${writeMasks[0]}`, NOT_SUPPORTED_CLASS]]);
+  const classOfRoute = (r: Route): number => {
+    const [read, write] = r.masks;
+    const key = `${read}:${write}`;
+    let k = classes.get(key);
+    if (k === undefined) {
+      k = readMasks.length;
+      readMasks.push(read);
+      writeMasks.push(write);
+      classes.set(key, k);
+    }
+    return k;
+  };
+  const word = conduit.functionIdWord;
+  const high = conduit.functionIdHighWord;
+  const lines = ['"use strict";', 'return function classOf(regs) {', `  const id = regs.u32[${word}];`];
+  if (high !== undefined) lines.push(`  if (regs.u32[${high}] !== 0) return ${NOT_SUPPORTED_CLASS};`);
+  if (exact.length) {
+    lines.push('  switch (id) {');
+    for (const r of exact) lines.push(`    case ${r.id >>> 0}: return ${classOfRoute(r)};`);
+    lines.push('  }');
+  }
+  for (const r of ranges) lines.push(`  if (id >= ${r.first >>> 0} && id <= ${r.last >>> 0}) return ${classOfRoute(r)};`);
+  lines.push(`  return ${NOT_SUPPORTED_CLASS};`, '};');
+  const classOf = new Function(lines.join('\n'))() as (regs: RegisterFile) => number;
+  return Object.freeze({ conduit, idRegister, classOf, readMasks: Object.freeze(readMasks), writeMasks: Object.freeze(writeMasks) });
+}

@@ -20,7 +20,9 @@
  */
 import type { VcpuContext, VcpuPowerState, Machine } from '@plugvisor/core';
 import { RegisterFile } from '@plugvisor/core';
-import { Reg, xReg, type RegBatch, type UcEngine } from '../ffi/unicorn.js';
+import { Reg, WINDOW_PC, xReg, type RegBatch, type UcEngine } from '../ffi/unicorn.js';
+import type { TrapPath } from '../traps.js';
+import { compileWindowRoute, maskRegisters, type WindowRoute } from './transfer.js';
 import { Layout } from '../board/layout.js';
 import { GicCpuInterface, type GiccState } from '../devices/gicc.js';
 import { GuestFault, MachineError, VcpuStateError } from '../errors.js';
@@ -68,13 +70,42 @@ const VEC_IRQ = 0x80;
 export const Excp = Object.freeze({ UDEF: 1, SWI: 2, PREFETCH_ABORT: 3, DATA_ABORT: 4, BKPT: 7, HVC: 11, SMC: 13 });
 
 const WFI_INSN = 0xd503207f;
-/** Registers x0..x(TRAP_REGS-1) are loaded for a hypercall handler. */
-export const TRAP_REGS = 18;
+const RAM_BASE = Number(Layout.RAM_BASE);
+
+/** Batch mode: how one transfer class moves registers on one vCPU. */
+interface ClassPlan {
+  /** Registers to load that the head batch does not hold, ascending, and their batch. */
+  readonly ins: Int8Array;
+  readonly inBatch: RegBatch | undefined;
+  /** Registers to load that the head batch holds (besides the id), and where it holds them. */
+  readonly fromHead: Int8Array;
+  readonly fromHeadAt: Int8Array;
+  /** Registers written back, ascending, and their batch. */
+  readonly outs: Int8Array;
+  readonly outBatch: RegBatch | undefined;
+}
+
+/** One conduit's trap path on one vCPU, prepared when the router starts. */
+interface ConduitPlan {
+  readonly classOf: (regs: RegisterFile) => number;
+  /** u32 index of the id register's low half, in ctx.regs and in the window. */
+  readonly idWord: number;
+  /** The generated moves (register window), and zeroing of a class's registers (both modes). */
+  readonly moves: WindowRoute;
+  /** Batch mode: u32 index of the id register's low half in the head batch. */
+  readonly idHead: number;
+  readonly dispatch: (vcpu: VcpuContext) => void;
+  /** Batch mode: per transfer class. */
+  readonly classes: readonly ClassPlan[];
+}
 
 /** What the machine offers a vCPU's trap handler. */
 export interface VcpuHost {
   readonly machine: Machine;
-  /** Handles a trapped HVC/SMC (regs already loaded into ctx.regs). Returns true to stop. */
+  /**
+   * Handles a trapped HVC/SMC with immediate `imm16`: `vcpu.route(conduit index)`, or the
+   * answers of traps that reach no conduit. Sets `vcpu.kick` to stop the engine after it.
+   */
   onHypercall(vcpu: Vcpu, intno: number, imm16: number): void;
   /** RAM as 32-bit words, for instruction fetch by the trap decoder. */
   readonly ram32: Uint32Array;
@@ -118,16 +149,24 @@ export class Vcpu {
   traps = 0;
 
   /**
-   * [PC, X0..X17]: loaded with one FFI call per trap. Only the argument/result registers of
-   * the conduits are transferred (SMCCC v1.2 uses x0-x17, Xen x0-x4 and x16): each register
-   * costs ~5 ns in Unicorn's batch loop, and the trap path is measured. x18-x30 in ctx.regs
-   * are not loaded (they hold stale values).
+   * The engine's x0..x30 and PC as live memory (ffi/unicorn.ts, findRegisterWindow): a trap
+   * then moves registers without an FFI call. Undefined where it is not available (or not
+   * wanted): the trap path uses `head` and per-mask batches instead.
    */
-  private readonly trapRegs: RegBatch;
-  /** The X0..X17 part of trapRegs as u32 halves (a view made once). */
-  private readonly trapX: Uint32Array;
-  /** Write-back batches, by number of leading x-registers (1 = x0, 4 = x0..x3). */
-  private readonly writeBack = new Map<number, RegBatch>();
+  private readonly window: Uint32Array | undefined;
+  /**
+   * Batch mode: [PC, then every conduit's id and default result registers (x0..x3, x16)], read
+   * with one FFI call at each trap (a register costs ~2 ns inside a batch, a call ~50 ns).
+   */
+  private head: RegBatch | undefined;
+  /** Per conduit index, set by prepare() when the router starts. */
+  private plans: ConduitPlan[] = [];
+  /** The conduit plan and transfer class of the last routed call (see route: lazy zeroing). */
+  private lastPlan: ConduitPlan | undefined;
+  private lastClass = 0;
+  /** Batches by register mask (bit n = xn), shared by every class and conduit that uses the mask. */
+  private readonly batches = new Map<number, RegBatch>();
+  private x0Batch: RegBatch | undefined;
   private readonly stateRegs: RegBatch;
   private readonly resetSysregs: bigint[];
   private readonly resetSctlr: bigint;
@@ -137,12 +176,13 @@ export class Vcpu {
     readonly index: number,
     readonly engine: UcEngine,
     private readonly host: VcpuHost,
+    /** Move trap registers through the register window when there is one (default). */
+    useWindow = true,
   ) {
     this.affinity = affinityOfIndex(index);
     this.ctx = { index, regs: new RegisterFile(32), machine: host.machine, viaSmc: false };
     const xs = Array.from({ length: 31 }, (_, i) => xReg(i));
-    this.trapRegs = engine.batch([Reg.PC, ...xs.slice(0, TRAP_REGS)]);
-    this.trapX = this.trapRegs.u32.subarray(2, 2 + TRAP_REGS * 2);
+    this.window = useWindow ? engine.registerWindow() : undefined;
     this.stateRegs = engine.batch([...xs, Reg.PC, Reg.SP, Reg.PSTATE, Reg.SP_EL0, Reg.SP_EL1, Reg.FPCR, Reg.FPSR]);
 
     engine.writeSys(Sys.SCR_EL3, SCR_NS | SCR_HCE | SCR_RW | SCR_API | SCR_APK);
@@ -156,33 +196,102 @@ export class Vcpu {
     engine.onInterrupt((intno) => this.onInterrupt(intno));
   }
 
-  /** A batch writing back x0..x(n-1) from ctx.regs. */
-  private writeBackBatch(n: number): RegBatch {
-    let b = this.writeBack.get(n);
+  /** True if traps move registers through the register window (no FFI call). */
+  get directRegisters(): boolean {
+    return this.window !== undefined;
+  }
+
+  private batchOf(mask: number): RegBatch | undefined {
+    if (mask === 0) return undefined;
+    let b = this.batches.get(mask);
     if (!b) {
-      b = this.engine.batch(Array.from({ length: n }, (_, i) => xReg(i)));
-      this.writeBack.set(n, b);
+      b = this.engine.batch(maskRegisters(mask).map(xReg));
+      this.batches.set(mask, b);
     }
     return b;
   }
 
+  /**
+   * Prepares the trap path of every conduit (the router has started: its transfers are fixed):
+   * the generated moves per conduit, or in batch mode one plan per transfer class with batches
+   * made once per distinct mask.
+   */
+  prepare(paths: readonly TrapPath[]): void {
+    // Batch mode reads PC and, in the same call, every conduit's id register and default result
+    // registers (x0..x3, x16): a register costs ~2 ns in a batch, another call ~50 ns, and every
+    // call without a signature reads exactly those.
+    const live = paths.filter(Boolean);
+    const headRegs = [...new Set(live.flatMap((p) => [p.transfer.idRegister, ...p.conduit.resultRegisters]))].sort((a, b) => a - b);
+    const headMask = headRegs.reduce((m, r) => m | (1 << r), 0);
+    const batches = this.window === undefined;
+    if (batches) this.head = this.engine.batch([Reg.PC, ...headRegs.map(xReg)]);
+    const headAt = (r: number) => 2 + 2 * headRegs.indexOf(r);
+    this.plans = [];
+    for (const path of paths) {
+      if (!path) continue;
+      const t = path.transfer;
+      const idBit = 1 << t.idRegister;
+      const classes = !batches
+        ? []
+        : t.readMasks.map((read, k): ClassPlan => {
+            const fromHead = maskRegisters(read & headMask & ~idBit);
+            return {
+              ins: Int8Array.from(maskRegisters(read & ~headMask)),
+              inBatch: this.batchOf(read & ~headMask),
+              fromHead: Int8Array.from(fromHead),
+              fromHeadAt: Int8Array.from(fromHead.map(headAt)),
+              outs: Int8Array.from(maskRegisters(t.writeMasks[k]!)),
+              outBatch: this.batchOf(t.writeMasks[k]!),
+            };
+          });
+      this.plans[path.conduit.index] = {
+        classOf: t.classOf,
+        idWord: t.idRegister * 2,
+        moves: compileWindowRoute(t, path.dispatch),
+        idHead: headAt(t.idRegister),
+        dispatch: path.dispatch,
+        classes,
+      };
+    }
+    this.ctx.regs.u64.fill(0n);
+    this.lastPlan = undefined;
+  }
+
   // ---- the trap hot path --------------------------------------------------------------------
+  //
+  // Per trap: PC (for the HVC/SMC immediate), the conduit's function-id register, the call's
+  // transfer class (a generated switch), the registers the class reads (its declared arguments
+  // and results); the handler runs on ctx.regs; its declared results go back. No allocation.
+  // With the register window nothing here crosses the FFI; with batches: one read (PC, the id
+  // registers, x0..x3), one more if the class reads other registers, one write if it has results.
+  //
+  // ctx.regs holds zero in every register the current call's class does not move: when the
+  // class changes, the previous class's registers are zeroed (a loop of calls of one class pays
+  // nothing), so a handler never sees a value from another call.
 
   private onInterrupt(intno: number): void {
     if (intno === Excp.HVC || intno === Excp.SMC) {
       this.traps++;
-      const b = this.trapRegs;
-      b.read();
-      const u = b.u32;
+      let pcLo: number;
+      let pcHi: number;
+      const w = this.window;
+      if (w !== undefined) {
+        pcLo = w[WINDOW_PC]!;
+        pcHi = w[WINDOW_PC + 1]!;
+      } else {
+        const h = this.head!;
+        h.read();
+        pcLo = h.u32[0]!;
+        pcHi = h.u32[1]!;
+      }
       // HVC/SMC leave PC past the instruction; its immediate is in bits 20:5 of the word at PC-4.
-      const off = u[1] === 0 ? u[0]! - 4 - Number(Layout.RAM_BASE) : -1;
+      const off = pcHi === 0 ? pcLo - 4 - RAM_BASE : -1;
       let imm16 = 0;
       if (off >= 0 && off < this.host.ramSize) {
         imm16 = (this.host.ram32[off >>> 2]! >>> 5) & 0xffff;
       }
       // else: the PC is not a physical RAM address (MMU on). Without a page-table walk we cannot
       // fetch the instruction; treat it as immediate 0 (SMCCC), the common case. See README.
-      this.ctx.regs.u32.set(this.trapX);
       this.ctx.viaSmc = intno === Excp.SMC; // KVM_HYPERCALL_EXIT_SMC: SMCCC answers some calls per conduit
       this.host.onHypercall(this, intno, imm16);
       if (this.kick) this.engine.stop();
@@ -194,17 +303,88 @@ export class Vcpu {
     this.engine.stop();
   }
 
-  /** Writes x0..x(n-1) from ctx.regs back to the engine (after a handler ran). */
-  writeBackX(n: number): void {
-    const b = this.writeBackBatch(n);
-    b.u32.set(this.ctx.regs.u32.subarray(0, n * 2));
-    b.write();
+  /** Routes the trapped call through conduit `index`'s path (see above). */
+  route(index: number): void {
+    const p = this.plans[index]!;
+    const ctx = this.ctx;
+    const regs = ctx.regs.u32;
+    const id = p.idWord;
+    const w = this.window;
+    let lo: number;
+    let hi: number;
+    if (w !== undefined) {
+      lo = w[id]!;
+      hi = w[id + 1]!;
+    } else {
+      const h = this.head!.u32;
+      lo = h[p.idHead]!;
+      hi = h[p.idHead + 1]!;
+    }
+    regs[id] = lo;
+    regs[id + 1] = hi;
+    const k = p.classOf(ctx.regs);
+    if (k !== this.lastClass || p !== this.lastPlan) {
+      const last = this.lastPlan;
+      if (last !== undefined) {
+        last.moves.zero(regs, this.lastClass);
+        regs[id] = lo;
+        regs[id + 1] = hi;
+      }
+      this.lastPlan = p;
+      this.lastClass = k;
+    }
+    if (w !== undefined) {
+      p.moves.route(w, regs, ctx, k);
+      return;
+    }
+    const h = this.head!.u32;
+    const c = p.classes[k]!;
+    const fromHead = c.fromHead;
+    for (let i = 0; i < fromHead.length; i++) {
+      const o = fromHead[i]! << 1;
+      const at = c.fromHeadAt[i]!;
+      regs[o] = h[at]!;
+      regs[o + 1] = h[at + 1]!;
+    }
+    const inBatch = c.inBatch;
+    if (inBatch !== undefined) {
+      inBatch.read();
+      const ins = c.ins;
+      const v = inBatch.u32;
+      for (let i = 0; i < ins.length; i++) {
+        const o = ins[i]! << 1;
+        regs[o] = v[2 * i]!;
+        regs[o + 1] = v[2 * i + 1]!;
+      }
+    }
+    p.dispatch(ctx);
+    const outBatch = c.outBatch;
+    if (outBatch !== undefined) {
+      const outs = c.outs;
+      const v = outBatch.u32;
+      for (let i = 0; i < outs.length; i++) {
+        const o = outs[i]! << 1;
+        v[2 * i] = regs[o]!;
+        v[2 * i + 1] = regs[o + 1]!;
+      }
+      outBatch.write();
+    }
   }
 
-  /** Writes only x0 = value (sign-extended 32-bit). */
+  /** Writes only x0 = value (sign-extended 32-bit): the answer to SMC #imm != 0. */
   setX0Signed(value: number): void {
-    this.ctx.regs.setSigned(0, value);
-    this.writeBackX(1);
+    const lo = value >>> 0;
+    const hi = value < 0 ? 0xffff_ffff : 0;
+    const w = this.window;
+    if (w !== undefined) {
+      w[0] = lo;
+      w[1] = hi;
+      return;
+    }
+    const b = (this.x0Batch ??= this.engine.batch([xReg(0)]));
+    b.u32[0] = lo;
+    b.u32[1] = hi;
+    b.write();
   }
 
   // ---- state ----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@
  *  - P7/P8: RAM comes from mmap (page aligned), MAP_FAILED is checked as the BigInt it is, and
  *    the JS view of it is only dropped after every engine mapping it is closed.
  */
+import { randomFillSync } from 'node:crypto';
 import koffi, { type TypeObject } from 'koffi';
 import { PlugvisorError } from '@plugvisor/core';
 
@@ -142,14 +143,16 @@ interface Lib {
   uc_mmio_map: (uc: unknown, address: bigint | number, size: number, rd: unknown, urd: null, wr: unknown, uwr: null) => number;
   uc_reg_read: (uc: unknown, regid: number, value: ArrayBufferView | bigint) => number;
   uc_reg_write: (uc: unknown, regid: number, value: ArrayBufferView | bigint) => number;
-  uc_reg_read_batch: (uc: unknown, ids: bigint, vals: bigint, count: number) => number;
-  uc_reg_write_batch: (uc: unknown, ids: bigint, vals: bigint, count: number) => number;
+  uc_reg_read_batch: (uc: number, ids: number, vals: number, count: number) => number;
+  uc_reg_write_batch: (uc: number, ids: number, vals: number, count: number) => number;
   uc_emu_start: (uc: unknown, begin: bigint, until: bigint, timeout: number, count: number) => number;
   uc_emu_stop: (uc: unknown) => number;
   uc_hook_add: (uc: unknown, hh: BigUint64Array, type: number, cb: unknown, ud: null, begin: number, end: number, ...extra: unknown[]) => number;
   uc_query: (uc: unknown, type: number, out: BigUint64Array) => number;
   mmap: (addr: null, length: number, prot: number, flags: number, fd: number, offset: number) => bigint;
   munmap: (addr: bigint, length: number) => number;
+  getpid: () => number;
+  process_vm_readv: (pid: number, local: BigUint64Array, liovcnt: number, remote: BigUint64Array, riovcnt: number, flags: number) => number | bigint;
   IntrHook: TypeObject;
   MemHook: TypeObject;
   InsnSysHook: TypeObject;
@@ -180,10 +183,11 @@ function load(): Lib {
       ),
       uc_reg_read: uc.func('int uc_reg_read(uc_engine *uc, int regid, void *value)'),
       uc_reg_write: uc.func('int uc_reg_write(uc_engine *uc, int regid, const void *value)'),
-      // ids and value pointers both live in stable native memory: BigInt pointer arguments are
-      // the cheapest koffi marshals (node-ffi.md §4.3).
-      uc_reg_read_batch: uc.func('int uc_reg_read_batch(uc_engine *uc, void *regs, void *vals, int count)'),
-      uc_reg_write_batch: uc.func('int uc_reg_write_batch(uc_engine *uc, void *regs, void *vals, int count)'),
+      // The trap path's calls. The engine, ids and value pointers are addresses of stable native
+      // memory passed as plain numbers (user-space addresses are below 2^47): koffi converts a
+      // number to uintptr_t faster than a BigInt pointer (~13 ns a call, measured).
+      uc_reg_read_batch: uc.func('int uc_reg_read_batch(uintptr_t uc, uintptr_t regs, uintptr_t vals, int count)'),
+      uc_reg_write_batch: uc.func('int uc_reg_write_batch(uintptr_t uc, uintptr_t regs, uintptr_t vals, int count)'),
       uc_emu_start: uc.func('int uc_emu_start(uc_engine *uc, uint64_t begin, uint64_t until, uint64_t timeout, size_t count)'),
       uc_emu_stop: uc.func('int uc_emu_stop(uc_engine *uc)'),
       uc_hook_add: uc.func(
@@ -192,7 +196,15 @@ function load(): Lib {
       uc_query: uc.func('int uc_query(uc_engine *uc, int type, _Out_ size_t *result)'),
       mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
       munmap: libc.func('int munmap(void *addr, size_t length)'),
-      IntrHook: koffi.proto('void plugvisor_uc_hookintr(uc_engine *uc, uint32_t intno, void *user_data)'),
+      getpid: libc.func('int getpid(void)'),
+      process_vm_readv: libc.func(
+        'intptr_t process_vm_readv(int pid, const void *local_iov, unsigned long liovcnt, const void *remote_iov, unsigned long riovcnt, unsigned long flags)',
+      ),
+      // Called for every trap. The hook ignores the engine pointer and user data, so they are
+      // declared as plain integers: a pointer parameter costs a BigInt allocation per call
+      // (~10 ns). Passing a pointer where the callee reads a narrower integer is harmless on
+      // every 64-bit ABI koffi supports (register arguments).
+      IntrHook: koffi.proto('void plugvisor_uc_hookintr(int uc, uint32_t intno, int user_data)'),
       MemHook: koffi.proto(
         'bool plugvisor_uc_hookmem(uc_engine *uc, int type, uint64_t address, int size, int64_t value, void *user_data)',
       ),
@@ -279,34 +291,40 @@ export class HostRam {
 export class RegBatch {
   readonly u64: BigUint64Array;
   readonly u32: Uint32Array;
+  /** The register ids, in value order. */
+  readonly ids: readonly number[];
   private readonly count: number;
-  private readonly ids: bigint;
-  private readonly ptrs: bigint;
-  private readonly vals: bigint;
+  private readonly idsAddr: number;
+  private readonly ptrsAddr: number;
+  private readonly uc: number;
+  /** @internal the native blocks, freed by the engine's close() */
+  readonly blocks: readonly bigint[];
 
-  constructor(
-    private readonly engine: UcEngine,
-    ids: readonly number[],
-  ) {
+  constructor(engine: UcEngine, ids: readonly number[]) {
     const n = ids.length;
     this.count = n;
-    this.ids = koffi.alloc('int', n) as unknown as bigint;
-    new Int32Array(koffi.view(this.ids, n * 4)).set(ids);
-    this.vals = koffi.alloc('uint64_t', n) as unknown as bigint;
-    this.ptrs = koffi.alloc('void *', n) as unknown as bigint;
-    this.u64 = new BigUint64Array(koffi.view(this.vals, n * 8));
+    this.ids = Object.freeze([...ids]);
+    this.uc = engine.address;
+    const idsPtr = koffi.alloc('int', Math.max(n, 1)) as unknown as bigint;
+    new Int32Array(koffi.view(idsPtr, n * 4)).set(ids);
+    const vals = koffi.alloc('uint64_t', Math.max(n, 1)) as unknown as bigint;
+    const ptrs = koffi.alloc('void *', Math.max(n, 1)) as unknown as bigint;
+    this.blocks = [idsPtr, vals, ptrs];
+    this.u64 = new BigUint64Array(koffi.view(vals, n * 8));
     this.u32 = new Uint32Array(this.u64.buffer, this.u64.byteOffset, n * 2);
-    const ptrArr = new BigUint64Array(koffi.view(this.ptrs, n * 8));
-    for (let i = 0; i < n; i++) ptrArr[i] = this.vals + BigInt(8 * i);
+    const ptrArr = new BigUint64Array(koffi.view(ptrs, n * 8));
+    for (let i = 0; i < n; i++) ptrArr[i] = vals + BigInt(8 * i);
+    this.idsAddr = Number(idsPtr);
+    this.ptrsAddr = Number(ptrs);
   }
 
   read(): void {
-    const rc = load().uc_reg_read_batch(this.engine.handle, this.ids, this.ptrs, this.count);
+    const rc = load().uc_reg_read_batch(this.uc, this.idsAddr, this.ptrsAddr, this.count);
     if (rc !== 0) throw new UnicornError('uc_reg_read_batch', rc);
   }
 
   write(): void {
-    const rc = load().uc_reg_write_batch(this.engine.handle, this.ids, this.ptrs, this.count);
+    const rc = load().uc_reg_write_batch(this.uc, this.idsAddr, this.ptrsAddr, this.count);
     if (rc !== 0) throw new UnicornError('uc_reg_write_batch', rc);
   }
 }
@@ -325,6 +343,8 @@ export interface MemFault {
 export class UcEngine {
   /** @internal the uc_engine pointer */
   readonly handle: unknown;
+  /** @internal the same pointer as a number, for the trap path's calls (RegBatch) */
+  readonly address: number;
   private readonly callbacks: unknown[] = [];
   private readonly cell = new BigUint64Array(1);
   private readonly vcell = new BigUint64Array(2);
@@ -338,6 +358,7 @@ export class UcEngine {
 
   private constructor(handle: unknown) {
     this.handle = handle;
+    this.address = Number(typeof handle === 'bigint' ? handle : koffi.address(handle));
   }
 
   /** Opens an aarch64 engine with the `max` CPU model (before anything instantiates the CPU: P6). */
@@ -490,6 +511,9 @@ export class UcEngine {
   }
 
   read64(id: number): bigint {
+    // Some registers are stored as 32 bits (PSTATE, FPCR, FPSR): the upper half must not be a
+    // leftover of the previous read.
+    this.cell[0] = 0n;
     check('uc_reg_read', load().uc_reg_read(this.handle, id, this.cell));
     return this.cell[0]!;
   }
@@ -535,8 +559,21 @@ export class UcEngine {
     if (rc !== 0) throw new UnicornError(`uc_reg_write(${r.name})`, rc);
   }
 
+  /** A register batch of this engine; its native memory is freed when the engine closes. */
   batch(ids: readonly number[]): RegBatch {
-    return new RegBatch(this, ids);
+    const b = new RegBatch(this, ids);
+    this.batches.push(b);
+    return b;
+  }
+
+  private readonly batches: RegBatch[] = [];
+
+  /**
+   * The engine's x0..x30 and PC as live memory (see findRegisterWindow), or undefined where it
+   * cannot be found and proven; the caller then uses batches. Valid until close().
+   */
+  registerWindow(): Uint32Array | undefined {
+    return findRegisterWindow(this);
   }
 
   close(): void {
@@ -545,5 +582,171 @@ export class UcEngine {
     load().uc_close(this.handle);
     for (const cb of this.callbacks) koffi.unregister(cb as never);
     this.callbacks.length = 0;
+    for (const b of this.batches) for (const p of b.blocks) koffi.free(p as never);
+    this.batches.length = 0;
+  }
+}
+
+// ---- the register window -------------------------------------------------------------------
+
+/**
+ * A trap costs a koffi callback (~140 ns) plus ~50 ns per further FFI call, whatever it does
+ * (a register costs ~2 ns inside a batch). Reading the call's registers and writing its results
+ * through uc_reg_read_batch / uc_reg_write_batch is two calls more than the C loop pays for.
+ *
+ * uc_reg_read / uc_reg_write of x0..x30 and PC are plain loads and stores of QEMU's
+ * `CPUARMState.xregs[]` / `.pc` (unicorn_aarch64.c reg_read/reg_write; PC writes also request a
+ * translation-loop exit, which the trap path never does). While the engine is stopped in a hook
+ * that memory is the architectural state (QEMU syncs it before raising the exception). So the
+ * window is a typed-array view of `xregs[0..31]` then `pc`, as u32 halves: x_n at [2n, 2n+1],
+ * PC at [WINDOW_PC, WINDOW_PC + 1] — the same layout as the core's RegisterFile.
+ *
+ * Finding it: libunicorn exports no address for it, so we write random sentinels into x0..x30
+ * and PC through the API, then look for them behind the pointers in the engine's uc_struct
+ * (`uc->cpu`; the ARMCPU holds the env). Every probe of memory goes through
+ * process_vm_readv on our own pid, which fails with EFAULT instead of faulting. A location
+ * found is then proven both ways (a store through the window is what uc_reg_read returns, a
+ * uc_reg_write shows in the window) and the registers are put back. The location (which
+ * uc_struct word, what offset) is the build's, so later engines check it directly. Anything
+ * unexpected — another build, process_vm_readv refused — leaves `undefined`: batches are used.
+ */
+export const WINDOW_PC = 64;
+const WINDOW_WORDS = 66;
+const WINDOW_BYTES = WINDOW_WORDS * 4;
+/** uc_struct words searched for pointers, and how far behind each pointer. */
+const SCAN_WORDS = 512;
+const SCAN_BYTES = 64 * 1024;
+
+/** Where the window was last found: [uc_struct word index, byte offset from that pointer]. */
+let windowLocation: readonly [number, number] | undefined;
+/** A scan found nothing: this build's layout is unknown, do not scan again. */
+let windowUnknown = false;
+
+interface SafeReader {
+  /** Copies `len` bytes at `addr` into the buffer; returns the count copied (0 if unreadable). */
+  read(addr: bigint, len: number): number;
+  readonly u32: Uint32Array;
+  readonly u64: BigUint64Array;
+}
+
+let reader: SafeReader | null | undefined;
+
+function safeReader(): SafeReader | null {
+  if (reader !== undefined) return reader;
+  try {
+    const l = load();
+    const pid = l.getpid();
+    const scratch = koffi.alloc('uint8_t', SCAN_BYTES) as unknown as bigint;
+    const ab = koffi.view(scratch, SCAN_BYTES);
+    const local = new BigUint64Array(2);
+    const remote = new BigUint64Array(2);
+    local[0] = scratch;
+    const r: SafeReader = {
+      u32: new Uint32Array(ab),
+      u64: new BigUint64Array(ab),
+      read(addr, len) {
+        local[1] = BigInt(len);
+        remote[0] = addr;
+        remote[1] = BigInt(len);
+        const n = Number(l.process_vm_readv(pid, local, 1, remote, 1, 0));
+        return n > 0 ? n : 0;
+      },
+    };
+    // Refused (seccomp, Yama)? Then nothing can be probed safely.
+    const probe = koffi.alloc('uint64_t', 1) as unknown as bigint;
+    new BigUint64Array(koffi.view(probe, 8))[0] = 0x1234_5678_9abc_def0n;
+    reader = r.read(probe, 8) === 8 && r.u64[0] === 0x1234_5678_9abc_def0n ? r : null;
+  } catch {
+    reader = null;
+  }
+  return reader;
+}
+
+const plausiblePointer = (p: bigint) => p >= 0x10000n && p < 1n << 47n && (p & 7n) === 0n;
+
+/** Does the reader's buffer hold the sentinels at u32 index j? (xregs[31], SP, is not ours.) */
+function sentinelsAt(u: Uint32Array, j: number, sent: Uint32Array): boolean {
+  for (let k = 0; k < WINDOW_WORDS; k++) if (k >>> 1 !== 31 && u[j + k] !== sent[k]) return false;
+  return true;
+}
+
+/** Every place behind a uc_struct pointer that holds the sentinels: [word, offset], nearest first. */
+function scanForSentinels(ucAddr: bigint, sent: Uint32Array, r: SafeReader): Array<[number, number]> {
+  const n = r.read(ucAddr, SCAN_WORDS * 8) >>> 3;
+  const words = r.u64.slice(0, n);
+  const hits: Array<[number, number]> = [];
+  for (let i = 0; i < n; i++) {
+    const p = words[i]!;
+    if (!plausiblePointer(p)) continue;
+    let len = r.read(p, SCAN_BYTES);
+    if (len === 0) len = r.read(p, 4096 - Number(p & 4095n)); // the rest of its page
+    const u = r.u32;
+    const end = (len >>> 3) * 2 - WINDOW_WORDS;
+    for (let j = 0; j <= end; j += 2) if (u[j] === sent[0] && sentinelsAt(u, j, sent)) hits.push([i, j * 4]);
+  }
+  return hits.sort((a, b) => a[1] - b[1]);
+}
+
+/**
+ * Is the candidate the live register file? The sentinels can also sit in copies (Unicorn keeps
+ * some), so: a uc_reg_write must show there (read safely), and only then a store there must be
+ * what uc_reg_read returns.
+ */
+function proveWindow(engine: UcEngine, r: SafeReader, addr: bigint): Uint32Array | undefined {
+  const fresh = new BigUint64Array(1);
+  randomFillSync(fresh);
+  engine.write64(xReg(9), fresh[0]!);
+  if (r.read(addr, WINDOW_BYTES) !== WINDOW_BYTES || r.u64[9] !== engine.read64(xReg(9))) return undefined;
+  const w = new Uint32Array(koffi.view(addr, WINDOW_BYTES));
+  w[14] = (w[14]! ^ 0x5a5a_a5a5) >>> 0; // x7, low half
+  const x7 = (BigInt(w[15]!) << 32n) | BigInt(w[14]!);
+  if (engine.read64(xReg(7)) !== x7) return undefined;
+  if (((BigInt(w[WINDOW_PC + 1]!) << 32n) | BigInt(w[WINDOW_PC]!)) !== engine.read64(Reg.PC)) return undefined;
+  return w;
+}
+
+function findRegisterWindow(engine: UcEngine): Uint32Array | undefined {
+  const r = safeReader();
+  if (!r || windowUnknown) return undefined;
+  const all = engine.batch([...Array.from({ length: 31 }, (_, i) => xReg(i)), Reg.PC]);
+  all.read();
+  const saved = all.u64.slice();
+  try {
+    // Random sentinels: nothing left over in memory (another engine's search) can match them.
+    const sent = new Uint32Array(WINDOW_WORDS);
+    randomFillSync(sent);
+    sent[WINDOW_PC] = (sent[WINDOW_PC]! & ~3) >>> 0; // a PC is word aligned
+    all.u32.set(sent.subarray(0, 62));
+    all.u32[62] = sent[WINDOW_PC]!;
+    all.u32[63] = sent[WINDOW_PC + 1]!;
+    const ucAddr = BigInt(engine.address);
+    const tryAt = (word: number, off: number): Uint32Array | undefined => {
+      all.write(); // (again: a failed proof changed x7 and x9)
+      if (r.read(ucAddr + BigInt(word * 8), 8) !== 8) return undefined;
+      const p = r.u64[0]!;
+      if (!plausiblePointer(p)) return undefined;
+      const addr = p + BigInt(off);
+      if (r.read(addr, WINDOW_BYTES) !== WINDOW_BYTES || !sentinelsAt(r.u32, 0, sent)) return undefined;
+      return proveWindow(engine, r, addr);
+    };
+    if (windowLocation) {
+      const w = tryAt(windowLocation[0], windowLocation[1]);
+      if (w) return w;
+    }
+    all.write();
+    for (const [word, off] of scanForSentinels(ucAddr, sent, r)) {
+      const w = tryAt(word, off);
+      if (w) {
+        windowLocation = [word, off];
+        return w;
+      }
+    }
+    windowUnknown = true;
+    return undefined;
+  } catch {
+    return undefined;
+  } finally {
+    all.u64.set(saved);
+    all.write();
   }
 }
