@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, mkdirSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 /**
  * The release gate sees behaviour: in a scratch copy of the workspace whose last commit is the
@@ -55,6 +55,12 @@ beforeAll(() => {
   git('-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qm', 'release');
 }, 60_000);
 
+// Each case starts from the release again: edited code, regenerated manifests and changesets go.
+afterEach(() => {
+  git('checkout', '-q', '--', '.');
+  dropChangesets();
+});
+
 afterAll(() => {
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
@@ -84,7 +90,6 @@ describe('pnpm lint sees behaviour (scratch copy of the workspace)', () => {
     r = lint();
     expect(r.out).toContain('lint: ok');
     expect(r.status).toBe(0);
-    dropChangesets();
   });
 
   it('MIGRATE_INFO_TYPE answering 1: major, unless a waiver names the call with a reason', () => {
@@ -103,6 +108,5 @@ describe('pnpm lint sees behaviour (scratch copy of the workspace)', () => {
     expect(r.status).toBe(0);
     changeset('psci-fix', '---\n"@plugvisor/svc-psci": patch\n---\n\nGuest ABI waiver: PSCI_MIGRATE_INFO_TYPE:\n');
     expect(lint().out).toContain('the waiver for PSCI_MIGRATE_INFO_TYPE gives no reason');
-    dropChangesets();
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Hypervisor, serviceBehaviour, type CallHandler, type ServicePlugin } from '@plugvisor/core';
-import { checkServiceConformance } from '@plugvisor/core/testing';
+import { checkServiceConformance, withHandler } from '@plugvisor/core/testing';
 import { createXenService } from '@plugvisor/svc-xen';
 import { createEvtchnFifoService, type FifoDomain } from './index.js';
 
@@ -10,17 +10,6 @@ import { createEvtchnFifoService, type FifoDomain } from './index.js';
  * through svc-xen's HYPERVISOR_event_channel_op, whose probes try every EVTCHNOP cmd, in the
  * configuration with `evtchn-fifo` on. Broken variants wrap the real plugin.
  */
-
-/** The real plugin with one call's handler wrapped (a tapable register interceptor on its hook). */
-function wrapHandler<S>(real: ServicePlugin<S>, call: string, wrap: (h: CallHandler<S>) => CallHandler<S>): ServicePlugin<S> {
-  return Object.freeze({
-    ...real,
-    apply(hv: Hypervisor) {
-      real.apply(hv);
-      hv.hooks.call.for(call).intercept({ register: (tap) => ({ ...tap, fn: wrap(tap.fn as CallHandler<S>) }) });
-    },
-  });
-}
 
 describe('svc-evtchn-fifo: conformance kit', () => {
   it('conforms beside svc-xen', () => {
@@ -56,7 +45,7 @@ describe('svc-evtchn-fifo: conformance kit', () => {
 
 describe('svc-evtchn-fifo: the kit catches FIFO mistakes', () => {
   it('an argument struct read without a range check: a host exception instead of -EFAULT', () => {
-    const broken = wrapHandler<FifoDomain>(createEvtchnFifoService(), 'EVTCHNOP_expand_array', (h) => (v, b) => {
+    const broken = withHandler<FifoDomain>(createEvtchnFifoService(), 'EVTCHNOP_expand_array', (h) => (v, b) => {
       v.machine.memory.readU64(v.regs.get(1)); // array_gfn, copy_from_guest without the range check
       h(v, b);
     });
@@ -66,7 +55,7 @@ describe('svc-evtchn-fifo: the kit catches FIFO mistakes', () => {
   });
 
   it('a handler that writes x1 (a sub-op answers in x0 only, its OUT fields go to the struct)', () => {
-    const broken = wrapHandler<FifoDomain>(createEvtchnFifoService(), 'EVTCHNOP_init_control', (h) => (v, b) => {
+    const broken = withHandler<FifoDomain>(createEvtchnFifoService(), 'EVTCHNOP_init_control', (h) => (v, b) => {
       h(v, b);
       v.regs.setU32(1, 17); // link_bits in a register instead of evtchn_init_control.link_bits
     });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { defineService, Hypervisor, serviceBehaviour, smcccReturn, type CallHandler, type CallSignature, type ServicePlugin } from '@plugvisor/core';
-import { checkServiceConformance } from '@plugvisor/core/testing';
+import { checkServiceConformance, withHandler, withSignature } from '@plugvisor/core/testing';
 import { createKvmVendorService, KVM_REG_ARM_VENDOR_HYP_BMAP, KVM_REG_ARM_VENDOR_HYP_BMAP_2, VENDOR_HYP_KVM_FEATURES } from './index.js';
 
 /**
@@ -9,21 +9,6 @@ import { createKvmVendorService, KVM_REG_ARM_VENDOR_HYP_BMAP, KVM_REG_ARM_VENDOR
  * with two stand-in vendor functions beside it, one in each bitmap register (the way svc-ptp
  * plugs in). The broken variants wrap the real plugin; none edits the real code.
  */
-
-function wrapHandler<S>(real: ServicePlugin<S>, call: string, wrap: (h: CallHandler<S>) => CallHandler<S>): ServicePlugin<S> {
-  return Object.freeze({
-    ...real,
-    apply(hv: Hypervisor) {
-      real.apply(hv);
-      hv.hooks.call.for(call).intercept({ register: (tap) => ({ ...tap, fn: wrap(tap.fn as CallHandler<S>) }) });
-    },
-  });
-}
-
-function withSignature<S>(real: ServicePlugin<S>, call: string, edit: (s: CallSignature) => CallSignature): ServicePlugin<S> {
-  const calls = real.surface.calls.map((c) => (c.name === call ? { ...c, signature: edit(c.signature!) } : c));
-  return Object.freeze({ ...real, surface: { ...real.surface, calls } });
-}
 
 /** A vendor function as another package would add one: function `fn`, its bit in BMAP (0–63) or BMAP_2 (64–127). */
 function vendorFunction(fn: number, dflt: 'legacy-opt-out' | 'opt-in'): ServicePlugin<undefined> {
@@ -72,7 +57,7 @@ describe('svc-kvm-vendor: conformance kit', () => {
 
   it('catches a KVM_FEATURES that reports a fixed bitmap instead of the VM’s', () => {
     // KVM before 5.19 answered BIT(FUNC_FEAT) | BIT(PTP) whatever the VM had.
-    const broken = wrapHandler(createKvmVendorService(), 'KVM_VENDOR_FEATURES', () => (v) => smcccReturn(v.regs, 0b11));
+    const broken = withHandler(createKvmVendorService(), 'KVM_VENDOR_FEATURES', () => (v) => smcccReturn(v.regs, 0b11));
     expect(checkServiceConformance(broken)).toContain('KVM_VENDOR_FEATURES bit 1 says supported, but the VM does not expose 0x86000001');
     expect(checkServiceConformance(broken, { companions: COMPANIONS() })).toEqual([
       'KVM_VENDOR_FEATURES bit 1 says supported, but the VM does not expose TEST_VENDOR_FN_1 (test-vendor-fn-1=off)',

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Hypervisor, serviceBehaviour, smcccReturn, type CallHandler, type CallSignature, type ServicePlugin } from '@plugvisor/core';
-import { checkServiceConformance } from '@plugvisor/core/testing';
+import { checkServiceConformance, withHandler, withSignature } from '@plugvisor/core/testing';
 import { createSmcccArchService } from '@plugvisor/svc-smccc-arch';
 import { createPsciService, psciFeatures, type PsciOptions } from './index.js';
 
@@ -10,21 +10,6 @@ import { createPsciService, psciFeatures, type PsciOptions } from './index.js';
  * PSCI_FEATURES says "supported" exactly for what the VM exposes under every version and
  * feature setting. The broken variants wrap the real plugin; none edits the real code.
  */
-
-function wrapHandler<S>(real: ServicePlugin<S>, call: string, wrap: (h: CallHandler<S>) => CallHandler<S>): ServicePlugin<S> {
-  return Object.freeze({
-    ...real,
-    apply(hv: Hypervisor) {
-      real.apply(hv);
-      hv.hooks.call.for(call).intercept({ register: (tap) => ({ ...tap, fn: wrap(tap.fn as CallHandler<S>) }) });
-    },
-  });
-}
-
-function withSignature<S>(real: ServicePlugin<S>, call: string, edit: (s: CallSignature) => CallSignature): ServicePlugin<S> {
-  const calls = real.surface.calls.map((c) => (c.name === call ? { ...c, signature: edit(c.signature!) } : c));
-  return Object.freeze({ ...real, surface: { ...real.surface, calls } });
-}
 
 const CAPS: Array<PsciOptions['maxVersion']> = ['0.2', '1.0', '1.1', '1.2', '1.3'];
 const SMCCC_VERSION = 0x8000_0000;
@@ -62,7 +47,7 @@ describe('svc-psci: conformance kit', () => {
   });
 
   it('catches PSCI_FEATURES claiming SMCCC_VERSION in a VM without it (the answer before this was checked)', () => {
-    const broken = wrapHandler(createPsciService(), 'PSCI_FEATURES', () => (v, b) => {
+    const broken = withHandler(createPsciService(), 'PSCI_FEATURES', () => (v, b) => {
       const abi = b.vm.abi;
       smcccReturn(v.regs, psciFeatures(v.regs.lo(1), abi.versionValue('psci') & 0xffff, abi.isEnabled('psci-system-suspend'))); // smcccVersion defaults to true
     });
@@ -73,7 +58,7 @@ describe('svc-psci: conformance kit', () => {
   });
 
   it('catches PSCI_FEATURES answering SYSTEM_SUSPEND by version instead of by its feature', () => {
-    const broken = wrapHandler(createPsciService(), 'PSCI_FEATURES', () => (v, b) => {
+    const broken = withHandler(createPsciService(), 'PSCI_FEATURES', () => (v, b) => {
       smcccReturn(v.regs, psciFeatures(v.regs.lo(1), b.vm.abi.versionValue('psci') & 0xffff, true));
     });
     expect(checkServiceConformance(broken)).toContain('PSCI_FEATURES answers 0 ("supported") for PSCI_SYSTEM_SUSPEND, which the VM does not expose');

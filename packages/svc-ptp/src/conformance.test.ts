@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Hypervisor, serviceBehaviour, type CallSignature, type ServicePlugin } from '@plugvisor/core';
-import { checkServiceConformance } from '@plugvisor/core/testing';
+import { checkServiceConformance, withSignature } from '@plugvisor/core/testing';
 import { createKvmVendorService } from '@plugvisor/svc-kvm-vendor';
 import { createPtpService } from './index.js';
 
@@ -9,11 +9,6 @@ import { createPtpService } from './index.js';
  * signature (a u32 counter selector; four clock samples) and KVM_FEATURES advertises it
  * exactly while the VM has it. The broken variants wrap the real plugin; none edits the real code.
  */
-
-function withSignature<S>(real: ServicePlugin<S>, call: string, edit: (s: CallSignature) => CallSignature): ServicePlugin<S> {
-  const calls = real.surface.calls.map((c) => (c.name === call ? { ...c, signature: edit(c.signature!) } : c));
-  return Object.freeze({ ...real, surface: { ...real.surface, calls } });
-}
 
 describe('svc-ptp: conformance kit', () => {
   it('conforms beside svc-kvm-vendor', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Hypervisor, serviceBehaviour, type CallSignature, type ServicePlugin } from '@plugvisor/core';
-import { checkServiceConformance } from '@plugvisor/core/testing';
+import { checkServiceConformance, withSignature } from '@plugvisor/core/testing';
 import { createSmcccArchService, smcccArchHooks } from '@plugvisor/svc-smccc-arch';
 import { createPvTimeService, PV_TIME_FEATURES, type PvTimeState } from './index.js';
 
@@ -10,11 +10,6 @@ import { createPvTimeService, PV_TIME_FEATURES, type PvTimeState } from './index
  * ARCH_FEATURES(PV_TIME_FEATURES) say "supported" only while the VM has PV time. The broken
  * variants wrap the real plugin; none edits the real code.
  */
-
-function withSignature<S>(real: ServicePlugin<S>, call: string, edit: (s: CallSignature) => CallSignature): ServicePlugin<S> {
-  const calls = real.surface.calls.map((c) => (c.name === call ? { ...c, signature: edit(c.signature!) } : c));
-  return Object.freeze({ ...real, surface: { ...real.surface, calls } });
-}
 
 describe('svc-pvtime: conformance kit', () => {
   it('conforms beside svc-smccc-arch, and alone', () => {

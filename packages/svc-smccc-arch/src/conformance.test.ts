@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Hypervisor, serviceBehaviour, type CallSignature, type ServicePlugin } from '@plugvisor/core';
-import { checkServiceConformance } from '@plugvisor/core/testing';
+import { checkServiceConformance, withSignature } from '@plugvisor/core/testing';
 import { ARCH_WORKAROUND_1, ARCH_WORKAROUND_3, createSmcccArchService } from './index.js';
 
 /**
@@ -8,11 +8,6 @@ import { ARCH_WORKAROUND_1, ARCH_WORKAROUND_3, createSmcccArchService } from './
  * SMCCC_ARCH_FEATURES says "supported" exactly for calls the VM exposes. The broken variants
  * wrap the real plugin; none edits the real code.
  */
-
-function withSignature<S>(real: ServicePlugin<S>, call: string, edit: (s: CallSignature) => CallSignature): ServicePlugin<S> {
-  const calls = real.surface.calls.map((c) => (c.name === call ? { ...c, signature: edit(c.signature!) } : c));
-  return Object.freeze({ ...real, surface: { ...real.surface, calls } });
-}
 
 describe('svc-smccc-arch: conformance kit', () => {
   it('conforms', () => {

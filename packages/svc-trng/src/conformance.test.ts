@@ -1,7 +1,7 @@
 import { randomFillSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { Hypervisor, serviceBehaviour, type CallHandler, type CallSignature, type ServicePlugin } from '@plugvisor/core';
-import { checkServiceConformance } from '@plugvisor/core/testing';
+import { checkServiceConformance, withHandler, withSignature } from '@plugvisor/core/testing';
 import { createTrngService, TRNG } from './index.js';
 
 /**
@@ -10,21 +10,6 @@ import { createTrngService, TRNG } from './index.js';
  * entropy (the probe machine's is all ones, so the transcript holds the mask of random bits).
  * The broken variants wrap the real plugin; none edits the real code.
  */
-
-function wrapHandler<S>(real: ServicePlugin<S>, call: string, wrap: (h: CallHandler<S>) => CallHandler<S>): ServicePlugin<S> {
-  return Object.freeze({
-    ...real,
-    apply(hv: Hypervisor) {
-      real.apply(hv);
-      hv.hooks.call.for(call).intercept({ register: (tap) => ({ ...tap, fn: wrap(tap.fn as CallHandler<S>) }) });
-    },
-  });
-}
-
-function withSignature<S>(real: ServicePlugin<S>, call: string, edit: (s: CallSignature) => CallSignature): ServicePlugin<S> {
-  const calls = real.surface.calls.map((c) => (c.name === call ? { ...c, signature: edit(c.signature!) } : c));
-  return Object.freeze({ ...real, surface: { ...real.surface, calls } });
-}
 
 describe('svc-trng: conformance kit', () => {
   it('conforms', () => {
@@ -70,7 +55,7 @@ describe('svc-trng: conformance kit', () => {
   });
 
   it('catches random bits taken from the host CSPRNG behind the machine’s back', () => {
-    const broken = wrapHandler(createTrngService(), 'TRNG_RND32', (h) => (v, b) => {
+    const broken = withHandler(createTrngService(), 'TRNG_RND32', (h) => (v, b) => {
       h(v, b);
       if (v.regs.lo(0) !== 0) return;
       const words = new Uint32Array(1);

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Hypervisor, MAX_PROBES_PER_CALL, probesFor, serviceBehaviour, Conduits, type CallHandler, type CallSignature, type ServicePlugin, type Transcript } from '@plugvisor/core';
-import { checkServiceConformance } from '@plugvisor/core/testing';
+import { checkServiceConformance, withHandler, withSignature } from '@plugvisor/core/testing';
 import { createXenService, XENVER, type XenDomain } from './index.js';
 
 /**
@@ -9,23 +9,6 @@ import { createXenService, XENVER, type XenDomain } from './index.js';
  * declares, and the kit catches the mistakes a Xen personality is prone to. Each broken
  * variant wraps the real plugin; none edits the real code.
  */
-
-/** The real plugin with one call's handler wrapped (a tapable register interceptor on its hook). */
-function wrapHandler<S>(real: ServicePlugin<S>, call: string, wrap: (h: CallHandler<S>) => CallHandler<S>): ServicePlugin<S> {
-  return Object.freeze({
-    ...real,
-    apply(hv: Hypervisor) {
-      real.apply(hv);
-      hv.hooks.call.for(call).intercept({ register: (tap) => ({ ...tap, fn: wrap(tap.fn as CallHandler<S>) }) });
-    },
-  });
-}
-
-/** The real plugin with one call's signature rewritten. */
-function withSignature<S>(real: ServicePlugin<S>, call: string, edit: (s: CallSignature) => CallSignature): ServicePlugin<S> {
-  const calls = real.surface.calls.map((c) => (c.name === call ? { ...c, signature: edit(c.signature!) } : c));
-  return Object.freeze({ ...real, surface: { ...real.surface, calls } });
-}
 
 describe('svc-xen: conformance kit', () => {
   it('conforms: no probe throws, every call keeps to its signature', () => {
@@ -123,7 +106,7 @@ describe('svc-xen: the kit catches Xen mistakes', () => {
   const real = () => createXenService();
 
   it('a handler that also returns a value in x1 (Xen returns in x0 only)', () => {
-    const broken = wrapHandler<XenDomain>(real(), 'HYPERVISOR_xen_version', (h) => (v, b) => {
+    const broken = withHandler<XenDomain>(real(), 'HYPERVISOR_xen_version', (h) => (v, b) => {
       h(v, b);
       v.regs.setU32(1, 16); // e.g. the length of the string it copied out, beside rc
     });
@@ -134,7 +117,7 @@ describe('svc-xen: the kit catches Xen mistakes', () => {
 
   it("a debug Xen's clobbering of unused argument registers, copied without declaring them", () => {
     // xen/arch/arm/traps.c (debug builds): registers past the hypercall's arguments get 0xDEADBEEF.
-    const broken = wrapHandler<XenDomain>(real(), 'HYPERVISOR_vcpu_op', (h) => (v, b) => {
+    const broken = withHandler<XenDomain>(real(), 'HYPERVISOR_vcpu_op', (h) => (v, b) => {
       h(v, b);
       v.regs.set(3, 0xdeadbeefn);
       v.regs.set(4, 0xdeadbeefn);
@@ -145,7 +128,7 @@ describe('svc-xen: the kit catches Xen mistakes', () => {
   });
 
   it('a guest struct read without a range check: a host exception instead of -EFAULT', () => {
-    const broken = wrapHandler<XenDomain>(real(), 'HYPERVISOR_xen_version', (h) => (v, b) => {
+    const broken = withHandler<XenDomain>(real(), 'HYPERVISOR_xen_version', (h) => (v, b) => {
       if (v.regs.lo(0) === XENVER.get_features) v.machine.memory.readU32(v.regs.get(1)); // copy_from_guest, unchecked
       h(v, b);
     });

@@ -5,3 +5,4 @@ export { createEchoService, ECHO, type EchoOptions, type EchoState } from './ech
 export { MemoryMachine } from './memory-machine.js';
 export type { BenchRow } from './bench.js';
 export { rebuildGuestImages, type GuestImageRebuild } from './guest-images.js';
+export { withHandler, withSignature } from './variants.js';
