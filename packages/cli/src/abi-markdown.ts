@@ -32,11 +32,16 @@ export function serviceAbiMarkdown(s: ServicePlugin<any>): string {
     tableMd(
       ['call', 'conduit', 'function id', 'feature', 'versions', 'signature'],
       [...surface.calls]
-        .sort((a, b) => a.id - b.id)
+        .sort((a, b) => a.id - b.id || (a.subOf ? a.subOf.value + 1 : 0) - (b.subOf ? b.subOf.value + 1 : 0))
         .map((c) => [
           c.name,
           c.conduit,
-          c.last !== undefined && c.last !== c.id ? `${hex(c.id, 8)}..${hex(c.last, 8)}` : hex(c.id, 8),
+          // A sub-op (CallDecl.subOf): its parent's id and the selector value that reaches it.
+          c.subOf
+            ? `${hex(c.id, 8)} x${c.subOf.selector}=${hex(c.subOf.value)}`
+            : c.last !== undefined && c.last !== c.id
+              ? `${hex(c.id, 8)}..${hex(c.last, 8)}`
+              : hex(c.id, 8),
           `\`${c.feature}\``,
           [c.since && `${c.since.version} ≥ ${c.since.minimum}`, c.until && `${c.until.version} ≤ ${c.until.maximum}`].filter(Boolean).join(', ') || 'all',
           describeSignature(c.signature, Conduits.get(c.conduit)?.resultRegisters ?? []),

@@ -105,9 +105,17 @@ export class Vm {
     return table.transfer(conduit);
   }
 
-  /** Is this call id exposed on this conduit (after start)? */
+  /**
+   * Is this function id exposed on this conduit (after start)? A sub-op has no id of its own
+   * (its parent's answers here): ask `exposesCall` for it.
+   */
   exposes(conduit: Conduit, id: number): boolean {
     return this.table?.has(conduit, id) ?? false;
+  }
+
+  /** Is this declared call (a sub-op too) exposed to this VM (after start)? */
+  exposesCall(name: string): boolean {
+    return this.table?.hasCall(name) ?? false;
   }
 
   vcpuReset(vcpu: number): void {

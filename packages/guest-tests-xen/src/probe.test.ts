@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { Conduits, planRestore, saveSnapshot, SnapshotError, type Hypervisor, type Vm } from '@plugvisor/core';
+import { planRestore, saveSnapshot, SnapshotError, type Hypervisor, type Vm } from '@plugvisor/core';
 import { checkArm64Snapshot, machineFromPlan } from '@plugvisor/machine-arm64';
-import { raiseEvent, vmmBindInterdomain, xenSubOpId } from '@plugvisor/svc-xen';
+import { raiseEvent, vmmBindInterdomain } from '@plugvisor/svc-xen';
 import { attach, boot, consoleSink, runGuest, xenBuild, type GuestRun } from './harness.js';
 
 // guests/src/probe.c's report tags
@@ -33,11 +33,12 @@ function probe(hv: Hypervisor, features: Record<string, boolean>, rounds = 3) {
   return run;
 }
 
-const fifoExposed = (vm: Vm) => vm.exposes(Conduits.xen, xenSubOpId(32, 11));
+const fifoExposed = (vm: Vm) => vm.exposesCall('EVTCHNOP_init_control');
 
 describe("Linux's probe in a real guest: FIFO if init_control works, else 2-level", () => {
   it('a domain with evtchn-fifo on gets FIFO', () => {
     const run = probe(xenBuild({ fifo: true }), { 'evtchn-fifo': true });
+    expect(fifoExposed(run.vm)).toBe(true);
     expect(run.console()).toMatch(/^xen:events: Using FIFO-based ABI\n/);
     expect(run.t.tagged(TAG.ABI)[0]).toMatchObject({ a: 1n, b: 0n });
     expect(run.console()).toContain('probe: FIFO ABI, 3 rounds, vmm 3, loopback 4, total 7\n');

@@ -5,10 +5,10 @@ import { createXenService } from '@plugvisor/svc-xen';
 import { createEvtchnFifoService, type FifoDomain } from './index.js';
 
 /**
- * svc-evtchn-fifo against core's conformance kit. Its three calls are svc-xen sub-op ids: probed
- * directly they answer -ENOSYS (no hypercall has that number), and they are exercised for real
- * through svc-xen's HYPERVISOR_event_channel_op, whose probes try every EVTCHNOP cmd, in the
- * configuration with `evtchn-fifo` on. Broken variants wrap the real plugin.
+ * svc-evtchn-fifo against core's conformance kit. Its three calls are sub-ops of svc-xen's
+ * HYPERVISOR_event_channel_op: probed as a guest makes them (x16 = 32, cmd in x0, the struct at
+ * x1) in the configuration with `evtchn-fifo` on, and also through event_channel_op's own
+ * probes, which try every EVTCHNOP cmd. Broken variants wrap the real plugin.
  */
 
 describe('svc-evtchn-fifo: conformance kit', () => {
@@ -50,7 +50,7 @@ describe('svc-evtchn-fifo: the kit catches FIFO mistakes', () => {
       h(v, b);
     });
     expect(checkServiceConformance(broken, { companions: [createXenService()] })).toContainEqual(
-      expect.stringMatching(/^call EVTCHNOP_expand_array probe \[x1=0x40010000\] \(evtchn-fifo=on\) threw: GuestMemoryError/),
+      expect.stringMatching(/^call EVTCHNOP_expand_array probe \[x0=0xc x1=0x40010000\] \(evtchn-fifo=on\) threw: GuestMemoryError/),
     );
   });
 

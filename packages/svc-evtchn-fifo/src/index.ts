@@ -1,5 +1,5 @@
 import { defineService, packageVersion, type ServicePlugin } from '@plugvisor/core';
-import { EVTCHNOP, EVTCHN_ARG_SIZE, HYPERVISOR, SVC_XEN, evtchnSubOp, xenEvtchnHooks, xenSubOpId, type XenDomain } from '@plugvisor/svc-xen';
+import { EVTCHNOP, EVTCHN_ARG_SIZE, HYPERVISOR, SVC_XEN, evtchnSubOf, evtchnSubOp, xenEvtchnHooks, type XenDomain } from '@plugvisor/svc-xen';
 import { EVTCHN_FIFO } from './fifo/abi.js';
 import { FifoDomain } from './fifo/domain.js';
 import { fifoClearPending, fifoInit, fifoIsBusy, fifoSetPending, fifoUnmask } from './fifo/queue.js';
@@ -8,8 +8,9 @@ import { STATE_ID, STATE_VERSION, loadFifo, saveFifo } from './state.js';
 
 /**
  * Xen's FIFO-based event channels as a per-domain opt-in (README). The three FIFO sub-ops are
- * declared calls gated by the opt-in feature `evtchn-fifo`: a VM that did not ask for it gets
- * -ENOSYS from the router, exactly as pre-4.4 Xen. Once a domain runs init_control, this
+ * declared calls under svc-xen's event_channel_op (`subOf: evtchnSubOf(cmd)`), gated by this
+ * package's opt-in feature `evtchn-fifo`: a VM that did not ask for it gets event_channel_op's
+ * -ENOSYS for them, exactly as pre-4.4 Xen. Once a domain runs init_control, this
  * package answers svc-xen's port-op hooks for it until EVTCHNOP_reset returns it to 2-level.
  */
 
@@ -28,7 +29,7 @@ function fifoOf(d: XenDomain): FifoDomain | undefined {
 }
 
 export function createEvtchnFifoService(): ServicePlugin<FifoDomain> {
-  const id = (cmd: number) => xenSubOpId(HYPERVISOR.event_channel_op, cmd);
+  const id = HYPERVISOR.event_channel_op;
   return defineService<FifoDomain>({
     name: SVC_EVTCHN_FIFO,
     version: packageVersion(import.meta.url),
@@ -43,12 +44,13 @@ export function createEvtchnFifoService(): ServicePlugin<FifoDomain> {
         },
       ],
       calls: [
-        // Reached through svc-xen's event_channel_op forwarder (x0 = cmd, read by the forwarder);
-        // each reads the address of its struct in x1 and answers in x0 (struct sizes from
-        // xen/include/public/event_channel.h: evtchn_init_control 24, expand_array 8, set_priority 8).
-        { name: 'EVTCHNOP_init_control', conduit: 'xen', id: id(EVTCHNOP.init_control), feature: 'evtchn-fifo', signature: evtchnSubOp(EVTCHN_ARG_SIZE.init_control) },
-        { name: 'EVTCHNOP_expand_array', conduit: 'xen', id: id(EVTCHNOP.expand_array), feature: 'evtchn-fifo', signature: evtchnSubOp(EVTCHN_ARG_SIZE.expand_array) },
-        { name: 'EVTCHNOP_set_priority', conduit: 'xen', id: id(EVTCHNOP.set_priority), feature: 'evtchn-fifo', signature: evtchnSubOp(EVTCHN_ARG_SIZE.set_priority) },
+        // Sub-ops of svc-xen's HYPERVISOR_event_channel_op (x16 = 32, x0 = cmd: the router's
+        // switch on cmd reaches them); each reads the address of its struct in x1 and answers in
+        // x0 (struct sizes from xen/include/public/event_channel.h: evtchn_init_control 24,
+        // expand_array 8, set_priority 8).
+        { name: 'EVTCHNOP_init_control', conduit: 'xen', id, subOf: evtchnSubOf(EVTCHNOP.init_control), feature: 'evtchn-fifo', signature: evtchnSubOp(EVTCHN_ARG_SIZE.init_control) },
+        { name: 'EVTCHNOP_expand_array', conduit: 'xen', id, subOf: evtchnSubOf(EVTCHNOP.expand_array), feature: 'evtchn-fifo', signature: evtchnSubOp(EVTCHN_ARG_SIZE.expand_array) },
+        { name: 'EVTCHNOP_set_priority', conduit: 'xen', id, subOf: evtchnSubOf(EVTCHNOP.set_priority), feature: 'evtchn-fifo', signature: evtchnSubOp(EVTCHN_ARG_SIZE.set_priority) },
       ],
       state: { id: STATE_ID, version: STATE_VERSION },
     },

@@ -1,5 +1,5 @@
-import type { CallHandler, VcpuContext } from '@plugvisor/core';
-import { ECS, EVTCHN_ARG_SIZE, EVTCHN_2L_NR_CHANNELS, GuestStruct, PAGE_SIZE, XEN_ERRNO as E, enterSubOp, mapGuestPage, xenDomainOf, xenReturn as ret, type XenDomain } from '@plugvisor/svc-xen';
+import type { CallHandler, VcpuContext, Vm } from '@plugvisor/core';
+import { ECS, EVTCHN_ARG_SIZE, EVTCHN_2L_NR_CHANNELS, GuestStruct, PAGE_SIZE, XEN_ERRNO as E, mapGuestPage, xenDomainOf, xenReturn as ret, type XenDomain } from '@plugvisor/svc-xen';
 import { CONTROL_BLOCK, EVTCHN_FIFO } from './fifo/abi.js';
 import { FifoDomain } from './fifo/domain.js';
 import { fifoSetPending } from './fifo/queue.js';
@@ -11,8 +11,8 @@ import { fifoSetPending } from './fifo/queue.js';
 
 type Handler = CallHandler<FifoDomain>;
 
-function begin(v: VcpuContext, vm: Parameters<typeof enterSubOp>[0], size: number): [XenDomain, GuestStruct] | undefined {
-  if (!enterSubOp(vm, v)) return undefined;
+/** Common prologue: svc-xen's domain (synced), argument struct copied in. */
+function begin(v: VcpuContext, vm: Vm, size: number): [XenDomain, GuestStruct] | undefined {
   const d = xenDomainOf(vm);
   const arg = GuestStruct.read(v.machine.memory, v.regs.get(1), size);
   if (!arg) {

@@ -1,7 +1,8 @@
 /**
  * Xen's guest ABI numbers, exactly as xen/include/public/*.h defines them (xen.h,
  * event_channel.h, memory.h, version.h, vcpu.h, arch-arm.h). Nothing here is Plugvisor's
- * invention except the sub-op routing ids at the bottom, which never reach a guest.
+ * invention except the sub-op declarations at the bottom (how core's router reaches a
+ * multiplexed hypercall's commands).
  */
 
 /** Hypercall numbers (xen.h), in x16 on Arm. */
@@ -155,13 +156,27 @@ export const EVTCHN_ARG_SIZE = Object.freeze({
   set_priority: 8,
 });
 
+import type { SubOpDecl } from '@plugvisor/core';
+
+/** The declared call every EVTCHNOP_* is a sub-op of. */
+export const EVENT_CHANNEL_OP_CALL = 'HYPERVISOR_event_channel_op';
+
 /**
- * Plugvisor's routing of multiplexed hypercalls: event_channel_op(cmd, arg) is forwarded to
- * the Xen-conduit call id `0x8000_0000 | hypercall << 16 | cmd`, so every sub-op is its own
- * declared call, gated by its own feature and listed in the ABI manifest (the router answers
- * -ENOSYS for one that is not exposed, as pre-4.4 Xen did for the FIFO ops). A guest can put
- * such an id in x16 itself; Xen answers -ENOSYS for any x16 >= NR_hypercalls and so do the
- * sub-op handlers when the call did not come through the forwarder (see subop.ts).
+ * Where an EVTCHNOP_* sits, as core's CallDecl.subOf: event_channel_op(int cmd, void *arg) with
+ * `cmd` in x0. A sub-op declares `id: HYPERVISOR.event_channel_op, subOf: evtchnSubOf(cmd)`;
+ * the router's second-level switch on w0 reaches it (no register rewrite, no re-entry), so each
+ * sub-op is its own declared call, gated by its own feature (another package's, for FIFO) and
+ * listed in the ABI manifest as `xen:0x20/0x<cmd>`. A cmd nobody exposes to the VM reaches
+ * event_channel_op's own handler: -ENOSYS, as Xen's `default:` (and pre-4.4 Xen for the FIFO ops).
+ */
+export const evtchnSubOf = (cmd: number): SubOpDecl =>
+  Object.freeze({ call: EVENT_CHANNEL_OP_CALL, selector: 0, value: cmd });
+
+/**
+ * @deprecated Sub-ops no longer have function ids: this is the x16 value the old forwarder used
+ * (`0x8000_0000 | hypercall << 16 | cmd`). Nothing routes it; a guest putting it in x16 gets
+ * -ENOSYS, as Xen gives for any hypercall number past its table.
  */
 export const XEN_SUBOP_BASE = 0x8000_0000;
+/** @deprecated See XEN_SUBOP_BASE. */
 export const xenSubOpId = (hypercall: number, cmd: number): number => (XEN_SUBOP_BASE | (hypercall << 16) | cmd) >>> 0;

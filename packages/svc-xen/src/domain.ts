@@ -53,8 +53,6 @@ export class XenDomain {
   abi = '2l';
   /** The active non-2-level ABI's per-domain state, so its hook taps need no lookup. */
   abiState: unknown = undefined;
-  /** The vCPU whose event_channel_op is being forwarded to a sub-op call right now. */
-  forwarding: object | null = null;
   /** Incremented whenever guest pages were (re)mapped: cached views elsewhere must be remade. */
   memoryEpoch = 0;
   private mappedFor: GuestMemory | undefined;

@@ -1,5 +1,5 @@
 import { defineService, packageVersion, type CallDecl, type CallHandler, type ServicePlugin, type Vm } from '@plugvisor/core';
-import { EVTCHNOP, EVTCHN_ARG_SIZE as SIZE, HYPERVISOR, XEN_ERRNO, xenSubOpId } from './abi.js';
+import { EVTCHNOP, EVTCHN_ARG_SIZE as SIZE, HYPERVISOR, XEN_ERRNO, evtchnSubOf } from './abi.js';
 import { XenDomain } from './domain.js';
 import { xenEvtchnHooks } from './hooks.js';
 import * as evtchn from './ops/evtchn.js';
@@ -8,13 +8,13 @@ import { vcpuOp } from './ops/vcpu.js';
 import { xenVersion } from './ops/version.js';
 import { STATE_ID, STATE_VERSION, loadDomain, saveDomain } from './state.js';
 import { EVENT_CHANNEL_OP, MEMORY_OP, VCPU_OP, XEN_VERSION_OP, evtchnSubOp } from './signatures.js';
-import { forwardSubOp, highBitsSet, ret } from './subop.js';
+import { ret } from './subop.js';
 
 /**
  * The minimal Xen-on-Arm personality a guest needs for event channels (README): xen_version,
  * memory_op(XENMEM_add_to_physmap, shared_info), vcpu_op(register_vcpu_info), upcalls on
  * PPI 31, and the 2-level event-channel ABI. Other event-channel ABIs plug in through
- * `xenEvtchnHooks(hv)` and declare their sub-ops as calls on `xenSubOpId(32, cmd)`.
+ * `xenEvtchnHooks(hv)` and declare their sub-ops as calls with `subOf: evtchnSubOf(cmd)`.
  */
 
 export * from './abi.js';
@@ -24,7 +24,7 @@ export { xenEvtchnHooks, type XenEvtchnHooks } from './hooks.js';
 export { ECS, PortTable } from './ports.js';
 export { mapGuestPage, hostPage, testAndSetBit, testAndClearBit, testBit, setBit, clearBit, type PageView } from './guest-page.js';
 export { GuestStruct, copyToGuest } from './guest-args.js';
-export { enterSubOp, xenDomainOf, ret as xenReturn } from './subop.js';
+export { xenDomainOf, ret as xenReturn } from './subop.js';
 export { XEN_VERSION, XEN_FEATURES_SUBMAP0 } from './ops/version.js';
 export { EVENT_CHANNEL_OP, MEMORY_OP, VCPU_OP, XEN_RC, XEN_VERSION_OP, evtchnSubOp, guestHandle } from './signatures.js';
 export {
@@ -62,11 +62,13 @@ const SUBOPS: ReadonlyArray<[string, number, CallHandler<XenDomain>, number]> = 
   ['EVTCHNOP_reset_cont', EVTCHNOP.reset_cont, evtchn.resetCont, SIZE.reset],
 ];
 
-/** HYPERVISOR_event_channel_op(int cmd, void *arg): forwards to the declared call for cmd. */
-const eventChannelOp: CallHandler<XenDomain> = (v, b) => {
-  if (highBitsSet(v.regs)) return ret(v.regs, -XEN_ERRNO.ENOSYS);
-  forwardSubOp(b.vm, b.state, v, HYPERVISOR.event_channel_op, v.regs.lo(0));
-};
+/**
+ * HYPERVISOR_event_channel_op(int cmd, void *arg). The router sends each cmd a VM has to its
+ * sub-op's handler (the EVTCHNOP_* calls below, and other packages' under `evtchnSubOf`); this
+ * handler is the switch's `default:` — a cmd nobody in the build exposes to this VM — and
+ * answers -ENOSYS, as do_event_channel_op does.
+ */
+const eventChannelOp: CallHandler<XenDomain> = (v) => ret(v.regs, -XEN_ERRNO.ENOSYS);
 
 export function createXenService(): ServicePlugin<XenDomain> {
   const calls: CallDecl[] = [
@@ -77,7 +79,8 @@ export function createXenService(): ServicePlugin<XenDomain> {
     ...SUBOPS.map(([name, cmd, , size]) => ({
       name,
       conduit: 'xen',
-      id: xenSubOpId(HYPERVISOR.event_channel_op, cmd),
+      id: HYPERVISOR.event_channel_op,
+      subOf: evtchnSubOf(cmd),
       feature: 'evtchn-2l',
       signature: evtchnSubOp(size),
     })),

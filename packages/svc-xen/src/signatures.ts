@@ -254,8 +254,8 @@ export const VCPU_OP: CallSignature = Object.freeze({
 
 /**
  * HYPERVISOR_event_channel_op(cmd, arg): every EVTCHNOP_* (xen/include/public/event_channel.h),
- * so the probes reach each sub-op through the forwarder (those nobody in the build exposes
- * answer -ENOSYS from the router). bind_virq first: on zeroed memory it binds VIRQ_TIMER and
+ * so the probes reach each sub-op through the router's switch on cmd (those nobody in the build
+ * exposes answer -ENOSYS from event_channel_op's own handler). bind_virq first: on zeroed memory it binds VIRQ_TIMER and
  * copies the port out. The pointer covers the largest struct, evtchn_status and
  * evtchn_init_control (24 bytes). Samples (EVENT_CHANNEL_SAMPLES): alloc_unbound, status,
  * bind_vcpu on port 1 and FIFO init_control, each also tried under every other EVTCHNOP.
@@ -269,9 +269,10 @@ export const EVENT_CHANNEL_OP: CallSignature = Object.freeze({
 });
 
 /**
- * An event_channel_op sub-op as a declared call (reached through the forwarder, which put cmd
- * in x0 and reads it; the sub-op reads only its argument struct's address in x1). `size` is the
- * struct's (event_channel.h). No samples: probed directly a sub-op id is -ENOSYS whatever its
- * struct holds; the sub-ops' structs are sampled through HYPERVISOR_event_channel_op.
+ * An event_channel_op sub-op as a declared call: its own argument, the address of its struct in
+ * x1 (`size` bytes, event_channel.h), and the result in x0. The selector (cmd in x0) is implied
+ * by the call's `subOf` (evtchnSubOf): the router matched it, and the sub-op's probes set it
+ * (`x0=0x<cmd>` in each label). Structs beyond zeros and ones are sampled through
+ * HYPERVISOR_event_channel_op, which runs every sample under every cmd.
  */
 export const evtchnSubOp = (size: number): CallSignature => Object.freeze({ args: [guestHandle(1, size)], results: XEN_RC });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Hypervisor, type Vm } from '@plugvisor/core';
+import { Hypervisor, callId, type Vm } from '@plugvisor/core';
 import { checkServiceConformance, MemoryMachine } from '@plugvisor/core/testing';
 import {
   createXenService,
@@ -61,7 +61,10 @@ describe('svc-xen conformance and surface', () => {
     expect(checkServiceConformance(createXenService())).toEqual([]);
     const names = createXenService().surface.calls.map((c) => c.name);
     expect(names).toContain('EVTCHNOP_reset_cont');
-    expect(createXenService().surface.calls.find((c) => c.name === 'EVTCHNOP_send')!.id).toBe(xenSubOpId(32, 4));
+    // A sub-op of event_channel_op: its parent's id, selected by cmd in x0.
+    const send = createXenService().surface.calls.find((c) => c.name === 'EVTCHNOP_send')!;
+    expect(send).toMatchObject({ id: 32, subOf: { call: 'HYPERVISOR_event_channel_op', selector: 0, value: 4 } });
+    expect(callId(send)).toBe('xen:0x20/0x4');
   });
 
   it('answers -ENOSYS for unknown hypercalls, unknown sub-ops, x16 high bits and sub-op ids called directly', () => {

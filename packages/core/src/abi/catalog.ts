@@ -1,11 +1,11 @@
 import { ComposeError } from '../errors.js';
-import type { ServicePlugin } from '../plugin/service.js';
 import { Conduits } from '../router/conduits.js';
 import {
   hex,
   type CallDecl,
   type ConstantRegisterDecl,
   type FeatureDecl,
+  type ServiceDecl,
   type VersionDecl,
 } from './surface.js';
 
@@ -14,9 +14,9 @@ import {
  * build must satisfy checked once, up front. A conflict names both packages.
  */
 
-export interface Owned<T> {
+export interface Owned<T, S extends ServiceDecl = ServiceDecl> {
   readonly decl: T;
-  readonly service: ServicePlugin<any>;
+  readonly service: S;
 }
 
 export type RegisterEntry =
@@ -31,21 +31,24 @@ export type RegisterEntry =
   | { readonly kind: 'version'; readonly id: bigint; readonly name: string; readonly version: string }
   | { readonly kind: 'constant'; readonly id: bigint; readonly name: string; readonly decl: ConstantRegisterDecl };
 
-export class AbiCatalog {
-  readonly services: ReadonlyMap<string, ServicePlugin<any>>;
-  readonly features: ReadonlyMap<string, Owned<FeatureDecl>>;
-  readonly versions: ReadonlyMap<string, Owned<VersionDecl>>;
-  readonly calls: ReadonlyMap<string, Owned<CallDecl>>;
+export class AbiCatalog<S extends ServiceDecl = ServiceDecl> {
+  readonly services: ReadonlyMap<string, S>;
+  readonly features: ReadonlyMap<string, Owned<FeatureDecl, S>>;
+  readonly versions: ReadonlyMap<string, Owned<VersionDecl, S>>;
+  readonly calls: ReadonlyMap<string, Owned<CallDecl, S>>;
+  /** Parent call name → its sub-ops (CallDecl.subOf), in declaration order. */
+  readonly subOps: ReadonlyMap<string, ReadonlyArray<Owned<CallDecl, S>>>;
   /** Sorted ascending by id: KVM_GET_REG_LIST order for the firmware block. */
   readonly registers: readonly RegisterEntry[];
   readonly registerById: ReadonlyMap<bigint, RegisterEntry>;
 
-  constructor(plugins: readonly ServicePlugin<any>[]) {
+  constructor(plugins: readonly S[]) {
     const problems: string[] = [];
-    const services = new Map<string, ServicePlugin<any>>();
-    const features = new Map<string, Owned<FeatureDecl>>();
-    const versions = new Map<string, Owned<VersionDecl>>();
-    const calls = new Map<string, Owned<CallDecl>>();
+    const services = new Map<string, S>();
+    const features = new Map<string, Owned<FeatureDecl, S>>();
+    const versions = new Map<string, Owned<VersionDecl, S>>();
+    const calls = new Map<string, Owned<CallDecl, S>>();
+    const subOps = new Map<string, Owned<CallDecl, S>[]>();
     const registerOwners = new Map<bigint, { entry: RegisterEntry; owners: string[] }>();
     const bitOwners = new Map<string, string>(); // `${id}:${bit}` → package
 
@@ -59,10 +62,10 @@ export class AbiCatalog {
     }
 
     const claim = <T extends { name: string }>(
-      map: Map<string, Owned<T>>,
+      map: Map<string, Owned<T, S>>,
       kind: string,
       decl: T,
-      service: ServicePlugin<any>,
+      service: S,
     ) => {
       const prev = map.get(decl.name);
       if (prev) {
@@ -137,7 +140,7 @@ export class AbiCatalog {
     }
 
     // Calls: conduit known, gating feature and version bounds declared by the same service.
-    const byConduit = new Map<string, Owned<CallDecl>[]>();
+    const byConduit = new Map<string, Owned<CallDecl, S>[]>();
     for (const owned of calls.values()) {
       const { decl: c, service } = owned;
       if (!Conduits.get(c.conduit)) problems.push(`${service.name}: call ${c.name} uses unknown conduit '${c.conduit}'`);
@@ -155,9 +158,48 @@ export class AbiCatalog {
       const last = c.last ?? c.id;
       if (!(c.id >= 0 && last <= 0xffff_ffff && last >= c.id))
         problems.push(`${service.name}: call ${c.name} has an invalid id range ${hex(c.id)}..${hex(last)}`);
+      if (c.subOf) {
+        // A sub-op has no function id of its own: checked against its parent, not the conduit's ids.
+        const list = subOps.get(c.subOf.call) ?? [];
+        list.push(owned);
+        subOps.set(c.subOf.call, list);
+        continue;
+      }
       const list = byConduit.get(c.conduit) ?? [];
       list.push(owned);
       byConduit.set(c.conduit, list);
+    }
+    // Sub-ops: the parent exists on the same conduit (a single id, not itself a sub-op), the
+    // sub-op carries its id, one selector register per parent, selector values unique per parent.
+    for (const [parentName, list] of subOps) {
+      const parent = calls.get(parentName);
+      const selectors = new Map<number, string>();
+      const values = new Map<number, string>();
+      for (const { decl: c, service } of list) {
+        const sub = c.subOf!;
+        const who = `${service.name}: sub-op ${c.name}`;
+        if (!parent) {
+          problems.push(`${who} names parent call '${parentName}', which no service in the build declares`);
+          continue;
+        }
+        const p = parent.decl;
+        if (p.subOf) problems.push(`${who} names ${p.name}, itself a sub-op of ${p.subOf.call} (one level only)`);
+        if (p.conduit !== c.conduit) problems.push(`${who} is on conduit '${c.conduit}' but its parent ${p.name} (${parent.service.name}) is on '${p.conduit}'`);
+        if (p.last !== undefined && p.last !== p.id) problems.push(`${who}: its parent ${p.name} is an id range`);
+        if (c.id !== p.id || (c.last !== undefined && c.last !== c.id))
+          problems.push(`${who} must carry its parent's id ${hex(p.id)} (it has ${hex(c.id)}${c.last !== undefined ? `..${hex(c.last)}` : ''})`);
+        const conduit = Conduits.get(c.conduit);
+        if (!Number.isInteger(sub.selector) || sub.selector < 0 || sub.selector > 30 || (conduit && sub.selector === conduit.functionIdWord >> 1))
+          problems.push(`${who} selects on x${sub.selector}, which cannot be a selector register`);
+        selectors.set(sub.selector, selectors.has(sub.selector) ? selectors.get(sub.selector)! : c.name);
+        if (!Number.isInteger(sub.value) || sub.value < 0 || sub.value > 0xffff_ffff)
+          problems.push(`${who} has selector value ${sub.value}, not a u32`);
+        const prev = values.get(sub.value >>> 0);
+        if (prev !== undefined) problems.push(`sub-op ${hex(sub.value)} of ${parentName} is claimed by ${prev} and ${c.name}`);
+        else values.set(sub.value >>> 0, c.name);
+      }
+      if (selectors.size > 1)
+        problems.push(`sub-ops of ${parentName} disagree on the selector register: ${[...selectors].map(([r, n]) => `x${r} (${n})`).join(', ')}`);
     }
     // Two calls on one conduit must not overlap; report each overlapping pair once.
     for (const [conduit, list] of byConduit) {
@@ -196,6 +238,7 @@ export class AbiCatalog {
     this.features = features;
     this.versions = versions;
     this.calls = calls;
+    this.subOps = subOps;
     this.registers = [...registerOwners.values()].map((o) => o.entry).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     this.registerById = new Map(this.registers.map((r) => [r.id, r]));
   }

@@ -6,8 +6,7 @@
  * writes the reasons into the package's CHANGELOG under "Guest ABI".
  */
 
-import type { Hypervisor } from '../hypervisor.js';
-import { formatDifference, replayServiceBehaviour, type ServiceBehaviour } from '../behaviour/transcript.js';
+import { formatDifference, type AbiBuild, type ServiceBehaviour } from './behaviour.js';
 
 export type Bump = 'none' | 'patch' | 'minor' | 'major';
 const RANK: Record<Bump, number> = { none: 0, patch: 1, minor: 2, major: 3 };
@@ -24,7 +23,7 @@ export interface ClassifyOptions {
    * A build holding the new version of the service (and what it requires): the old manifest's
    * recorded behaviour is replayed on it, probe by probe. Without it only declarations are compared.
    */
-  readonly hv?: Hypervisor;
+  readonly hv?: AbiBuild;
   /**
    * Call name → reason: a behaviour change of that call is a bug fix the release manager
    * accepts as a patch (a changeset's "Guest ABI waiver" line). The reason goes into the notes.
@@ -140,7 +139,7 @@ export function classifyAbiChange(oldM: Manifest, newM: Manifest, options: Class
 
   // Behaviour: every probe the old release recorded, replayed on the new code.
   if (options.hv && oldM.behaviour) {
-    for (const d of replayServiceBehaviour(options.hv, oldM.behaviour as ServiceBehaviour)) {
+    for (const d of options.hv.behaviour.replayServiceBehaviour(oldM.behaviour as ServiceBehaviour)) {
       const waiver = options.waivers?.get(d.call);
       if (waiver) note('patch', `waived: ${formatDifference(d)} (${waiver})`);
       else note('major', `behaviour changed: ${formatDifference(d)}`);

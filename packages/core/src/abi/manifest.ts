@@ -1,8 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { ServicePlugin } from '../plugin/service.js';
-import type { Hypervisor } from '../hypervisor.js';
-import { serviceBehaviourCached, type ServiceBehaviour } from '../behaviour/transcript.js';
-import { hex, type ServiceSurface } from './surface.js';
+import type { AbiBuild, ServiceBehaviour } from './behaviour.js';
+import { hex, type ServiceDecl, type ServiceSurface } from './surface.js';
 
 /**
  * Manifests: a service's or a build's ABI surface as canonical JSON (bigints as hex strings,
@@ -55,14 +53,14 @@ export function surfaceManifest(surface: ServiceSurface): unknown {
 }
 
 /** A service's manifest; with `hv` (a build containing it) also its behaviour in that build. */
-export function serviceManifest(s: ServicePlugin<any>, hv?: Hypervisor): ServiceManifest {
+export function serviceManifest(s: ServiceDecl, hv?: AbiBuild): ServiceManifest {
   return {
     name: s.name,
     version: s.version,
     ...(s.description ? { description: s.description } : {}),
     requires: [...(s.requires ?? [])].sort(),
     surface: surfaceManifest(s.surface),
-    ...(hv ? { behaviour: serviceBehaviourCached(hv, s) } : {}),
+    ...(hv ? { behaviour: hv.behaviour.serviceBehaviour(s) } : {}),
   };
 }
 
@@ -72,13 +70,13 @@ export function serviceManifest(s: ServicePlugin<any>, hv?: Hypervisor): Service
  * The behaviour is the service's in `hv`: a build of the service and the services it requires,
  * with its default options.
  */
-export function serviceAbiFile(s: ServicePlugin<any>, hv: Hypervisor): string {
+export function serviceAbiFile(s: ServiceDecl, hv: AbiBuild): string {
   const { version: _version, ...rest } = serviceManifest(s, hv);
   return canonicalJson(rest, 2) + '\n';
 }
 
 /** A build's manifest: every service's surface and behaviour as this build configures it. */
-export function buildManifest(hv: Hypervisor): BuildManifest {
+export function buildManifest(hv: AbiBuild): BuildManifest {
   const list = [...hv.services].sort((a, b) => a.name.localeCompare(b.name)).map((s) => serviceManifest(s, hv));
   return { format: 1, name: hv.name, services: list, hash: sha256(canonicalJson(list)) };
 }

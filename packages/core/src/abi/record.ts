@@ -1,6 +1,6 @@
 import type { AbiCatalog } from './catalog.js';
-import type { Hypervisor } from '../hypervisor.js';
-import { formatDifference, replayTranscript, vmBehaviour, type VmBehaviour } from '../behaviour/transcript.js';
+import { formatDifference, type AbiBuild, type VmBehaviour } from './behaviour.js';
+import { callExposed } from './exposure.js';
 import { hex, type CallDecl } from './surface.js';
 import { VmAbi } from './vm-abi.js';
 
@@ -32,7 +32,7 @@ export interface ServiceUse {
 export interface FeatureUse {
   readonly service: string;
   readonly enabled: boolean;
-  /** The calls this feature gives the VM at its selected versions, `conduit:id[..last]`. */
+  /** The calls this feature gives the VM at its selected versions, `conduit:id[..last]` or `conduit:id/value` (callId). */
   readonly calls: readonly string[];
 }
 export interface VersionUse {
@@ -41,33 +41,30 @@ export interface VersionUse {
   readonly value: number;
 }
 
-/** A call's identity on the wire: `conduit:id[..last]`. */
+/**
+ * A call's identity on the wire: `conduit:id[..last]`; a sub-op is its parent's id and its
+ * selector value, `conduit:id/value` (Xen's EVTCHNOP_init_control: `xen:0x20/0xb`).
+ */
 export const callId = (c: CallDecl): string =>
-  `${c.conduit}:${hex(c.id)}${c.last !== undefined && c.last !== c.id ? `..${hex(c.last)}` : ''}`;
+  c.subOf
+    ? `${c.conduit}:${hex(c.id)}/${hex(c.subOf.value)}`
+    : `${c.conduit}:${hex(c.id)}${c.last !== undefined && c.last !== c.id ? `..${hex(c.last)}` : ''}`;
 
 /**
  * The calls `feature` gives a VM whose selectors have these values: the calls it gates whose
- * since/until bounds hold. (A PSCI 1.1 VM's `psci` feature does not include SYSTEM_OFF2.)
+ * since/until bounds hold (abi/exposure.ts). (A PSCI 1.1 VM's `psci` feature does not include
+ * SYSTEM_OFF2.)
  */
 export function exposedCalls(catalog: AbiCatalog, feature: string, versionValue: (selector: string) => number | undefined): string[] {
   const out: string[] = [];
   for (const { decl } of catalog.calls.values()) {
-    if (decl.feature !== feature) continue;
-    if (decl.since) {
-      const v = versionValue(decl.since.version);
-      if (v === undefined || v < catalog.versionValue(decl.since.version, decl.since.minimum)!) continue;
-    }
-    if (decl.until) {
-      const v = versionValue(decl.until.version);
-      if (v === undefined || v > catalog.versionValue(decl.until.version, decl.until.maximum)!) continue;
-    }
-    out.push(callId(decl));
+    if (decl.feature === feature && callExposed(decl, catalog, versionValue)) out.push(callId(decl));
   }
   return out.sort();
 }
 
 /** The VM's record; with `hv` (the build the VM runs on) it also carries its behaviour transcript. */
-export function recordOf(abi: VmAbi, hv?: Hypervisor): AbiRecord {
+export function recordOf(abi: VmAbi, hv?: AbiBuild): AbiRecord {
   const { catalog } = abi;
   const services: Record<string, ServiceUse> = {};
   for (const s of catalog.services.values()) {
@@ -85,7 +82,7 @@ export function recordOf(abi: VmAbi, hv?: Hypervisor): AbiRecord {
   const registers: Record<string, string> = {};
   for (const [id, value] of abi.registerValues()) registers[hex(id)] = hex(value);
   const record = { format: 1 as const, services, features, versions, registers };
-  return hv ? { ...record, behaviour: vmBehaviour(hv, abi.features(), abi.versions()) } : record;
+  return hv ? { ...record, behaviour: hv.behaviour.vmBehaviour(abi.features(), abi.versions()) } : record;
 }
 
 /** Services whose ABI the VM uses: at least one of their features is on. */
@@ -110,7 +107,7 @@ export interface AbiProblem {
  * Can `catalog` (the destination build) reproduce this VM's ABI exactly? Returns every
  * problem, each naming the feature, version, service or register at fault; empty = yes.
  */
-export function checkRecord(record: AbiRecord, catalog: AbiCatalog, hv?: Hypervisor): string[] {
+export function checkRecord(record: AbiRecord, catalog: AbiCatalog, hv?: AbiBuild): string[] {
   return checkRecordDetailed(record, catalog, hv).map((p) => p.message);
 }
 
@@ -119,7 +116,7 @@ export function checkRecord(record: AbiRecord, catalog: AbiCatalog, hv?: Hypervi
  * record carries is replayed there too, and a call that answers any recorded probe differently
  * is a problem naming the call, the probe and old → new.
  */
-export function checkRecordDetailed(record: AbiRecord, catalog: AbiCatalog, hv?: Hypervisor): AbiProblem[] {
+export function checkRecordDetailed(record: AbiRecord, catalog: AbiCatalog, hv?: AbiBuild): AbiProblem[] {
   const list: AbiProblem[] = [];
   let subject = '';
   const problems = { push: (message: string) => list.push({ subject, message }) };
@@ -214,16 +211,16 @@ export function checkRecordDetailed(record: AbiRecord, catalog: AbiCatalog, hv?:
  * Replays the record's behaviour on `hv` (after the surface checks passed, so every feature the
  * VM has on exists there with the same calls). Features whose digest matches are skipped.
  */
-function checkBehaviour(record: AbiRecord, hv: Hypervisor): AbiProblem[] {
+function checkBehaviour(record: AbiRecord, hv: AbiBuild): AbiProblem[] {
   const abi = abiFromRecord(record, hv.catalog);
   const features = abi.features();
   const versions = abi.versions();
-  const here = vmBehaviour(hv, features, versions);
+  const here = hv.behaviour.vmBehaviour(features, versions);
   const out: AbiProblem[] = [];
   for (const [name, was] of Object.entries(record.behaviour ?? {})) {
     if (!record.features[name]?.enabled || here[name]?.digest === was.digest) continue;
     const owner = hv.catalog.features.get(name)?.service;
-    for (const d of replayTranscript(hv, { label: 'vm', overrides: { features, versions } }, was.calls)) {
+    for (const d of hv.behaviour.replayTranscript({ label: 'vm', overrides: { features, versions } }, was.calls)) {
       out.push({
         subject: `feature ${name}`,
         message: `feature '${name}'${owner ? ` of ${owner.name}@${owner.version}` : ''} answers differently than the VM saw: ${formatDifference(d)}`,

@@ -33,6 +33,35 @@ export interface CallDecl {
    * result registers. Probes, behaviour transcripts and register transfer are generated from it.
    */
   readonly signature?: CallSignature;
+  /**
+   * This call is a sub-op of another declared call (a multiplexed hypercall's command): it has
+   * no function id of its own. Its `id` must be the parent's, and the router reaches it with a
+   * second-level switch on the parent's selector register (see SubOpDecl).
+   */
+  readonly subOf?: SubOpDecl;
+}
+
+/**
+ * Where a sub-op sits under its parent: a call the guest makes with the parent's function id
+ * and `value` in the `selector` register. Xen's `event_channel_op(cmd, arg)` is the model:
+ * `{ call: 'HYPERVISOR_event_channel_op', selector: 0, value: EVTCHNOP_send }`.
+ *
+ * Rules (checked when a build is composed): the parent is a declared single-id call on the same
+ * conduit and not itself a sub-op; every sub-op of a parent names the same selector register
+ * (not the conduit's id register); selector values are unique per parent. A sub-op is gated by
+ * its own feature and version bounds, which may belong to another service than the parent's
+ * (svc-evtchn-fifo's init_control under svc-xen's event_channel_op), and is exposed only while
+ * its parent is too. The router compares the selector register's low 32 bits (a C `int cmd`);
+ * a selector value nobody exposes goes to the parent's own handler, which answers it as the
+ * hypercall's `default:` case does (Xen: -ENOSYS).
+ */
+export interface SubOpDecl {
+  /** The parent call's name. */
+  readonly call: string;
+  /** The register holding the selector (x0 for Xen's multiplexed hypercalls). */
+  readonly selector: number;
+  /** The selector value (u32) this sub-op answers. */
+  readonly value: number;
 }
 
 /** A firmware bitmap register bit that mirrors a feature (KVM's *_BMAP registers). */
@@ -106,6 +135,21 @@ export interface ContinuationDecl {
   readonly description: string;
   /** e.g. which register bits carry the restart state. */
   readonly encoding: string;
+}
+
+/**
+ * What the ABI layer knows of a service: its identity and surface. The plugin API's
+ * `ServicePlugin` extends it with handlers and state; abi/ never needs those.
+ */
+export interface ServiceDecl {
+  /** npm package name, e.g. `@plugvisor/svc-trng`. */
+  readonly name: string;
+  /** The package version: its version line is an ABI identifier. */
+  readonly version: string;
+  readonly description?: string;
+  readonly surface: ServiceSurface;
+  /** Packages this service needs in the same build (e.g. a vendor service's base). */
+  readonly requires?: readonly string[];
 }
 
 export interface ServiceSurface {

@@ -15,6 +15,11 @@ import { PROBE_RAM_BASE, PROBE_RAM_SIZE } from './probe-machine.js';
  * values and invalid neighbours; range ends and one past them; u32 arguments with the upper half
  * of the register set; pointers inside RAM, at its last bytes, straddling its end, outside it);
  * argument memory filled with ones; the function id with the upper half of its register set; SMC.
+ *
+ * A sub-op (CallDecl.subOf) is probed as a guest reaches it: its parent's function id in the id
+ * register and its selector value in the selector register, which every label then shows
+ * (`x0=0xb x1=0x40001000` for Xen's EVTCHNOP_init_control); one more probe sets the selector's
+ * upper half, which the router ignores (it compares the low 32 bits, a C `int cmd`).
  */
 
 export interface Probe {
@@ -112,9 +117,11 @@ export function probesFor(call: CallDecl, conduit: Conduit): Probe[] {
   const values = args.map(argValues);
   const base = values.map((v) => v[0]!);
   const out = new Map<string, Probe>();
-  const add = (id: number, vals: readonly bigint[], extra: Partial<Pick<Probe, 'smc' | 'fill'>> & { idReg?: bigint } = {}) => {
+  const sub = call.subOf;
+  const add = (id: number, vals: readonly bigint[], extra: Partial<Pick<Probe, 'smc' | 'fill'>> & { idReg?: bigint; selector?: bigint } = {}) => {
     if (out.size >= MAX_PROBES_PER_CALL) return;
     const regs: Array<readonly [number, bigint]> = args.map((a, i) => [a.reg, vals[i]!] as const);
+    if (sub && !args.some((a) => a.reg === sub.selector)) regs.push([sub.selector, extra.selector ?? BigInt(sub.value >>> 0)]);
     if (extra.idReg !== undefined) regs.push([idRegister(conduit), extra.idReg]);
     const p = { id, regs, smc: extra.smc ?? false, ...(extra.fill ? { fill: extra.fill } : {}) };
     const label = labelOf(p, isRange);
@@ -158,6 +165,8 @@ export function probesFor(call: CallDecl, conduit: Conduit): Probe[] {
     const gpa = base[i]!;
     if (gpa >= PROBE_RAM_BASE && gpa + BigInt(a.size) <= RAM_END) add(id0, base, { fill: { gpa, size: a.size, byte: 0xff } });
   });
+  // A sub-op's selector with the upper half of its register set (the router reads its low word).
+  if (sub) add(id0, base, { selector: UPPER_GARBAGE | BigInt(sub.value >>> 0) });
   // The function id with the upper half of its register set (SMCCC reads w0 only).
   if (conduit.functionIdHighWord === undefined) add(id0, base, { idReg: UPPER_GARBAGE | BigInt(id0) });
   if (conduit.name === 'smccc') add(id0, base, { smc: true });
@@ -181,5 +190,8 @@ export function parseProbe(label: string, call: CallDecl): Probe {
       else throw new Error(`probe label '${label}': cannot read '${tok}'`);
     }
   }
+  // A sub-op is reached through its selector: a label that does not set it selects this sub-op.
+  const sub = call.subOf;
+  if (sub && !regs.some(([r]) => r === sub.selector)) regs.push([sub.selector, BigInt(sub.value >>> 0)]);
   return { label, id, regs, smc, ...(fill ? { fill } : {}) };
 }

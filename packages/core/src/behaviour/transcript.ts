@@ -1,8 +1,17 @@
 import { createHash } from 'node:crypto';
 import type { ResultDecl } from '../abi/signature.js';
 import type { CallDecl } from '../abi/surface.js';
-import type { Hypervisor, VmOverrides } from '../hypervisor.js';
-import { isExposed } from '../router/router.js';
+import type {
+  BehaviourDifference,
+  BehaviourOracle,
+  CallTranscript,
+  ProbeConfig,
+  ServiceBehaviour,
+  Transcript,
+  VmBehaviour,
+} from '../abi/behaviour.js';
+import { callExposed } from '../abi/exposure.js';
+import type { Hypervisor } from '../hypervisor.js';
 import { Conduits, type Conduit } from '../router/conduits.js';
 import type { ServicePlugin } from '../plugin/service.js';
 import type { Vm } from '../vm.js';
@@ -20,19 +29,9 @@ import { hexOf, idRegister, parseProbe, probesFor, type Probe } from './probes.j
  * the start of RAM). A handler that throws is recorded as `threw: …`.
  */
 
-/** label → output, for one call. */
-export type CallTranscript = { readonly [probe: string]: string };
-/** call name → its probes' outputs. */
-export type Transcript = { readonly [call: string]: CallTranscript };
-
-/** A configuration probes run under: the VM's features and versions (a label for people). */
-export interface ProbeConfig {
-  readonly label: string;
-  readonly overrides: Pick<VmOverrides, 'features' | 'versions'>;
-}
-
-/** A service's behaviour as abi.json keeps it: the default VM's transcript in full, others as differences. */
-export type ServiceBehaviour = { readonly [config: string]: Transcript };
+// The transcript types live in the ABI layer (abi/behaviour.ts), which keeps and compares them.
+export { formatDifference } from '../abi/behaviour.js';
+export type { BehaviourDifference, CallTranscript, ProbeConfig, ServiceBehaviour, Transcript, VmBehaviour } from '../abi/behaviour.js';
 
 const defaultResults = (conduit: Conduit): ResultDecl[] => conduit.resultRegisters.map((reg) => ({ reg }));
 export const resultsOf = (call: CallDecl, conduit: Conduit): readonly ResultDecl[] => call.signature?.results ?? defaultResults(conduit);
@@ -118,7 +117,8 @@ export class ProbeRunner {
   /** Is the call exposed in this configuration? */
   exposes(call: CallDecl): boolean {
     this.abi ??= this.hv.createVm(this.config.overrides).abi;
-    return isExposed(call, this.abi, this.hv.catalog);
+    const abi = this.abi;
+    return callExposed(call, this.hv.catalog, (sel) => abi.versionValue(sel), (f) => abi.isEnabled(f));
   }
 
   /** Sets up the machine for a probe: registers (the rest zero) and argument memory. */
@@ -223,9 +223,6 @@ export function serviceBehaviourCached(hv: Hypervisor, service: ServicePlugin<an
   return cached(hv, `service:${service.name}`, () => serviceBehaviour(hv, service));
 }
 
-/** What one VM sees, per feature it has on: the transcript of each call the feature gives it. */
-export type VmBehaviour = { readonly [feature: string]: { readonly digest: string; readonly calls: Transcript } };
-
 export const transcriptDigest = (t: Transcript): string => {
   const h = createHash('sha256');
   for (const call of Object.keys(t).sort()) {
@@ -255,18 +252,6 @@ export function vmBehaviour(hv: Hypervisor, features: Readonly<Record<string, bo
   });
 }
 
-/** One probe whose output differs between a recorded transcript and a build. */
-export interface BehaviourDifference {
-  readonly config?: string;
-  readonly feature?: string;
-  readonly call: string;
-  readonly probe: string;
-  readonly was: string;
-  readonly now: string;
-}
-
-export const formatDifference = (d: BehaviourDifference): string =>
-  `${d.call} probe [${d.probe}]${d.config && d.config !== 'default' ? ` (${d.config})` : ''}: ${d.was} → ${d.now}`;
 
 /**
  * Replays every recorded probe of `recorded` on `hv` under `config`, returning the first
@@ -329,4 +314,15 @@ function configFits(hv: Hypervisor, o: ProbeConfig['overrides']): boolean {
   for (const f of Object.keys(o.features ?? {})) if (!hv.catalog.features.has(f)) return false;
   for (const [sel, v] of Object.entries(o.versions ?? {})) if (!hv.catalog.versions.get(sel)?.decl.values.some((x) => x.name === v)) return false;
   return true;
+}
+
+/** The ABI layer's view of a build's behaviour (abi/behaviour.ts), answered by the functions above. */
+export function behaviourOracle(hv: Hypervisor): BehaviourOracle {
+  const oracle: BehaviourOracle = {
+    serviceBehaviour: (service) => serviceBehaviourCached(hv, hv.catalog.services.get(service.name) ?? (service as ServicePlugin<any>)),
+    vmBehaviour: (features, versions) => vmBehaviour(hv, features, versions),
+    replayTranscript: (config, recorded) => replayTranscript(hv, config, recorded),
+    replayServiceBehaviour: (recorded) => replayServiceBehaviour(hv, recorded),
+  };
+  return Object.freeze(oracle);
 }

@@ -1,4 +1,4 @@
-import type { ServiceSurface } from '../abi/surface.js';
+import type { ServiceDecl } from '../abi/surface.js';
 import type { VcpuContext } from '../machine/machine.js';
 import type { Hypervisor } from '../hypervisor.js';
 import type { Vm } from '../vm.js';
@@ -39,15 +39,7 @@ export type CallHandler<S = unknown> = (vcpu: VcpuContext, binding: ServiceBindi
  * A service: plain data (name, version, surface) plus `apply(hv)`, which taps the build's
  * frozen `hv.hooks`. Core never names a service; a build is just a list of these.
  */
-export interface ServicePlugin<S = unknown> {
-  /** npm package name, e.g. `@plugvisor/svc-trng`. */
-  readonly name: string;
-  /** The package version: its version line is an ABI identifier. */
-  readonly version: string;
-  readonly description?: string;
-  readonly surface: ServiceSurface;
-  /** Packages this service needs in the same build (e.g. a vendor service's base). */
-  readonly requires?: readonly string[];
+export interface ServicePlugin<S = unknown> extends ServiceDecl {
   readonly state?: ServiceStateHandler<S>;
   apply(hv: Hypervisor): void;
 }

@@ -1,5 +1,6 @@
 import type { SyncHook } from 'tapable';
 import type { AbiCatalog } from '../abi/catalog.js';
+import { callExposed } from '../abi/exposure.js';
 import type { CallDecl } from '../abi/surface.js';
 import type { VmAbi } from '../abi/vm-abi.js';
 import type { VcpuContext } from '../machine/machine.js';
@@ -16,6 +17,19 @@ interface Route {
   readonly binding: ServiceBinding<any>;
   /** [read, write] (RegisterTransfer). */
   readonly masks: readonly [number, number];
+}
+
+/** An exposed sub-op: reached when its parent's selector register (u32) holds `value`. */
+interface SubRoute extends Route {
+  readonly value: number;
+}
+
+/** An exposed single-id call, with its exposed sub-ops if it is a multiplexed call's parent. */
+interface ExactRoute extends Route {
+  readonly id: number;
+  /** The selector register of the sub-ops, when there are any. */
+  readonly selector?: number;
+  readonly subs?: readonly SubRoute[];
 }
 
 interface RangeRoute extends Route {
@@ -41,6 +55,11 @@ interface RangeRoute extends Route {
  * not expose get class NOT_SUPPORTED_CLASS: the id register in, the registers the conduit's
  * "not supported" answer writes out (SMCCC x0..x3, Xen x0). Calls with the same pair of masks
  * share a class, so a backend needs one prepared transfer per class, and there are few.
+ *
+ * Sub-ops (CallDecl.subOf) have no id of their own, so classOf, which reads only the id
+ * register, cannot tell them apart: a parent's class is conservatively the union of its own
+ * masks, its selector register and the masks of every sub-op exposed under it (Xen's
+ * event_channel_op: x0, x1 and x16 in, x0 out, the same as each EVTCHNOP_*).
  */
 export interface RegisterTransfer {
   readonly conduit: Conduit;
@@ -93,18 +112,12 @@ function callMasks(decl: CallDecl, conduit: Conduit): [number, number] {
   return [read, write];
 }
 
-/** Is this call exposed to a VM with this ABI? Its feature is on and its version bounds hold. */
+/**
+ * Is this call exposed to a VM with this ABI? Its feature is on, its version bounds hold and,
+ * for a sub-op, its parent is exposed too (the one rule, abi/exposure.ts).
+ */
 export function isExposed(call: CallDecl, abi: VmAbi, catalog: AbiCatalog): boolean {
-  if (!abi.isEnabled(call.feature)) return false;
-  if (call.since) {
-    const min = catalog.versionValue(call.since.version, call.since.minimum)!;
-    if (abi.versionValue(call.since.version) < min) return false;
-  }
-  if (call.until) {
-    const max = catalog.versionValue(call.until.version, call.until.maximum)!;
-    if (abi.versionValue(call.until.version) > max) return false;
-  }
-  return true;
+  return callExposed(call, catalog, (sel) => abi.versionValue(sel), (f) => abi.isEnabled(f));
 }
 
 /**
@@ -122,6 +135,7 @@ export class DispatchTable {
   private readonly byConduit: Array<(vcpu: VcpuContext) => void>;
   private readonly transfers: RegisterTransfer[];
   private readonly exposed: Array<{ ids: Set<number>; ranges: Array<[number, number]> }>;
+  private readonly exposedCalls = new Set<string>();
 
   constructor(
     catalog: AbiCatalog,
@@ -130,14 +144,37 @@ export class DispatchTable {
     bindingOf: (service: string) => ServiceBinding<any>,
   ) {
     const conduits = Conduits.all();
-    const exact: Array<Array<Route & { id: number }>> = conduits.map(() => []);
+    const exact: ExactRoute[][] = conduits.map(() => []);
     const ranges: RangeRoute[][] = conduits.map(() => []);
+    const subs = new Map<string, SubRoute[]>(); // parent name → exposed sub-ops
+    const parents: Array<[string, number, number]> = []; // [parent name, conduit index, index in exact]
     for (const { decl, service } of catalog.calls.values()) {
       if (!isExposed(decl, abi, catalog)) continue;
+      this.exposedCalls.add(decl.name);
       const conduit = Conduits.get(decl.conduit)!;
       const route = { hook: hooks.call.get(decl.name)!, binding: bindingOf(service.name), masks: callMasks(decl, conduit) };
-      if (decl.last === undefined || decl.last === decl.id) exact[conduit.index]!.push({ ...route, id: decl.id });
-      else ranges[conduit.index]!.push({ ...route, first: decl.id, last: decl.last });
+      if (decl.subOf) {
+        const list = subs.get(decl.subOf.call) ?? [];
+        list.push({ ...route, value: decl.subOf.value >>> 0 });
+        subs.set(decl.subOf.call, list);
+      } else if (decl.last === undefined || decl.last === decl.id) {
+        if (catalog.subOps.has(decl.name)) parents.push([decl.name, conduit.index, exact[conduit.index]!.length]);
+        exact[conduit.index]!.push({ ...route, id: decl.id });
+      } else ranges[conduit.index]!.push({ ...route, first: decl.id, last: decl.last });
+    }
+    // A parent's exposed sub-ops hang off its route; its transfer class is the union of their
+    // masks and its own, plus the selector register (classOf keys on the function id only).
+    for (const [name, c, i] of parents) {
+      const list = (subs.get(name) ?? []).sort((a, b) => a.value - b.value);
+      const selector = catalog.subOps.get(name)![0]!.decl.subOf!.selector;
+      const p = exact[c]![i]!;
+      let [read, write] = p.masks;
+      read |= 1 << selector;
+      for (const r of list) {
+        read |= r.masks[0];
+        write |= r.masks[1];
+      }
+      exact[c]![i] = { ...p, selector, subs: list, masks: [read >>> 0, write >>> 0] };
     }
     this.byConduit = conduits.map((c) => compileConduit(c, exact[c.index]!, ranges[c.index]!));
     this.transfers = conduits.map((c) => compileTransfer(c, exact[c.index]!, ranges[c.index]!));
@@ -162,6 +199,11 @@ export class DispatchTable {
     return this.transfers[conduit.index]!;
   }
 
+  /** True if the declared call (a sub-op too) is exposed (for diagnostics and tests). */
+  hasCall(name: string): boolean {
+    return this.exposedCalls.has(name);
+  }
+
   /** True if a call with this id is exposed on the conduit (for diagnostics and tests). */
   has(conduit: Conduit, id: number): boolean {
     const e = this.exposed[conduit.index]!;
@@ -169,9 +211,17 @@ export class DispatchTable {
   }
 }
 
-/** Generates `function (vcpu) { switch (id) { case N: hN.call(vcpu, bN); return; ... } }`. */
-function compileConduit(conduit: Conduit, exact: ReadonlyArray<Route & { id: number }>, ranges: readonly RangeRoute[]) {
-  const routes: Route[] = [...exact, ...ranges];
+/**
+ * Generates `function (vcpu) { switch (id) { case N: hN.call(vcpu, bN); return; ... } }`. A
+ * parent with exposed sub-ops gets a nested switch on its selector register's low word:
+ * `case 32: switch (vcpu.regs.u32[0]) { case 4: hS.call(vcpu, bS); return; ... } hP.call(vcpu, bP); return;`
+ * — the registers are not touched and nothing is re-entered; a selector value no exposed sub-op
+ * has falls through to the parent's own handler (its `default:` case).
+ */
+function compileConduit(conduit: Conduit, exact: readonly ExactRoute[], ranges: readonly RangeRoute[]) {
+  const subRoutes = exact.flatMap((r) => r.subs ?? []);
+  const routes: Route[] = [...exact, ...ranges, ...subRoutes];
+  const subIndex = new Map<SubRoute, number>(subRoutes.map((r, k) => [r, exact.length + ranges.length + k]));
   const word = conduit.functionIdWord;
   if (!Number.isInteger(word) || word < 0) throw new Error(`conduit ${conduit.name}: bad functionIdWord`);
   // One const per route: V8 then knows each case's call target and can inline it.
@@ -183,7 +233,15 @@ function compileConduit(conduit: Conduit, exact: ReadonlyArray<Route & { id: num
   }
   if (exact.length) {
     lines.push('  switch (id) {');
-    exact.forEach((r, i) => lines.push(`    case ${r.id >>> 0}: h${i}.call(vcpu, b${i}); return;`));
+    exact.forEach((r, i) => {
+      if (!r.subs?.length) return void lines.push(`    case ${r.id >>> 0}: h${i}.call(vcpu, b${i}); return;`);
+      lines.push(`    case ${r.id >>> 0}:`, `      switch (vcpu.regs.u32[${r.selector! * 2}]) {`);
+      for (const sr of r.subs) {
+        const k = subIndex.get(sr)!;
+        lines.push(`        case ${sr.value >>> 0}: h${k}.call(vcpu, b${k}); return;`);
+      }
+      lines.push('      }', `      h${i}.call(vcpu, b${i}); return;`);
+    });
     lines.push('  }');
   }
   ranges.forEach((r, j) => {
@@ -208,7 +266,7 @@ function compileConduit(conduit: Conduit, exact: ReadonlyArray<Route & { id: num
  * Generates the transfer classifier of one conduit: the dispatcher's switch, returning a class
  * number instead of calling a hook (`switch (id) { case N: return k; ... }`, ranges, else 0).
  */
-function compileTransfer(conduit: Conduit, exact: ReadonlyArray<Route & { id: number }>, ranges: readonly RangeRoute[]): RegisterTransfer {
+function compileTransfer(conduit: Conduit, exact: readonly ExactRoute[], ranges: readonly RangeRoute[]): RegisterTransfer {
   const idRegister = conduit.functionIdWord >> 1;
   const readMasks = [(1 << idRegister) >>> 0];
   const writeMasks = [notSupportedMask(conduit)];

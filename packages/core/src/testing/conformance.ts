@@ -69,8 +69,7 @@ export function checkServiceConformance(service: ServicePlugin<any>, options: Co
   off.attachMachine(new MemoryMachine());
   off.start();
   for (const c of service.surface.calls) {
-    const conduit = Conduits.get(c.conduit)!;
-    if (off.exposes(conduit, c.id)) problems.push(`call ${c.name} is exposed with every feature off`);
+    if (off.exposesCall(c.name)) problems.push(`call ${c.name} is exposed with every feature off`);
   }
 
   if (problems.length === 0) problems.push(...checkBehaviour(hv, service));

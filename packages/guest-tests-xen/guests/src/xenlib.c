@@ -1,6 +1,5 @@
 /*
- * The guest side of Xen event channels, mirroring Linux (spec sheet xen-evtchn-fifo.md §5):
- * drivers/xen/events/events_fifo.c (init_control_block, evtchn_fifo_setup's expand step,
+ * The guest side of Xen event channels, mirroring Linux's drivers/xen/events/events_fifo.c (init_control_block, evtchn_fifo_setup's expand step,
  * clear_masked_cond with BUSY, clear_linked, consume_one_event, __evtchn_fifo_handle_events),
  * events_2l.c (the selector/pending scan) and events_base.c (__xen_evtchn_do_upcall, and the
  * probe in xen_init_IRQ: FIFO if init_control succeeds, else 2-level). The upcall arrives as

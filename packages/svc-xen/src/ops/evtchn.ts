@@ -7,20 +7,15 @@ import { ret } from '../subop.js';
 
 /**
  * The 2-level event-channel sub-ops (xen/common/event_channel.c), one handler each, reached
- * through event_channel_op's forwarder. Order of checks and errno values follow Xen's code;
+ * by core's router through event_channel_op's cmd (x0; CallDecl.subOf). Order of checks and errno values follow Xen's code;
  * each handler says where it departs and why. All run in the calling domain (there is one
  * guest domain; the VMM is domain 0).
  */
 
 type Handler = CallHandler<XenDomain>;
 
-/** Common prologue: came through the forwarder, domain synced, argument struct copied in. */
+/** Common prologue: domain synced, argument struct copied in. */
 function begin(v: VcpuContext, d: XenDomain, size: number): GuestStruct | undefined {
-  if (d.forwarding !== v) {
-    ret(v.regs, -E.ENOSYS); // a sub-op id put in x16 directly: not a Xen hypercall
-    return undefined;
-  }
-  d.forwarding = null;
   d.sync();
   const arg = GuestStruct.read(v.machine.memory, v.regs.get(1), size);
   if (!arg) ret(v.regs, -E.EFAULT);
