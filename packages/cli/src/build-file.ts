@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { ComposeError, Hypervisor, UsageError, type ServicePlugin } from '@plugvisor/core';
+import { checkServiceOptions, ComposeError, Hypervisor, optionsSchemaOf, UsageError, type ServicePlugin } from '@plugvisor/core';
 
 /**
  * Build files: which service packages (and options) make up a hypervisor build.
@@ -14,6 +14,12 @@ import { ComposeError, Hypervisor, UsageError, type ServicePlugin } from '@plugv
  *
  * A service module's default export is a ServicePlugin or a factory `(options) => plugin`.
  * Packages resolve from the build file's folder first, then from the CLI's own dependencies.
+ *
+ * Options are checked before the factory runs, against the schema the factory declares
+ * (`defineServiceFactory` in @plugvisor/core: per key an enum, boolean, integer range or
+ * string). A factory that declares none, and a plain plugin, take no options. An unknown key,
+ * a refused value, or a factory that throws anyway is a UsageError (BAD_OPTION): one line
+ * naming the build file, the service and the key.
  */
 export interface ServiceRef {
   readonly package?: string;
@@ -36,22 +42,22 @@ export interface LoadedBuild {
 }
 
 function parseSpec(path: string): BuildSpec {
-  if (!existsSync(path)) throw new UsageError(`build file ${path} does not exist`);
+  if (!existsSync(path)) throw new UsageError(`build file ${path} does not exist`, 'BAD_BUILD_FILE');
   let json: unknown;
   try {
     json = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
-    throw new UsageError(`build file ${path} is not valid JSON: ${(e as Error).message}`);
+    throw new UsageError(`build file ${path} is not valid JSON: ${(e as Error).message}`, 'BAD_BUILD_FILE');
   }
   const spec = json as Partial<BuildSpec>;
   if (!spec || typeof spec !== 'object' || typeof spec.name !== 'string' || !Array.isArray(spec.services)) {
-    throw new UsageError(`build file ${path} needs a "name" string and a "services" array`);
+    throw new UsageError(`build file ${path} needs a "name" string and a "services" array`, 'BAD_BUILD_FILE');
   }
   spec.services.forEach((s, i) => {
     const ok =
       typeof s === 'string' ||
-      (s && typeof s === 'object' && (typeof s.package === 'string') !== (typeof s.module === 'string') && (s.options === undefined || typeof s.options === 'object'));
-    if (!ok) throw new UsageError(`build file ${path}: services[${i}] must be a package name or { "package" | "module", "options"? }`);
+      (s && typeof s === 'object' && (typeof s.package === 'string') !== (typeof s.module === 'string') && (s.options === undefined || (!!s.options && typeof s.options === 'object' && !Array.isArray(s.options))));
+    if (!ok) throw new UsageError(`build file ${path}: services[${i}] must be a package name or { "package" | "module", "options"?: {...} }`, 'BAD_BUILD_FILE');
   });
   return spec as BuildSpec;
 }
@@ -59,7 +65,7 @@ function parseSpec(path: string): BuildSpec {
 function resolveFrom(path: string, ref: ServiceRef): string {
   if (ref.module) {
     const file = resolve(dirname(path), ref.module);
-    if (!existsSync(file)) throw new UsageError(`build file ${path}: module ${ref.module} does not exist`);
+    if (!existsSync(file)) throw new UsageError(`build file ${path}: module ${ref.module} does not exist`, 'BAD_BUILD_FILE');
     return file;
   }
   for (const base of [path, fileURLToPath(import.meta.url)]) {
@@ -69,8 +75,11 @@ function resolveFrom(path: string, ref: ServiceRef): string {
       // try the next place
     }
   }
-  throw new UsageError(`build file ${path}: cannot find service package ${ref.package} (is it installed?)`);
+  throw new UsageError(`build file ${path}: cannot find service package ${ref.package} (is it installed?)`, 'BAD_BUILD_FILE');
 }
+
+/** An error's message on one line (a factory's own message may span several). */
+const oneLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).replace(/\s*\n\s*/g, '; ');
 
 const isPlugin = (v: unknown): v is ServicePlugin =>
   !!v && typeof v === 'object' && typeof (v as ServicePlugin).name === 'string' && typeof (v as ServicePlugin).apply === 'function';
@@ -81,22 +90,35 @@ export async function loadBuild(path: string = DEFAULT_BUILD): Promise<LoadedBui
   const plugins: ServicePlugin<any>[] = [];
   for (const entry of spec.services) {
     const ref: ServiceRef = typeof entry === 'string' ? { package: entry } : entry;
+    const service = ref.package ?? ref.module!;
     const file = resolveFrom(abs, ref);
-    const mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+    let mod: { default?: unknown };
+    try {
+      mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+    } catch (e) {
+      throw new UsageError(`build file ${abs}: service ${service} failed to load: ${oneLine(e)}`, 'BAD_BUILD_FILE');
+    }
     const exported = mod.default;
-    const plugin = typeof exported === 'function' ? (exported as (o?: unknown) => unknown)(ref.options ?? {}) : exported;
-    if (!isPlugin(plugin)) {
-      throw new UsageError(`build file ${abs}: ${ref.package ?? ref.module} does not export a service (default export: plugin or factory)`);
+    const notAService = () => new UsageError(`build file ${abs}: ${service} does not export a service (default export: plugin or factory)`, 'BAD_BUILD_FILE');
+    if (typeof exported !== 'function' && !isPlugin(exported)) throw notAService();
+    const options = ref.options ?? {};
+    const problem = checkServiceOptions(optionsSchemaOf(exported), options);
+    if (problem) throw new UsageError(`build file ${abs}: service ${service}: ${problem.message}`, 'BAD_OPTION');
+    let plugin: unknown = exported;
+    if (typeof exported === 'function') {
+      try {
+        plugin = (exported as (o?: unknown) => unknown)(options);
+      } catch (e) {
+        throw new UsageError(`build file ${abs}: service ${service} refused its options ${JSON.stringify(options)}: ${oneLine(e)}`, 'BAD_OPTION');
+      }
     }
-    if (typeof exported !== 'function' && ref.options) {
-      throw new UsageError(`build file ${abs}: ${plugin.name} takes no options`);
-    }
+    if (!isPlugin(plugin)) throw notAService();
     plugins.push(plugin);
   }
   try {
     return { hv: Hypervisor.compose(plugins, { name: spec.name }), path: abs, spec };
   } catch (e) {
-    if (e instanceof ComposeError) throw new UsageError(`build file ${abs}: ${e.message}`);
+    if (e instanceof ComposeError) throw new UsageError(`build file ${abs}: ${e.message}`, 'BAD_BUILD_FILE');
     throw e;
   }
 }

@@ -44,6 +44,47 @@ describe('plugvisor abi', () => {
   });
 });
 
+describe('build-file service options', () => {
+  // One line on stderr, naming the build file, the service and the key; exit 2; no stack trace.
+  const refused = (file: string) => {
+    const r = plugvisor('abi', '--build', fixture(file));
+    expect(r.code).toBe(2);
+    expect(r.out).toBe('');
+    expect(r.err.trimEnd().split('\n')).toHaveLength(1);
+    expect(r.err).not.toMatch(/\n\s+at |node:internal|Error:/);
+    expect(r.err).toContain(`build file ${fixture(file)}`);
+    return r.err;
+  };
+
+  it('accepts the options a service declares', () => {
+    expect(plugvisor('abi', '--build', fixture('echo-capped.json')).code).toBe(0);
+    expect(plugvisor('abi', '--build', fixture('echo-no-counter.json')).code).toBe(0);
+    expect(plugvisor('abi', '--build', fixture('echo-bias.json')).code).toBe(0);
+  });
+
+  it('refuses an unknown key, listing the options the service has', () => {
+    const err = refused('echo-bad-key.json');
+    expect(err).toContain("service ./echo.mjs: unknown option 'maxVersoin' (options: name, version, maxVersion, withoutCounter, stateVersion, extraEchoCall, bias)");
+  });
+
+  it('refuses any option to a service that declares none', () => {
+    expect(refused('trng-options.json')).toContain("service @plugvisor/svc-trng: unknown option 'fast' (it takes no options)");
+  });
+
+  it('refuses a value outside an enum, naming the accepted values', () => {
+    expect(refused('psci-bad-version.json')).toContain("service @plugvisor/svc-psci: option 'maxVersion' is \"9.9\"; it takes one of 0.2, 1.0, 1.1, 1.2, 1.3");
+  });
+
+  it('refuses a value of the wrong type', () => {
+    expect(refused('echo-bad-type.json')).toContain("service ./echo.mjs: option 'bias' is \"1\"; it takes an integer in");
+  });
+
+  it('reports a factory that throws at creation as one line', () => {
+    const err = refused('throwing.json');
+    expect(err).toContain('service ./throwing.mjs refused its options {"level":3}: throwing-service: level 3 is not supported on this host; (a second line the CLI must fold)');
+  });
+});
+
 describe('plugvisor check', () => {
   const dir = mkdtempSync(join(tmpdir(), 'plugvisor-check-'));
   const recordFile = (overrides: object) => {

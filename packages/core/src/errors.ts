@@ -18,9 +18,13 @@ export const Errno = Object.freeze({
 } as const);
 export type ErrnoName = keyof typeof Errno;
 
-export class PlugvisorError extends Error {
+/**
+ * The base class. `C` is the class's union of codes; the base class itself takes any code
+ * (components without an error class of their own use it with their own codes).
+ */
+export class PlugvisorError<C extends string = string> extends Error {
   constructor(
-    readonly code: string,
+    readonly code: C,
     message: string,
   ) {
     super(message);
@@ -29,7 +33,7 @@ export class PlugvisorError extends Error {
 }
 
 /** A ONE_REG / ABI-configuration call failed the way KVM would fail it. */
-export class AbiError extends PlugvisorError {
+export class AbiError extends PlugvisorError<ErrnoName> {
   readonly errno: number;
   constructor(
     readonly errnoName: ErrnoName,
@@ -40,8 +44,10 @@ export class AbiError extends PlugvisorError {
   }
 }
 
+export type ComposeErrorCode = 'COMPOSE';
+
 /** A build could not be composed: names every package involved. */
-export class ComposeError extends PlugvisorError {
+export class ComposeError extends PlugvisorError<ComposeErrorCode> {
   constructor(
     message: string,
     readonly problems: readonly string[] = [message],
@@ -51,7 +57,7 @@ export class ComposeError extends PlugvisorError {
 }
 
 /** A guest-physical access outside guest RAM. Services map it to their ABI's error. */
-export class GuestMemoryError extends PlugvisorError {
+export class GuestMemoryError extends PlugvisorError<'GUEST_MEMORY'> {
   constructor(
     readonly gpa: bigint,
     readonly length: number,
@@ -73,7 +79,7 @@ export type SnapshotErrorCode =
   | 'INCOMPATIBLE';
 
 /** A snapshot was refused, whole. `problems` names every record, feature or version at fault. */
-export class SnapshotError extends PlugvisorError {
+export class SnapshotError extends PlugvisorError<`SNAPSHOT_${SnapshotErrorCode}`> {
   constructor(
     readonly snapshotCode: SnapshotErrorCode,
     message: string,
@@ -83,9 +89,22 @@ export class SnapshotError extends PlugvisorError {
   }
 }
 
-/** Bad operator input (CLI flags, build files): reported and exits non-zero. */
-export class UsageError extends PlugvisorError {
-  constructor(message: string) {
-    super('USAGE', message);
+/**
+ * What an operator got wrong:
+ * - BAD_ARGUMENT: a command-line flag or argument (the default);
+ * - BAD_BUILD_FILE: a build file that is missing, malformed, names a service that cannot be
+ *   found or loaded, or does not compose;
+ * - BAD_OPTION: a service option a build file passes that the service does not declare, a
+ *   value its declared schema refuses, or options the service's factory rejects;
+ * - BAD_INPUT_FILE: another input file (a VM record, a snapshot, a guest image, a host dump)
+ *   that is missing or unreadable;
+ * - HOST_UNAVAILABLE: this host lacks what the command needs (/dev/kvm, libunicorn).
+ */
+export type UsageErrorCode = 'BAD_ARGUMENT' | 'BAD_BUILD_FILE' | 'BAD_OPTION' | 'BAD_INPUT_FILE' | 'HOST_UNAVAILABLE';
+
+/** Bad operator input (CLI flags, build files): the CLI prints the message and exits 2. */
+export class UsageError extends PlugvisorError<UsageErrorCode> {
+  constructor(message: string, code: UsageErrorCode = 'BAD_ARGUMENT') {
+    super(code, message);
   }
 }

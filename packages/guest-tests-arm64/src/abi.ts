@@ -1,18 +1,19 @@
 /**
  * KVM/arm64's guest ABI as the tests expect it, written out independently of the services
- * (numbers from ../../shared/spec/arm64-smccc.md; comments name the section).
+ * (numbers from Linux's include/linux/arm-smccc.h, include/uapi/linux/psci.h and
+ * arch/arm64/include/uapi/asm/kvm.h; comments name the file that defines the behaviour).
  */
 import { neg, NOT_SUPPORTED, Script, type CallResult } from './harness.js';
 
 export const Fid = Object.freeze({
-  // §1.3 arch calls
+  // arch calls (include/linux/arm-smccc.h)
   SMCCC_VERSION: 0x8000_0000,
   SMCCC_ARCH_FEATURES: 0x8000_0001,
   SMCCC_ARCH_SOC_ID: 0x8000_0002,
   ARCH_WORKAROUND_1: 0x8000_8000,
   ARCH_WORKAROUND_2: 0x8000_7fff,
   ARCH_WORKAROUND_3: 0x8000_3fff,
-  // §2.1 PSCI
+  // PSCI (include/uapi/linux/psci.h)
   PSCI_VERSION: 0x8400_0000,
   CPU_SUSPEND: 0x8400_0001,
   CPU_SUSPEND_64: 0xc400_0001,
@@ -46,16 +47,16 @@ export const Fid = Object.freeze({
   PSCI_0_1_CPU_OFF: 0x95c1_ba5f,
   PSCI_0_1_CPU_ON: 0x95c1_ba60,
   PSCI_0_1_MIGRATE: 0x95c1_ba61,
-  // §3 TRNG
+  // TRNG (include/linux/arm-smccc.h, Arm DEN0098)
   TRNG_VERSION: 0x8400_0050,
   TRNG_FEATURES: 0x8400_0051,
   TRNG_GET_UUID: 0x8400_0052,
   TRNG_RND32: 0x8400_0053,
   TRNG_RND64: 0xc400_0053,
-  // §1.5 PV time
+  // PV time (include/linux/arm-smccc.h)
   PV_TIME_FEATURES: 0xc500_0020,
   PV_TIME_ST: 0xc500_0021,
-  // §4 vendor
+  // vendor hypervisor services (include/linux/arm-smccc.h)
   VENDOR_CALL_UID: 0x8600_ff01,
   KVM_FEATURES: 0x8600_0000,
   KVM_PTP: 0x8600_0001,
@@ -64,7 +65,7 @@ export const Fid = Object.freeze({
   PKVM_HYP_MEMINFO: 0xc600_0002,
 });
 
-// §5.1 firmware registers
+// firmware registers (arch/arm64/include/uapi/asm/kvm.h)
 export const Reg = Object.freeze({
   PSCI_VERSION: 0x6030_0000_0014_0000n,
   WORKAROUND_1: 0x6030_0000_0014_0001n,
@@ -78,13 +79,13 @@ export const Reg = Object.freeze({
   FEAT_BMAP_REG_4: 0x6030_0000_0016_0004n,
 });
 
-export const TRNG_UUID = [0x00e0_210dn, 0xeb11_8443n, 0x4452_7080n, 0x4c5a_4e55n]; // §3
-export const KVM_UID = [0xb66f_b428n, 0xe911_c52en, 0x564b_caa9n, 0x743a_004dn]; // §4.2
+export const TRNG_UUID = [0x00e0_210dn, 0xeb11_8443n, 0x4452_7080n, 0x4c5a_4e55n]; // arch/arm64/kvm/trng.c
+export const KVM_UID = [0xb66f_b428n, 0xe911_c52en, 0x564b_caa9n, 0x743a_004dn]; // include/linux/arm-smccc.h ARM_SMCCC_VENDOR_HYP_UID_KVM_REG_*
 export const PSCI_VERSION_VALUE: Record<string, bigint> = { '0.2': 0x2n, '1.0': 0x1_0000n, '1.1': 0x1_0001n, '1.2': 0x1_0002n, '1.3': 0x1_0003n };
 
 /** Garbage for argument registers a call ignores (it must still rewrite x1..x3). */
 export const JUNK = [0x1111_1111_1111_1111n, 0x2222_2222_2222_2222n, 0x3333_3333_3333_3333n] as const;
-/** Upper-half garbage for x0: the function id is w0 only (§0.1.4, §9.1). */
+/** Upper-half garbage for x0: the function id is w0 only (include/kvm/arm_hypercalls.h, smccc_get_function). */
 export const HIGH = 0xdead_beef_0000_0000n;
 
 /** What a VM has enabled (firmware bitmap bits, PSCI version, a stolen-time base). */
@@ -116,12 +117,12 @@ export function probe(e: Exposure): Array<{ name: string; x: bigint[]; expect: E
   const minor = e.psci === '0.2' ? -1 : Number(e.psci.split('.')[1]);
   const psci1 = minor >= 0; // PSCI 1.x
   const list: Array<{ name: string; x: Array<bigint | number>; expect: Expect }> = [
-    // §1.3 / §1.4: always answered (default-allowed)
+    // always answered (default-allowed: arch/arm64/kvm/hypercalls.c, kvm_smccc_default_allowed)
     { name: 'SMCCC_VERSION', x: [HIGH | BigInt(Fid.SMCCC_VERSION), ...JUNK], expect: value(0x1_0001n) },
     { name: 'ARCH_FEATURES(WA1)', x: [Fid.SMCCC_ARCH_FEATURES, Fid.ARCH_WORKAROUND_1, ...JUNK.slice(1)], expect: value(1n) },
     { name: 'ARCH_FEATURES(WA2)', x: [Fid.SMCCC_ARCH_FEATURES, Fid.ARCH_WORKAROUND_2], expect: value(neg(2)) },
     { name: 'ARCH_FEATURES(WA3)', x: [Fid.SMCCC_ARCH_FEATURES, Fid.ARCH_WORKAROUND_3], expect: value(1n) },
-    // x1 read as u32 (§1.4, §9.1)
+    // x1 read as u32 (arch/arm64/kvm/hypercalls.c, ARM_SMCCC_ARCH_FEATURES_FUNC_ID)
     { name: 'ARCH_FEATURES(WA1 | 1<<32)', x: [Fid.SMCCC_ARCH_FEATURES, (1n << 32n) | BigInt(Fid.ARCH_WORKAROUND_1)], expect: value(1n) },
     { name: 'ARCH_FEATURES(PV_TIME_FEATURES)', x: [Fid.SMCCC_ARCH_FEATURES, Fid.PV_TIME_FEATURES], expect: value(e.pvTime ? 0n : ns) },
     { name: 'ARCH_FEATURES(SMCCC_VERSION)', x: [Fid.SMCCC_ARCH_FEATURES, Fid.SMCCC_VERSION], expect: unsupported },
@@ -130,11 +131,11 @@ export function probe(e: Exposure): Array<{ name: string; x: bigint[]; expect: E
     { name: 'ARCH_FEATURES(PSCI_VERSION)', x: [Fid.SMCCC_ARCH_FEATURES, Fid.PSCI_VERSION], expect: unsupported },
     { name: 'ARCH_FEATURES(KVM_PTP)', x: [Fid.SMCCC_ARCH_FEATURES, Fid.KVM_PTP], expect: unsupported },
     { name: 'SMCCC_ARCH_SOC_ID', x: [Fid.SMCCC_ARCH_SOC_ID, 0, ...JUNK.slice(1)], expect: unsupported },
-    // §0.1.1: the WORKAROUND calls via HVC: x0 = 0, x1 = 0, x2/x3 untouched
+    // the WORKAROUND calls via HVC: x0 = 0, x1 = 0, x2/x3 untouched (arch/arm64/kvm/hyp/hyp-entry.S)
     { name: 'ARCH_WORKAROUND_1', x: [Fid.ARCH_WORKAROUND_1, ...JUNK], expect: [0n, 0n, JUNK[1], JUNK[2]] },
     { name: 'ARCH_WORKAROUND_2', x: [Fid.ARCH_WORKAROUND_2, 1, ...JUNK.slice(1)], expect: [0n, 0n, JUNK[1], JUNK[2]] },
     { name: 'ARCH_WORKAROUND_3', x: [Fid.ARCH_WORKAROUND_3, ...JUNK], expect: [0n, 0n, JUNK[1], JUNK[2]] },
-    // §2: PSCI, default-allowed whatever the bitmaps say
+    // PSCI, default-allowed whatever the bitmaps say (arch/arm64/kvm/hypercalls.c)
     { name: 'PSCI_VERSION', x: [HIGH | BigInt(Fid.PSCI_VERSION), ...JUNK], expect: value(PSCI_VERSION_VALUE[e.psci]!) },
     { name: 'MIGRATE_INFO_TYPE', x: [Fid.MIGRATE_INFO_TYPE, ...JUNK], expect: value(2n) },
     { name: 'PSCI_FEATURES(SMCCC_VERSION)', x: [Fid.PSCI_FEATURES, Fid.SMCCC_VERSION, ...JUNK.slice(1)], expect: psci1 ? value(0n) : unsupported },
@@ -159,20 +160,20 @@ export function probe(e: Exposure): Array<{ name: string; x: bigint[]; expect: E
     // without ending the run: they show whether the call is there at all
     { name: 'SYSTEM_RESET2(type 1)', x: [Fid.SYSTEM_RESET2_64, 1, 0, JUNK[2]], expect: minor >= 1 ? value(neg(2)) : unsupported },
     { name: 'SYSTEM_OFF2(type 2)', x: [Fid.SYSTEM_OFF2_64, 2, 0, JUNK[2]], expect: minor >= 3 ? value(neg(2)) : unsupported },
-    // §3 TRNG, STD_BMAP bit 0
+    // TRNG, STD_BMAP bit 0 (arch/arm64/kvm/trng.c)
     { name: 'TRNG_VERSION', x: [HIGH | BigInt(Fid.TRNG_VERSION), ...JUNK], expect: e.trng ? value(0x1_0000n) : unsupported },
     { name: 'TRNG_FEATURES(RND64)', x: [Fid.TRNG_FEATURES, Fid.TRNG_RND64, ...JUNK.slice(1)], expect: e.trng ? value(0n) : unsupported },
     { name: 'TRNG_GET_UUID', x: [Fid.TRNG_GET_UUID, ...JUNK], expect: e.trng ? TRNG_UUID : unsupported },
     { name: 'TRNG_RND32(0)', x: [Fid.TRNG_RND32, 0, ...JUNK.slice(1)], expect: e.trng ? value(0n) : unsupported },
     { name: 'TRNG_RND64(0)', x: [Fid.TRNG_RND64, 0, ...JUNK.slice(1)], expect: e.trng ? value(0n) : unsupported },
-    // §1.5 PV time, STD_HYP_BMAP bit 0 (answers need a stolen-time base as well)
+    // PV time, STD_HYP_BMAP bit 0 (answers need a stolen-time base as well; arch/arm64/kvm/pvtime.c)
     {
       name: 'PV_TIME_FEATURES(PV_TIME_FEATURES)',
       x: [Fid.PV_TIME_FEATURES, Fid.PV_TIME_FEATURES, ...JUNK.slice(1)],
       expect: e.pvTime && e.stolenTimeBase !== undefined ? value(0n) : unsupported,
     },
     { name: 'PV_TIME_ST', x: [Fid.PV_TIME_ST, ...JUNK], expect: e.pvTime && e.stolenTimeBase !== undefined ? value(e.stolenTimeBase) : unsupported },
-    // §4 vendor services, VENDOR_HYP_BMAP bits 0 (UID, FEATURES) and 1 (PTP)
+    // vendor services, VENDOR_HYP_BMAP bits 0 (UID, FEATURES) and 1 (PTP) (arch/arm64/kvm/hypercalls.c)
     { name: 'VENDOR_CALL_UID', x: [Fid.VENDOR_CALL_UID, ...JUNK], expect: e.funcFeat ? KVM_UID : unsupported },
     {
       name: 'KVM_FEATURES',
@@ -211,7 +212,7 @@ export function probeScript(e: Exposure, conduit: 'hvc' | 'smc' = 'hvc', prefix 
   return s;
 }
 
-/** The transcript guests/src/smccc.c mode 1 prints on a 4-vCPU VM (KVM's answers, §2.5, §2.6). */
+/** The transcript guests/src/smccc.c mode 1 prints on a 4-vCPU VM (KVM's answers: arch/arm64/kvm/psci.c). */
 export const SMP_TRANSCRIPT = [
   'affinity(1) 1', // off
   'affinity(7) -2', // no such vCPU

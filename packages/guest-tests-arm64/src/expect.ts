@@ -21,7 +21,7 @@ export function expectProbe(results: ReadonlyMap<string, CallResult>, e: Exposur
   const prefix = options.prefix ?? '';
   for (const c of probe(e)) {
     let want = c.expect;
-    // §0.1.3, §9.6: via SMC the WORKAROUND ids are not default-allowed: NOT_SUPPORTED, x1..x3 = 0
+    // via SMC the WORKAROUND ids are not default-allowed (arch/arm64/kvm/hypercalls.c): NOT_SUPPORTED, x1..x3 = 0
     if (options.viaSmc && c.name.startsWith('ARCH_WORKAROUND_')) want = [BigInt.asUintN(64, -1n), 0n, 0n, 0n];
     expectCall(results, prefix + c.name, want);
   }

@@ -1,7 +1,8 @@
 /**
- * Spec §5 (firmware pseudo-registers through the VMM API: list, defaults, values, errno rules)
+ * Firmware pseudo-registers through the VMM API (Documentation/virt/kvm/arm/fw-pseudo-registers.rst:
+ * list, defaults, values, errno rules)
  * and its effect on guests: each bitmap cleared before the run makes exactly its calls −1
- * while PSCI and SMCCC_VERSION still answer (§0.1.6, §9.8).
+ * while PSCI and SMCCC_VERSION still answer (default-allowed: arch/arm64/kvm/hypercalls.c, kvm_smccc_default_allowed).
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { AbiError, type Vm } from '@plugvisor/core';
@@ -28,7 +29,7 @@ function errno(f: () => unknown): string {
 
 const FW_LIST = [Reg.PSCI_VERSION, Reg.WORKAROUND_1, Reg.WORKAROUND_2, Reg.WORKAROUND_3, Reg.STD_BMAP, Reg.STD_HYP_BMAP, Reg.VENDOR_HYP_BMAP];
 
-describe('§5 firmware registers through the API', () => {
+describe('firmware registers through the API', () => {
   it('KVM_GET_REG_LIST order and defaults (PSCI 1.3, unaffected host, bitmaps 0x1/0x1/0x3)', () => {
     session = GuestSession.boot({ script: new Script() });
     const abi = session.vm.abi;
@@ -40,22 +41,22 @@ describe('§5 firmware registers through the API', () => {
     session = GuestSession.boot({ script: new Script() });
     const abi = session.vm.abi;
     const cases: Array<[bigint, bigint, string]> = [
-      // §5.4.2: unknown FW / FEAT_BMAP index (BMAP_2 is 6.15+; this build has no vendor function 64+)
+      // unknown FW / FEAT_BMAP index → ENOENT (arch/arm64/kvm/hypercalls.c, kvm_arm_get_fw_reg) (BMAP_2 is 6.15+; this build has no vendor function 64+)
       [Reg.FW_REG_4, 0n, 'ENOENT'],
       [Reg.FEAT_BMAP_REG_4, 0n, 'ENOENT'],
       [Reg.VENDOR_HYP_BMAP_2, 0n, 'ENOENT'],
-      // §5.4.3: bits outside the supported mask
+      // bits outside the supported mask → EINVAL (arch/arm64/kvm/hypercalls.c, kvm_arm_set_fw_reg_bmap)
       [Reg.STD_BMAP, 0x2n, 'EINVAL'],
       [Reg.STD_HYP_BMAP, 0x3n, 'EINVAL'],
       [Reg.VENDOR_HYP_BMAP, 0x4n, 'EINVAL'],
       [Reg.VENDOR_HYP_BMAP, 1n << 63n, 'EINVAL'],
-      // §5.2: every vCPU has PSCI_0_2, so 0.1 (0x1) and unknown versions are refused
+      // every vCPU has PSCI_0_2 (arch/arm64/kvm/hypercalls.c, kvm_arm_set_fw_reg), so 0.1 (0x1) and unknown versions are refused
       [Reg.PSCI_VERSION, 0x1n, 'EINVAL'],
       [Reg.PSCI_VERSION, 0x3n, 'EINVAL'],
       [Reg.PSCI_VERSION, 0x1_0004n, 'EINVAL'],
       [Reg.PSCI_VERSION, 0x2n, 'ok'],
       [Reg.PSCI_VERSION, 0x1_0003n, 'ok'],
-      // §5.3: an unaffected host accepts any level not better than NOT_REQUIRED, stores nothing
+      // fw-pseudo-registers.rst: an unaffected host accepts any level not better than NOT_REQUIRED, stores nothing
       [Reg.WORKAROUND_1, 0n, 'ok'],
       [Reg.WORKAROUND_1, 1n, 'ok'],
       [Reg.WORKAROUND_1, 2n, 'ok'],
@@ -129,7 +130,7 @@ describe('§5 firmware registers through the API', () => {
   });
 });
 
-describe('§5.4 / §9.8 bitmaps cleared before the run: exactly the gated calls → −1', () => {
+describe('bitmaps cleared before the run: exactly the gated calls → −1', () => {
   const cases: Array<[string, Array<[bigint, bigint]>, Partial<Exposure>]> = [
     ['STD_BMAP = 0 (TRNG)', [[Reg.STD_BMAP, 0n]], { trng: false }],
     ['STD_HYP_BMAP = 0 (PV time)', [[Reg.STD_HYP_BMAP, 0n]], { pvTime: false }],

@@ -1,5 +1,5 @@
 /**
- * Issue 4's migration acceptance with real guests: snapshots taken mid-run (core
+ * Migration between builds with real guests: snapshots taken mid-run (core
  * saveSnapshot + machine image), restored with planRestore onto another build and rebuilt with
  * machine-arm64's machineFromPlan; the guest's transcript continues exactly as an
  * uninterrupted run's. A VM that cleared TRNG or PTP moves both ways between builds with and

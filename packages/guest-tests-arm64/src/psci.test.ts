@@ -1,6 +1,6 @@
 /**
- * Spec §2 (PSCI as KVM serves it) on the real guest: version selection, PSCI_FEATURES, every
- * system event's exit with the registers KVM leaves, SMC32 truncation (§2.1, §9.1, §9.2),
+ * PSCI as KVM serves it (arch/arm64/kvm/psci.c) on the real guest: version selection, PSCI_FEATURES, every
+ * system event's exit with the registers KVM leaves, SMC32 truncation of the arguments,
  * CPU_SUSPEND as WFI, and CPU_ON / CPU_OFF / AFFINITY_INFO across four vCPUs.
  */
 import { afterEach, describe, expect, it } from 'vitest';
@@ -20,7 +20,7 @@ const INTERNAL_FAILURE = neg(6);
 const VERSIONS = ['0.2', '1.0', '1.1', '1.2', '1.3'] as const;
 const minorOf = (v: string) => (v === '0.2' ? -1 : Number(v.split('.')[1]));
 
-/** §2.9, written out: what PSCI_FEATURES(id) returns for a PSCI 1.x VM. */
+/** psci.c's PSCI_FEATURES, written out: what PSCI_FEATURES(id) returns for a PSCI 1.x VM. */
 function psciFeatures(id: bigint, minor: number, suspend: boolean): bigint {
   const u32 = Number(id & 0xffff_ffffn);
   const zero = [0x8400_0000, 0x8400_0001, 0xc400_0001, 0x8400_0002, 0x8400_0003, 0xc400_0003, 0x8400_0004, 0xc400_0004, 0x8400_0006, 0x8400_0008, 0x8400_0009, 0x8400_000a, 0x8000_0000];
@@ -34,17 +34,17 @@ function psciFeatures(id: bigint, minor: number, suspend: boolean): bigint {
 const FEATURE_QUERIES: bigint[] = [
   ...Array.from({ length: 22 }, (_, n) => BigInt(0x8400_0000 + n)),
   ...[0x01, 0x03, 0x04, 0x05, 0x07, 0x0c, 0x0d, 0x0e, 0x10, 0x11, 0x12, 0x14, 0x15, 0x00, 0x02, 0x06].map((n) => BigInt(0xc400_0000 + n)),
-  0x8000_0000n, // SMCCC_VERSION: 0, how guests find SMCCC ≥ 1.1 (§9.5)
+  0x8000_0000n, // SMCCC_VERSION: 0, how guests find SMCCC ≥ 1.1 (drivers/firmware/psci/psci.c)
   0x8000_0001n,
   0x8000_8000n,
   0x8400_0050n,
   0x8600_0001n,
   0x95c1_ba60n,
-  (1n << 32n) | 0x8400_0000n, // x1 read as u32 (§9.1)
+  (1n << 32n) | 0x8400_0000n, // x1 read as u32
   0xffff_ffff_8400_0015n,
 ];
 
-describe('§2.3/§2.9 PSCI version selection and PSCI_FEATURES', () => {
+describe('PSCI version selection and PSCI_FEATURES', () => {
   for (const version of VERSIONS) {
     for (const suspend of version === '1.0' || version === '1.3' ? [false, true] : [false]) {
       it(`PSCI ${version}${suspend ? ' with psci-system-suspend' : ''}: PSCI_VERSION, which calls exist, PSCI_FEATURES table`, () => {
@@ -163,7 +163,7 @@ const EVENTS: EventCase[] = [
   },
 ];
 
-describe('§2.7/§2.8 system events: exit kind and data, registers left as KVM leaves them', () => {
+describe('system events: exit kind and data, registers left as KVM leaves them', () => {
   for (const c of EVENTS) {
     it(c.title, () => {
       const s = new Script();
@@ -182,7 +182,7 @@ describe('§2.7/§2.8 system events: exit kind and data, registers left as KVM l
   }
 });
 
-describe('§2.4 CPU_SUSPEND behaves as WFI', () => {
+describe('CPU_SUSPEND behaves as WFI', () => {
   it('parks until an interrupt is pending (even masked), then returns 0 to the next instruction', () => {
     const s = new Script()
       .call('CPU_SUSPEND_64 power-down', Fid.CPU_SUSPEND_64, 0x1_0000, 0x4000_0000, 0x55)
@@ -205,7 +205,7 @@ describe('§2.4 CPU_SUSPEND behaves as WFI', () => {
 });
 
 
-describe('§2.5/§2.6 CPU_ON, CPU_OFF, AFFINITY_INFO on four vCPUs', () => {
+describe('CPU_ON, CPU_OFF, AFFINITY_INFO on four vCPUs', () => {
   it('starts, stops and reports vCPUs as KVM does; the last CPU_OFF leaves nothing running', () => {
     session = GuestSession.boot({ vcpus: 4, mode: Mode.SMP });
     const r = session.run();

@@ -1,4 +1,4 @@
-/** Spec §1.4–§1.5: PV stolen time and its ARCH_FEATURES answer (svc-pvtime's hook into svc-smccc-arch). */
+/** PV stolen time (arch/arm64/kvm/pvtime.c) and its ARCH_FEATURES answer (svc-pvtime's hook into svc-smccc-arch). */
 import { afterEach, describe, expect, it } from 'vitest';
 import { AbiError } from '@plugvisor/core';
 import { setStolenTimeBase } from '@plugvisor/svc-pvtime';
@@ -38,7 +38,7 @@ function run(setup?: BootOptions['setup'], overrides?: BootOptions['overrides'])
   return session.results();
 }
 
-describe('§1.5 PV stolen time', () => {
+describe('PV stolen time', () => {
   it('with a base: FEATURES 0 for FEATURES/ST (arg u32), ST zeroes the 64-byte structure and returns its IPA', () => {
     const r = run((vm) => setStolenTimeBase(vm, 0, SCRATCH_GPA));
     expectCall(r, 'ARCH_FEATURES(PV_TIME_FEATURES)', [0n, 0n, 0n, 0n]);

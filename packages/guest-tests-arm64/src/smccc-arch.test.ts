@@ -1,7 +1,8 @@
 /**
- * Spec §0.1 (dispatch pipeline) and §1 (SMCCC_VERSION, ARCH_FEATURES, WORKAROUND calls), with
- * the gotchas §9.1 (w0 only), §9.2 (x0..x3 rewritten), §9.6 (WORKAROUND via HVC vs SMC) and
- * §9.7 (SMC immediate), on the real guest.
+ * KVM's SMCCC dispatch (arch/arm64/kvm/hypercalls.c, handle_exit.c, hyp/hyp-entry.S) and its
+ * SMCCC_VERSION, ARCH_FEATURES and WORKAROUND calls, on the real guest: the function id is w0
+ * only, every handled call rewrites x0..x3, the WORKAROUND calls answer via HVC but not via SMC,
+ * and an SMC with a non-zero immediate only sets x0 = −1.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { setStolenTimeBase } from '@plugvisor/svc-pvtime';
@@ -24,7 +25,7 @@ function run(script: Script, setup?: BootOptions['setup']) {
 const withStolenTime = (vm: Parameters<typeof setStolenTimeBase>[0]) => setStolenTimeBase(vm, 0, SCRATCH_GPA);
 const exposure = { ...DEFAULT_EXPOSURE, stolenTimeBase: SCRATCH_GPA };
 
-describe('§0.1/§1 SMCCC dispatch on a default VM', () => {
+describe('SMCCC dispatch on a default VM', () => {
   it('answers every call through HVC #0 as KVM does: values, NOT_SUPPORTED with x1..x3 = 0, w0 only, x4..x17 kept', () => {
     const results = run(probeScript(exposure, 'hvc'), withStolenTime);
     expectProbe(results, exposure);
@@ -66,7 +67,7 @@ describe('§0.1/§1 SMCCC dispatch on a default VM', () => {
     }
   });
 
-  // §0.1.2 and §9.7 say KVM ignores the HVC immediate. This machine serves the Xen personality
+  // KVM ignores the HVC immediate (arch/arm64/kvm/handle_exit.c, handle_hvc). This machine serves the Xen personality
   // too: HVC #0xEA1 is Xen's conduit and any other non-zero immediate injects UNDEF (Xen's
   // rule; machine-arm64 README "Traps"). Left for the machine's owner to decide.
   it.todo('HVC with a non-zero immediate other than 0xEA1 is an SMCCC call (KVM ignores the HVC immediate)');

@@ -1,4 +1,4 @@
-/** Spec §3 (Arm TRNG 1.0 as KVM serves it) and gotchas §9.1 (N as u32) and §9.3 (N = 0, −2). */
+/** Arm TRNG 1.0 as KVM serves it (arch/arm64/kvm/trng.c): N read as u32, N = 0 succeeds, a bad N gives −2. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Fid, JUNK, TRNG_UUID } from './abi.js';
 import { expectCall } from './expect.js';
@@ -17,7 +17,7 @@ beforeAll(() => {
     .call('VERSION', Fid.TRNG_VERSION, ...JUNK)
     .call('GET_UUID', Fid.TRNG_GET_UUID, ...JUNK);
   for (const id of [Fid.TRNG_VERSION, Fid.TRNG_FEATURES, Fid.TRNG_GET_UUID, Fid.TRNG_RND32, Fid.TRNG_RND64]) s.call(`FEATURES(${id.toString(16)})`, Fid.TRNG_FEATURES, id, ...JUNK.slice(1));
-  // the argument is compared as the full 64-bit register (§3)
+  // the argument is compared as the full 64-bit register (arch/arm64/kvm/trng.c)
   s.call('FEATURES(1<<32 | VERSION)', Fid.TRNG_FEATURES, (1n << 32n) | BigInt(Fid.TRNG_VERSION));
   s.call('FEATURES(0x84000054)', Fid.TRNG_FEATURES, 0x8400_0054);
   s.call('FEATURES(0xC4000050)', Fid.TRNG_FEATURES, 0xc400_0050);
@@ -48,7 +48,7 @@ function allowed(n: number, width: 32 | 64, reg: 1 | 2 | 3): bigint {
   return (1n << BigInt(bits)) - 1n;
 }
 
-describe('§3 TRNG 1.0', () => {
+describe('TRNG 1.0', () => {
   it('VERSION 1.0, GET_UUID as KVM\'s four little-endian words', () => {
     expectCall(results, 'VERSION', [0x1_0000n, 0n, 0n, 0n]);
     expectCall(results, 'GET_UUID', TRNG_UUID);

@@ -1,5 +1,5 @@
 /**
- * Spec §4: the KVM vendor-hypervisor service, probed the way Linux's kvm_guest.c and
+ * The KVM vendor-hypervisor service (arch/arm64/kvm/hypercalls.c, Documentation/virt/kvm/arm/hypercalls.rst), probed the way Linux's kvm_guest.c and
  * ptp_kvm_arm.c do (CALL_UID, then KVM_FEATURES, then PTP), and PTP's clock sample checked
  * against the guest's own counter reads.
  */
@@ -33,7 +33,7 @@ function run(script: Script, vendorBitmap?: bigint) {
   return { results: session.results(), wallBefore, wallAfter };
 }
 
-/** §4.4: x0:x1 = wall clock ns, x2:x3 = the counter, all four 32-bit values. */
+/** PTP (Documentation/virt/kvm/arm/ptp_kvm.rst): x0:x1 = wall clock ns, x2:x3 = the counter, all four 32-bit values. */
 function expectPtp(r: { x: readonly bigint[]; counter?: { before: bigint; after: bigint } }, wallBefore: bigint, wallAfter: bigint) {
   for (const v of r.x) expect(v).toBeLessThanOrEqual(0xffff_ffffn);
   expect(r.x[0]! < 0x8000_0000n, '(int)x0 >= 0: the guest treats a negative x0 as failure').toBe(true);
@@ -48,14 +48,14 @@ function expectPtp(r: { x: readonly bigint[]; counter?: { before: bigint; after:
   return { ns, cycles };
 }
 
-describe('§4 KVM vendor services: CALL_UID, KVM_FEATURES, PTP', () => {
+describe('KVM vendor services: CALL_UID, KVM_FEATURES, PTP', () => {
   it('default VM: KVM UID words, FEATURES x0 = 0x3, PTP samples wall clock and counter together', () => {
     const { results, wallBefore, wallAfter } = run(linuxProbe());
     expectCall(results, 'CALL_UID', KVM_UID);
     expectCall(results, 'KVM_FEATURES', [0x3n, 0n, 0n, 0n]);
     const v = expectPtp(expectCall(results, 'PTP virtual', () => {}), wallBefore, wallAfter);
     const p = expectPtp(expectCall(results, 'PTP physical', () => {}), wallBefore, wallAfter);
-    // x1 is the selector as a u32 (§9.1): 1<<32 selects the virtual counter
+    // x1 is the selector as a u32 (arch/arm64/kvm/hypercalls.c, kvm_ptp_get_time): 1<<32 selects the virtual counter
     expectPtp(expectCall(results, 'PTP virtual, x1 upper half set', () => {}), wallBefore, wallAfter);
     // the two samples are in order, on both clocks
     expect(p.ns).toBeGreaterThan(v.ns);

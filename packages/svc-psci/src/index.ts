@@ -1,6 +1,8 @@
 import {
   Conduits,
   defineService,
+  defineServiceFactory,
+  UsageError,
   packageVersion,
   smcccReturn,
   type ArgDecl,
@@ -187,7 +189,7 @@ const NAME = '@plugvisor/svc-psci';
 export function createPsciService(options: PsciOptions = {}): ServicePlugin<undefined> {
   const max = options.maxVersion ?? '1.3';
   const last = PSCI_VERSIONS.findIndex((v) => v.name === max);
-  if (last < 0) throw new Error(`${NAME}: maxVersion '${max}' is not one of ${PSCI_VERSIONS.map((v) => v.name).join(', ')}`);
+  if (last < 0) throw new UsageError(`${NAME}: maxVersion '${max}' is not one of ${PSCI_VERSIONS.map((v) => v.name).join(', ')}`, 'BAD_OPTION');
   const versions = PSCI_VERSIONS.slice(0, last + 1);
   const offers = (v: string) => versions.some((x) => x.name === v);
 
@@ -400,4 +402,10 @@ export function psciFeatures(id: number, minor: number, suspendEnabled: boolean,
   }
 }
 
-export default createPsciService;
+/** What a build file loads: `createPsciService` with its options declared. */
+export default defineServiceFactory<PsciOptions, undefined>({
+  options: {
+    maxVersion: { type: 'enum', values: PSCI_VERSIONS.map((v) => v.name), description: 'highest PSCI version this build offers (default 1.3)' },
+  },
+  create: createPsciService,
+});

@@ -1,13 +1,14 @@
 /**
  * Pool baselines: the xfeature set a VM must be created with to move freely among hosts.
  *
- * Sean Christopherson's contract for KVM (spec §4.3): a VM migrates within a heterogeneous
+ * Sean Christopherson's contract for KVM (kvm@vger.kernel.org, Message-ID
+ * ZR2Y34hFpLmCYsUr@google.com, in the 2023 KVM_SET_XSAVE ABI thread): a VM migrates within a heterogeneous
  * pool "so long as the features that are *exposed* to the guest are supported on all
  * platforms". Plugvisor adds what the guest's CPUID 0xD pins down (abi.ts): a component is in
  * the baseline only if every host supports it *and* gives it the same size, standard offset and
  * compacted alignment. Intel and AMD AVX-512 hosts, for instance, disagree on opmask's offset
  * (0x440 vs 0x340), so a mixed pool's baseline leaves AVX-512 out. Then XCR0's all-or-none
- * rules (§3.3) close the set: AVX-512 goes as a whole, as do MPX and AMX.
+ * rules (`__kvm_set_xcr` in arch/x86/kvm/x86.c) close the set: AVX-512 goes as a whole, as do MPX and AMX.
  */
 import { MASK, bit, bitsOf, componentLabel, hex64 } from './components.js';
 import { XsaveError } from './errors.js';

@@ -1,14 +1,14 @@
 /**
  * The XSAVE state components Linux knows, as data.
  *
- * Sources (spec/x86-xsave.md §1.1, §2): `enum xfeature` in arch/x86/include/asm/fpu/types.h
+ * Sources (Intel SDM Vol. 1 ch. 13): `enum xfeature` in arch/x86/include/asm/fpu/types.h
  * (Kingxukai/linux@0291023e), the user/supervisor masks in asm/fpu/xstate.h, KVM_SUPPORTED_XCR0
  * in arch/x86/kvm/x86.c, QEMU's target/i386/tcg/tcg-cpu.h XSAVE_*_OFFSET constants (Intel
- * standard offsets) and the AMD EPYC measurements of the spec's §8 (AMD offsets).
+ * standard offsets) and CPUID 0xD measured on an AMD EPYC family 19h model 11h host (AMD offsets).
  *
  * The offsets here are documentation only: the codec always takes offsets from a host's
  * CPUID leaf 0xD (host.ts), because KVM's uAPI buffer follows the host's CPUID 0xD
- * (Documentation/virt/kvm/api.rst §4.43) and Intel and AMD disagree.
+ * (Documentation/virt/kvm/api.rst, KVM_SET_XSAVE) and Intel and AMD disagree.
  */
 
 /** Component numbers (`enum xfeature`, asm/fpu/types.h). */
@@ -48,21 +48,21 @@ export const MASK = Object.freeze({
   AVX512: bit(5) | bit(6) | bit(7),
   PKRU: bit(9),
   XTILE: bit(17) | bit(18),
-  /** `XFEATURE_MASK_USER_DYNAMIC`: needs arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM) first (§3.6). */
+  /** `XFEATURE_MASK_USER_DYNAMIC`: needs arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM) first (arch/x86/kernel/fpu/xstate.c `xstate_request_perm`). */
   DYNAMIC: bit(18),
   /** `KVM_SUPPORTED_XCR0` (x86.c@9b44fff6): the most KVM_SET_XSAVE can ever accept. APX is not in it. */
   KVM_SUPPORTED_XCR0: bit(0) | bit(1) | bit(2) | bit(3) | bit(4) | bit(5) | bit(6) | bit(7) | bit(9) | bit(17) | bit(18),
 });
 
-/** Start of the extended area: 512-byte legacy (FXSAVE) image + 64-byte XSAVE header (§2.2). */
+/** Start of the extended area: 512-byte legacy (FXSAVE) image + 64-byte XSAVE header (Intel SDM Vol. 1 ch. 13). */
 export const LEGACY_SIZE = 512;
 export const HEADER_OFFSET = 512;
 export const HEADER_SIZE = 64;
 export const EXTENDED_OFFSET = 576;
-/** `sizeof(struct kvm_xsave)`: KVM_GET_XSAVE's size and the floor of KVM_CAP_XSAVE2 (§3.2). */
+/** `sizeof(struct kvm_xsave)`: KVM_GET_XSAVE's size and the floor of KVM_CAP_XSAVE2 (Documentation/virt/kvm/api.rst). */
 export const KVM_XSAVE_SIZE = 4096;
 
-/** Legacy-region field offsets (FXSAVE image; spec §2.1, QEMU tcg-cpu.h). */
+/** Legacy-region field offsets (FXSAVE image; Intel SDM Vol. 1 §10.5.1, QEMU tcg-cpu.h). */
 export const LEGACY = Object.freeze({
   FCW: 0,
   FSW: 2,
@@ -75,13 +75,13 @@ export const LEGACY = Object.freeze({
   ST: 32, // 8 × 16-byte slots, 80-bit value in the low 10 bytes
   XMM: 160, // 16 × 16 bytes
   XMM_END: 416,
-  /** 416–511: padding and `sw_reserved`; KVM ignores it on SET (§2.1). */
+  /** 416–511: padding and `sw_reserved`; KVM ignores it on SET (arch/x86/kernel/fpu/xstate.c `copy_uabi_to_xstate`). */
 });
 
-/** Header field offsets (§2.2). */
+/** Header field offsets (Intel SDM Vol. 1 ch. 13, `struct xstate_header`). */
 export const HEADER = Object.freeze({ XSTATE_BV: 512, XCOMP_BV: 520, RESERVED: 528, RESERVED_SIZE: 48 });
 
-/** Init values (arch/x86/kernel/fpu/core.c `fpstate_init_fxstate`; §2.1). */
+/** Init values (arch/x86/kernel/fpu/core.c `fpstate_init_fxstate`). */
 export const FCW_INIT = 0x37f;
 export const MXCSR_DEFAULT = 0x1f80;
 
@@ -115,7 +115,7 @@ export interface ComponentInfo {
   readonly size?: number;
   /** Standard-format offset on Intel (QEMU tcg-cpu.h / selftests), when a source gives it. */
   readonly intelOffset?: number;
-  /** Standard-format offset measured on AMD EPYC (spec §8) or given by the AMD PKRU patch. */
+  /** Standard-format offset measured on an AMD EPYC 19h host or given by the AMD PKRU patch. */
   readonly amdOffset?: number;
   /** Needs arch_prctl permission before KVM will save or load it (AMX tile data). */
   readonly dynamic?: boolean;
@@ -128,17 +128,17 @@ export interface ComponentInfo {
 const table: ComponentInfo[] = [
   { bit: 0, name: 'x87', linuxName: 'XFEATURE_FP', description: 'x87 FPU: FCW, FSW, FTW, FOP, FIP, FDP, ST0-7 (legacy bytes 0-159)', kind: 'user', size: 160, intelOffset: 0, amdOffset: 0, key: 'x87', source: 'types.h fxregs_state; xstate.c size = offsetof(fxregs_state, xmm_space)' },
   { bit: 1, name: 'sse', linuxName: 'XFEATURE_SSE', description: 'SSE: XMM0-15 (legacy bytes 160-415); MXCSR at 24', kind: 'user', size: 256, intelOffset: 160, amdOffset: 160, key: 'sse', source: 'xstate.c; QEMU XSAVE_XMM_SPACE_OFFSET 0x0a0' },
-  { bit: 2, name: 'avx', linuxName: 'XFEATURE_YMM', description: 'AVX: upper 128 bits of YMM0-15', kind: 'user', size: 256, intelOffset: 0x240, amdOffset: 0x240, key: 'avx', source: 'QEMU XSAVE_AVX_OFFSET 0x240; spec §8 0xD.2 = 0x100 @ 0x240' },
-  { bit: 3, name: 'bndregs', linuxName: 'XFEATURE_BNDREGS', description: 'MPX bound registers BND0-3', kind: 'user', size: 64, intelOffset: 0x3c0, key: 'bndregs', source: 'QEMU XSAVE_BNDREG_OFFSET 0x3c0; not enumerated on AMD (spec §8)' },
+  { bit: 2, name: 'avx', linuxName: 'XFEATURE_YMM', description: 'AVX: upper 128 bits of YMM0-15', kind: 'user', size: 256, intelOffset: 0x240, amdOffset: 0x240, key: 'avx', source: 'QEMU XSAVE_AVX_OFFSET 0x240; AMD EPYC 19h 0xD.2 = 0x100 @ 0x240 (measured)' },
+  { bit: 3, name: 'bndregs', linuxName: 'XFEATURE_BNDREGS', description: 'MPX bound registers BND0-3', kind: 'user', size: 64, intelOffset: 0x3c0, key: 'bndregs', source: 'QEMU XSAVE_BNDREG_OFFSET 0x3c0; not enumerated on AMD EPYC 19h (measured)' },
   { bit: 4, name: 'bndcsr', linuxName: 'XFEATURE_BNDCSR', description: 'MPX BNDCFGU and BNDSTATUS (padded to 64)', kind: 'user', size: 64, intelOffset: 0x400, key: 'bndcsr', source: 'QEMU XSAVE_BNDCSR_OFFSET 0x400; types.h mpx_bndcsr_state' },
-  { bit: 5, name: 'opmask', linuxName: 'XFEATURE_OPMASK', description: 'AVX-512 opmask registers k0-k7', kind: 'user', size: 64, intelOffset: 0x440, amdOffset: 0x340, key: 'opmask', source: 'QEMU XSAVE_OPMASK_OFFSET 0x440; AMD 0xD.5 = 0x40 @ 0x340 (spec §8, measured)' },
+  { bit: 5, name: 'opmask', linuxName: 'XFEATURE_OPMASK', description: 'AVX-512 opmask registers k0-k7', kind: 'user', size: 64, intelOffset: 0x440, amdOffset: 0x340, key: 'opmask', source: 'QEMU XSAVE_OPMASK_OFFSET 0x440; AMD 0xD.5 = 0x40 @ 0x340 (AMD EPYC 19h, measured)' },
   { bit: 6, name: 'zmm_hi256', linuxName: 'XFEATURE_ZMM_Hi256', description: 'AVX-512: upper 256 bits of ZMM0-15', kind: 'user', size: 512, intelOffset: 0x480, amdOffset: 0x380, key: 'zmmHi256', source: 'QEMU XSAVE_ZMM_HI256_OFFSET 0x480; AMD 0xD.6 = 0x200 @ 0x380 (measured)' },
   { bit: 7, name: 'hi16_zmm', linuxName: 'XFEATURE_Hi16_ZMM', description: 'AVX-512: ZMM16-31', kind: 'user', size: 1024, intelOffset: 0x680, amdOffset: 0x580, key: 'hi16Zmm', source: 'QEMU XSAVE_HI16_ZMM_OFFSET 0x680; AMD 0xD.7 = 0x400 @ 0x580 (measured)' },
   { bit: 8, name: 'pt', linuxName: 'XFEATURE_PT_UNIMPLEMENTED_SO_FAR', description: 'Processor Trace (Linux never uses it)', kind: 'supervisor', source: 'xstate.h XFEATURE_MASK_SUPERVISOR_UNSUPPORTED' },
   { bit: 9, name: 'pkru', linuxName: 'XFEATURE_PKRU', description: 'Protection keys rights register PKRU', kind: 'user', size: 8, intelOffset: 0xa80, amdOffset: 0x980, key: 'pkru', source: 'QEMU XSAVE_PKRU_OFFSET 0xa80; AMD 0x980 per the AMD PKRU patch (ML 20210520145647.3483809-6-david.edmondson@oracle.com)' },
   { bit: 10, name: 'pasid', linuxName: 'XFEATURE_PASID', description: 'IA32_PASID state', kind: 'supervisor', size: 8, source: 'types.h ia32_pasid_state' },
-  { bit: 11, name: 'cet_user', linuxName: 'XFEATURE_CET_USER', description: 'CET user state (U_CET, PL3_SSP)', kind: 'supervisor', size: 16, source: 'xstate.h XFEATURE_MASK_SUPERVISOR_SUPPORTED; spec §8 0xD.11 = 0x10, ECX=1' },
-  { bit: 12, name: 'cet_kernel', linuxName: 'XFEATURE_CET_KERNEL', description: 'CET supervisor shadow-stack pointers (guest-only in Linux)', kind: 'supervisor', size: 24, source: 'xstate.h XFEATURE_MASK_GUEST_SUPERVISOR; spec §8 0xD.12 = 0x18, ECX=1' },
+  { bit: 11, name: 'cet_user', linuxName: 'XFEATURE_CET_USER', description: 'CET user state (U_CET, PL3_SSP)', kind: 'supervisor', size: 16, source: 'xstate.h XFEATURE_MASK_SUPERVISOR_SUPPORTED; AMD EPYC 19h 0xD.11 = 0x10, ECX=1 (measured)' },
+  { bit: 12, name: 'cet_kernel', linuxName: 'XFEATURE_CET_KERNEL', description: 'CET supervisor shadow-stack pointers (guest-only in Linux)', kind: 'supervisor', size: 24, source: 'xstate.h XFEATURE_MASK_GUEST_SUPERVISOR; AMD EPYC 19h 0xD.12 = 0x18, ECX=1 (measured)' },
   { bit: 13, name: 'hdc', linuxName: 'XFEATURE_RSRVD_COMP_13', description: 'HDC (name from Xen X86_XSS_HDC; reserved in Linux)', kind: 'supervisor', source: 'Xen x86-defns.h' },
   { bit: 14, name: 'uintr', linuxName: 'XFEATURE_RSRVD_COMP_14', description: 'User interrupts (name from Xen X86_XSS_UINTR; reserved in Linux)', kind: 'supervisor', source: 'Xen x86-defns.h' },
   { bit: 15, name: 'lbr', linuxName: 'XFEATURE_LBR', description: 'Architectural LBR (depth-dependent size)', kind: 'supervisor', source: 'xstate.h independent features' },

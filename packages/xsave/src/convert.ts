@@ -1,5 +1,6 @@
 /**
- * Moving a KVM uAPI buffer from one host's layout to another's (spec/x86-xsave.md §1.1, §6.1).
+ * Moving a KVM uAPI buffer from one host's layout to another's (offsets: CPUID 0xD, Intel SDM Vol. 1 ch. 13; the
+ * approach: QEMU's target/i386/xsave_helper.c).
  *
  * Intel and AMD put the same component at different standard offsets (opmask 0x440 vs 0x340,
  * PKRU 0xA80 vs 0x980), and KVM's buffer follows the host's CPUID 0xD. A raw blob saved on one

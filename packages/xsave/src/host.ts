@@ -1,5 +1,6 @@
 /**
- * A host's XSAVE capabilities, from its CPUID leaf 0xD (spec/x86-xsave.md §1.2).
+ * A host's XSAVE capabilities, from its CPUID leaf 0xD (Intel SDM Vol. 1 §13.2, AMD APM Vol. 2
+ * §11.5; KVM's view: arch/x86/kvm/cpuid.c).
  *
  * A `HostCapabilityDump` is plain JSON: what `plugvisor hosts` writes and what baselines and
  * restore checks read. `parseHostDump` validates it and derives the `HostCapabilities` the
@@ -47,7 +48,7 @@ export interface HostCapabilityDump {
   readonly kvmXcompGuestSupp?: string;
   /** KVM_CHECK_EXTENSION(KVM_CAP_XSAVE2): the uAPI buffer size (≥ 4096). */
   readonly kvmXsave2Size?: number;
-  /** MXCSR_MASK of the host's FXSAVE image; KVM refuses MXCSR bits outside it (§3.2). Default 0xFFFF. */
+  /** MXCSR_MASK of the host's FXSAVE image; KVM refuses MXCSR bits outside it (`copy_uabi_to_xstate`, arch/x86/kernel/fpu/xstate.c). Default 0xFFFF. */
   readonly mxcsrMask?: number;
 }
 
@@ -64,7 +65,7 @@ export interface HostComponent {
   readonly align64: boolean;
 }
 
-/** CPUID.(0xD,1).EAX bits. Only XSAVEC and XSAVES are confirmed by the cited KVM code (spec §7). */
+/** CPUID.(0xD,1).EAX bits. Only XSAVEC and XSAVES are used by KVM's code (arch/x86/kvm/cpuid.c); the rest are named from the Intel SDM Vol. 1 §13.2. */
 export const XSAVE_FEATURE = Object.freeze({ XSAVEOPT: 1 << 0, XSAVEC: 1 << 1, XGETBV1: 1 << 2, XSAVES: 1 << 3, XFD: 1 << 4 });
 
 export interface HostCapabilities {
@@ -77,7 +78,7 @@ export interface HostCapabilities {
   readonly xss: bigint;
   /**
    * What KVM_SET_XSAVE accepts in XSTATE_BV on this host: CPUID 0xD.0 ∩ KVM_SUPPORTED_XCR0
-   * ∩ KVM_X86_XCOMP_GUEST_SUPP. Dynamic components appear only once permitted (§3.6).
+   * ∩ KVM_X86_XCOMP_GUEST_SUPP. Dynamic components appear only once permitted (arch_prctl, `xstate_request_perm`).
    */
   readonly kvmXcr0: bigint;
   /** KVM_X86_XCOMP_GUEST_SUPP when the dump has it (may include AMX not yet permitted). */
@@ -87,7 +88,7 @@ export interface HostCapabilities {
   /** XSAVEC: the compacted format exists on this host. */
   readonly compacted: boolean;
   readonly components: ReadonlyMap<number, HostComponent>;
-  /** User components with a standard offset, sorted by offset (bit order is not layout order, §2.3). */
+  /** User components with a standard offset, sorted by offset (bit order is not layout order, Intel SDM Vol. 1 ch. 13). */
   readonly layout: readonly HostComponent[];
   /** Size of the KVM uAPI buffer: KVM_CAP_XSAVE2, else max(4096, standard size of kvmXcr0). */
   readonly uabiSize: number;

@@ -1,6 +1,7 @@
 /**
- * Which xfeatures a guest has, and what KVM does with XSAVE state for it (spec/x86-xsave.md
- * §3.2, §3.3, §4). KVM after the 2023 fix ("KVM: x86: Fix breakage in KVM_SET_XSAVE's ABI"):
+ * Which xfeatures a guest has, and what KVM does with XSAVE state for it (arch/x86/kvm/x86.c,
+ * Documentation/virt/kvm/api.rst KVM_SET_XSAVE / KVM_SET_XCRS). KVM after the 2023 fix ("KVM: x86: Fix breakage in KVM_SET_XSAVE's ABI",
+ * Sean Christopherson, Message-ID 20230928001956.924301-1-seanjc@google.com):
  *
  * - KVM_GET_XSAVE{2} trims XSTATE_BV to guest_supported_xcr0 | FP | SSE (`trimForGet`);
  * - KVM_SET_XSAVE accepts any component the host's KVM supports, whatever the guest was shown,
@@ -8,7 +9,7 @@
  * - Plugvisor's restore (`planXsaveSet`) follows it and refuses, naming each component, what
  *   the destination cannot load. State for a component the guest was never shown is data the
  *   guest cannot see (Sean Christopherson, ML ZR2Y34hFpLmCYsUr@google.com): an operator may
- *   choose to drop it instead (`dropGuestInvisible`), as the spec's §6.4 suggests. Guest-visible
+ *   choose to drop it instead (`dropGuestInvisible`), as KVM's own GET trimming does. Guest-visible
  *   state is never dropped.
  */
 import type { ErrnoName } from '@plugvisor/core';
@@ -56,7 +57,7 @@ export function guestXfeatures(policy: GuestXsavePolicy, host: HostCapabilities)
 // ---------------------------------------------------------------------------------------------
 // KVM's EINVAL cases, by name.
 
-/** Every EINVAL case of KVM_SET_XSAVE and KVM_SET_XCRS that pure code can reproduce (§3.2, §3.3, §8). */
+/** Every EINVAL case of KVM_SET_XSAVE and KVM_SET_XCRS that pure code can reproduce (arch/x86/kvm/x86.c, `__kvm_set_xcr`). */
 export const KVM_CHECK = Object.freeze({
   /** XSTATE_BV ⊄ kvm_caps.supported_xcr0 (e.g. bit 9 on a host without PKRU, bit 62). */
   XSTATE_BV_UNSUPPORTED: 'XSTATE_BV_UNSUPPORTED',
@@ -114,7 +115,7 @@ export function xcr0Violations(xcr0: bigint, guestSupported?: bigint): KvmViolat
   return out;
 }
 
-/** `struct kvm_xcrs` as plain values (spec §3.3). */
+/** `struct kvm_xcrs` as plain values (arch/x86/include/uapi/asm/kvm.h). */
 export interface KvmXcrs {
   readonly nrXcrs: number;
   readonly flags: number;

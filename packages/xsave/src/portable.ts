@@ -1,6 +1,7 @@
 /**
- * A host-independent JSON form of XsaveState for the snapshot stream (spec §6.1: "do not ship
- * the raw kvm_xsave blob as the migration format"). Byte registers are lowercase hex strings
+ * A host-independent JSON form of XsaveState for the snapshot stream (the raw kvm_xsave
+ * blob follows the source host's CPUID 0xD, so it is not a migration format; QEMU saves per
+ * register too, target/i386/machine.c). Byte registers are lowercase hex strings
  * (little-endian memory order, as XSAVE stores them), 64-bit registers are "0x…" strings,
  * narrower registers are numbers. `stateFromJson` validates everything and refuses the whole
  * record (XsaveError BAD_BUFFER) on any problem.

@@ -15,8 +15,8 @@
  * Numbers are hexadecimal, 16 digits.
  *
  * Output is collected in RAM and written to the UART at the end, while this vCPU is the only
- * one running (an MMIO store cut by a time-slice stop can be replayed by the engine: machine
- * bug, reported). The buffer is guest memory, so it travels in snapshots like everything else.
+ * one running, so lines of several vCPUs never interleave. The buffer is guest memory, so it
+ * travels in snapshots like everything else.
  */
 #include "guest.h"
 
