@@ -1,10 +1,13 @@
+import type { BehaviourOracle } from './abi/behaviour.js';
 import { AbiCatalog } from './abi/catalog.js';
 import { buildManifest, type BuildManifest } from './abi/manifest.js';
 import { VmAbi } from './abi/vm-abi.js';
 import { AbiError, ComposeError } from './errors.js';
+import { behaviourOracle } from './behaviour/transcript.js';
 import { createHooks, type HypervisorHooks } from './plugin/hooks.js';
 import type { ServicePlugin } from './plugin/service.js';
 import { Vm } from './vm.js';
+import { Conduits, type ConduitDefinition } from './router/conduits.js';
 
 /** Operator overrides applied on top of a build's defaults when a VM is created. */
 export interface VmOverrides {
@@ -22,8 +25,10 @@ export interface VmOverrides {
  */
 export class Hypervisor {
   readonly hooks: HypervisorHooks = createHooks();
-  readonly catalog: AbiCatalog;
+  readonly catalog: AbiCatalog<ServicePlugin<any>>;
   readonly services: readonly ServicePlugin<any>[];
+  /** Behaviour transcripts of this build, as the ABI layer asks for them (records, manifests, diffs). */
+  readonly behaviour: BehaviourOracle = behaviourOracle(this);
 
   private constructor(
     readonly name: string,
@@ -33,7 +38,13 @@ export class Hypervisor {
     this.services = Object.freeze([...this.catalog.services.values()]);
   }
 
-  static compose(services: readonly ServicePlugin<any>[], options: { name?: string } = {}): Hypervisor {
+  /**
+   * `conduits`: the calling conventions of the machine the build runs on (its backend
+   * descriptor's `conduits`), beyond the core's smccc and xen. Passing them makes the build
+   * independent of which machine package happened to be imported first.
+   */
+  static compose(services: readonly ServicePlugin<any>[], options: { name?: string; conduits?: readonly ConduitDefinition[] } = {}): Hypervisor {
+    if (options.conduits) Conduits.provide(options.conduits);
     const hv = new Hypervisor(options.name ?? 'custom', services);
     for (const s of hv.services) s.apply(hv);
     hv.checkHandlers();

@@ -5,6 +5,8 @@ export * from './errors.js';
 export * from './abi/surface.js';
 export { AbiCatalog, type RegisterEntry, type Owned } from './abi/catalog.js';
 export { VmAbi } from './abi/vm-abi.js';
+export { callExposed } from './abi/exposure.js';
+export type { AbiBuild, AbiSelections, BehaviourOracle } from './abi/behaviour.js';
 export {
   recordOf,
   checkRecord,
@@ -53,6 +55,7 @@ export {
   serviceBehaviour,
   serviceBehaviourCached,
   vmBehaviour,
+  behaviourOracle,
   transcriptDigest,
   replayTranscript,
   replayServiceBehaviour,
@@ -67,3 +70,10 @@ export {
   type VmBehaviour,
 } from './behaviour/transcript.js';
 export { NOT_SUPPORTED_CLASS, type RegisterTransfer } from './router/router.js';
+export { MachineRuntime, RuntimeMachine, validateVcpuRunState, YIELD, HALT, type VcpuExit, type VcpuBackend, type Slice, type ResetListener, type VcpuRunState } from './runtime/runtime.js';
+export { StateError, StateReader, hex64, type Persist } from './runtime/persist.js';
+export { defineServiceFactory, optionsSchemaOf, checkServiceOptions, describeOptionSpec, type OptionSpec, type OptionsSchema, type OptionProblem, type ServiceFactory } from './service-options.js';
+export { ImageError, isElf, elfMachine, loadElfImage, loadRawImage, EM_X86_64, EM_AARCH64, type LoadedImage } from './machine/image.js';
+export { capabilityOf, type CapabilityName, type MachineCapabilities, type CounterClock, type InterruptConfig, type EntropySource } from './machine/capabilities.js';
+export type { ConduitDefinition } from './router/conduits.js';
+export { backendFor, type MachineBackend, type MachineCreateOptions, type RunnableMachine } from './machine/backend.js';

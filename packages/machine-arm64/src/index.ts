@@ -9,3 +9,4 @@ export { SPURIOUS_INTID, MAX_INTID, DEFAULT_EDGE_INTIDS, type InterruptTrigger }
 export { XEN_HVC_IMM, type TrapRouter } from './traps.js';
 export { unicornAvailable, UnicornError } from './ffi/unicorn.js';
 export { checkArm64Snapshot, machineFromPlan } from './snapshot.js';
+export { arm64Backend } from './backend.js';

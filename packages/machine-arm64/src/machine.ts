@@ -2,9 +2,12 @@ import type { RunOptions, RunResult } from '@plugvisor/core';
 /**
  * The arm64 machine: a QEMU-virt-like board (RAM, PL011 UART, a minimal GIC CPU interface)
  * with N vCPUs, each a Unicorn engine over the same host RAM, scheduled round-robin on the one
- * JS thread.
+ * JS thread by the core's MachineRuntime (power states, a pending CPU_ON applied at a safe
+ * point, parking, trap budgets and pauses, hang and all-off detection); this file is the
+ * Unicorn backend's `runSlice`. Hypercalls are routed inside Unicorn's interrupt hook
+ * (cpu/vcpu.ts onInterrupt → onHypercall here → MachineRuntime.trapped for the budget).
  *
- * Scheduling. A vCPU runs until something needs the host: a hypercall handler asked to stop
+ * Slices. A vCPU runs until something needs the host: a hypercall handler asked to stop
  * (power change, system event, pause, an interrupt for the running vCPU), a guest exception
  * that must be delivered, WFI (Unicorn ends the run on WFI: EXCP_HLT), or — when another vCPU
  * is runnable, or an interrupt waits for the guest to unmask it — the time slice ends
@@ -13,57 +16,37 @@ import type { RunOptions, RunResult } from '@plugvisor/core';
  * the single-vCPU hot path pays nothing for scheduling.
  *
  * Code written by one vCPU (or the host) is not seen by another engine's cache of translated
- * blocks (node-ffi.md P4): whenever the scheduler switches engines it flushes the incoming
+ * blocks (Unicorn keeps one TB cache per uc_engine: qemu/accel/tcg/translate-all.c): whenever the scheduler switches engines it flushes the incoming
  * engine's translation cache.
  */
 import {
   FlatGuestMemory,
+  MachineRuntime,
+  RuntimeMachine,
+  YIELD,
+  HALT,
+  type VcpuExit,
+  type CapabilityName,
+  type MachineCapabilities,
   type Arch,
   type GuestMemory,
   type Machine,
   type MachineImage,
-  type SystemEvent,
-  type VcpuPowerState,
 } from '@plugvisor/core';
 import { HostRam, UcEngine, UcMemType, UNLIMITED_COUNT, type MemFault } from './ffi/unicorn.js';
 import { Layout } from './board/layout.js';
-import { Pl011, type Pl011State } from './devices/pl011.js';
-import { Vcpu, Excp, EC, MPIDR_AFF_MASK, type VcpuHost } from './cpu/vcpu.js';
+import { Pl011 } from './devices/pl011.js';
+import { validateArm64Description, type Arm64MachineDescription, type Arm64MachineOptions } from './description.js';
+import { deliverException } from './cpu/exceptions.js';
+import { Vcpu, Excp, MPIDR_AFF_MASK, type VcpuHost } from './cpu/vcpu.js';
 import { sampleClock, type ClockSample } from './cpu/clock.js';
 import { GuestFault, MachineError } from './errors.js';
 import { isElf, loadElf, loadRaw, type LoadedImage } from './loader/elf.js';
 import { TrapKind, hvcConduit, smcConduit, startRouter, trapPaths, type TrapRouter } from './traps.js';
 
-export interface Arm64MachineOptions {
-  /** Number of vCPUs (default 1). vCPU 0 boots; the others start powered off. */
-  vcpus?: number;
-  /** Guest RAM size in bytes (default 128 MiB, multiple of 4 KiB). */
-  memSize?: number;
-  /** Receives console output (UART data register writes). Default: process.stdout. */
-  console?: (bytes: Uint8Array) => void;
-  /** Instructions per slice when several vCPUs are runnable (default 100000). */
-  sliceInstructions?: number;
-  /** Polling period while a single vCPU's interrupt waits for the guest to unmask it, µs (default 2000). */
-  sliceUs?: number;
-  /**
-   * Move trap registers through the engine's register memory when it can be found and proven
-   * (README "Traps"), else with uc_reg_*_batch calls. False: always batches. Default: true,
-   * unless the environment sets PLUGVISOR_ARM64_REGISTER_WINDOW=0 (to test the batch path).
-   */
-  registerWindow?: boolean;
-}
+export type { Arm64MachineOptions } from './description.js';
 
-/** The board and device state a snapshot carries beside the per-vCPU blobs. */
-export interface Arm64MachineDescription {
-  readonly board: 'plugvisor-virt';
-  readonly schema: 1;
-  readonly ramBase: string;
-  readonly ramSize: number;
-  readonly vcpus: number;
-  readonly uart: Pl011State;
-  /** Index of the vCPU the round-robin scheduler runs next. */
-  readonly nextVcpu: number;
-}
+export type { Arm64MachineDescription } from './description.js';
 
 const ROM = (() => {
   const rom = new Uint8Array(Layout.ROM_SIZE);
@@ -71,7 +54,7 @@ const ROM = (() => {
   return rom;
 })();
 
-export class Arm64Machine implements Machine, VcpuHost {
+export class Arm64Machine extends RuntimeMachine implements Machine, VcpuHost {
   readonly arch: Arch = 'arm64';
   readonly vcpuCount: number;
   readonly memory: GuestMemory;
@@ -91,19 +74,15 @@ export class Arm64Machine implements Machine, VcpuHost {
   /** The router whose trap paths the vCPUs are prepared for. */
   private prepared: TrapRouter | undefined;
   private readonly registerWindow: boolean;
-  private running = -1;
-  private lastRan = -1;
+  protected readonly runtime: MachineRuntime;
   /** Bumped when a guest invalidates its instruction cache; see slice(). */
   private codeGeneration = 0;
   private readonly seenGeneration: number[] = [];
-  private next = 0;
-  private event: SystemEvent | undefined;
-  private pauseReason: string | undefined;
   private memFault: MemFault | undefined;
-  private trapBudget = Infinity;
   private disposed = false;
 
   constructor(options: Arm64MachineOptions = {}) {
+    super();
     const n = options.vcpus ?? 1;
     if (!Number.isInteger(n) || n < 1 || n > 512) throw new MachineError(`vCPU count must be 1..512, got ${n}`);
     const size = options.memSize ?? Layout.DEFAULT_RAM_SIZE;
@@ -120,6 +99,17 @@ export class Arm64Machine implements Machine, VcpuHost {
     this.ram = HostRam.allocate(size);
     this.ram32 = new Uint32Array(this.ram.bytes.buffer, this.ram.bytes.byteOffset, size >>> 2);
     this.memory = new FlatGuestMemory([{ base: Layout.RAM_BASE, bytes: this.ram.bytes }]);
+    this.runtime = new MachineRuntime(
+      {
+        reset: (i, entry, context) => this.vcpus[i]!.reset(entry, context),
+        interruptPending: (i) => this.vcpus[i]!.gic.irqAsserted,
+        runSlice: (i, slice) => this.slice(this.vcpus[i]!, slice.shared),
+        stop: (i) => {
+          this.vcpus[i]!.kick = true;
+        },
+      },
+      n,
+    );
     try {
       for (let i = 0; i < n; i++) this.vcpus.push(this.createVcpu(i));
     } catch (e) {
@@ -166,16 +156,9 @@ export class Arm64Machine implements Machine, VcpuHost {
   /** Loads an ELF64 (PT_LOAD at p_paddr) or, for anything else, a raw image at `rawAddress`. */
   loadImage(bytes: Uint8Array, rawAddress: bigint = Layout.RAM_BASE): LoadedImage {
     const img = isElf(bytes) ? loadElf(bytes, this.memory) : loadRaw(bytes, this.memory, rawAddress);
-    // Engines may hold translations of the old contents (P4).
+    // Engines may hold translations of the old contents (one TB cache per engine).
     for (const v of this.vcpus) for (const seg of img.segments) v.engine.removeCache(seg.start, seg.end);
     return img;
-  }
-
-  /** Boot: vCPU 0 on at `entry` (EL1h, MMU off, x0 = 0); others off. */
-  boot(entry: bigint): void {
-    const v0 = this.vcpus[0]!;
-    v0.reset(entry, 0n);
-    v0.power = 'on';
   }
 
   /**
@@ -203,37 +186,13 @@ export class Arm64Machine implements Machine, VcpuHost {
     return -1;
   }
 
-  powerState(vcpu: number): VcpuPowerState {
-    return this.vcpu(vcpu).power;
-  }
-
-  powerOn(vcpu: number, entry: bigint, context: bigint): void {
-    const v = this.vcpu(vcpu);
-    if (v.power !== 'off') throw new MachineError(`vCPU ${vcpu} is not off (${v.power})`);
-    v.power = 'on-pending';
-    v.pendingOn = { entry, context };
-    // The running vCPU may have been running without a time slice (it was alone): stop it so
-    // the scheduler starts slicing between it and the new one.
-    if (this.running >= 0) this.vcpus[this.running]!.kick = true;
-  }
-
-  powerOff(vcpu: number): void {
-    const v = this.vcpu(vcpu);
-    v.power = 'off';
-    v.parked = false;
-    v.pendingOn = null;
-    this.kick(v);
-  }
-
-  idle(vcpu: number): void {
-    const v = this.vcpu(vcpu);
-    v.parked = true;
-    this.kick(v);
-  }
-
-  systemEvent(event: SystemEvent): void {
-    if (!this.event) this.event = event;
-    if (this.running >= 0) this.kick(this.vcpus[this.running]!);
+  /** Capabilities: 'counter-clock' (sampleClock) and 'interrupt-config' (configureInterrupt). */
+  capability<K extends CapabilityName>(name: K): MachineCapabilities[K] | undefined {
+    const caps: Partial<MachineCapabilities> = {
+      'counter-clock': { sample: (c) => this.sampleClock(c) },
+      'interrupt-config': { configure: (i, t) => this.configureInterrupt(i, t) },
+    };
+    return caps[name] as MachineCapabilities[K] | undefined;
   }
 
   configureInterrupt(intid: number, trigger: 'level' | 'edge'): void {
@@ -243,9 +202,9 @@ export class Arm64Machine implements Machine, VcpuHost {
   setInterrupt(vcpu: number, intid: number, level: boolean): void {
     const v = this.vcpu(vcpu);
     v.gic.setLine(intid, level);
-    // Stop the running vCPU if the interrupt is for it, or wakes a parked one (which must now
-    // get time slices).
-    if (level && this.running >= 0 && (v.index === this.running || v.parked)) this.vcpus[this.running]!.kick = true;
+    // The runtime stops the running vCPU if the interrupt is for it, or wakes a parked one
+    // (which must now get time slices).
+    if (level) this.runtime.interruptRaised(vcpu);
   }
 
   /**
@@ -253,17 +212,8 @@ export class Arm64Machine implements Machine, VcpuHost {
    * (KVM PTP), as seen by the vCPU currently trapping (vCPU 0 between runs). See cpu/clock.ts.
    */
   sampleClock(counter: 'virtual' | 'physical'): ClockSample {
-    return sampleClock(this.vcpus[this.running >= 0 ? this.running : 0]!.engine, counter);
-  }
-
-  /** Ask run() to return { kind: 'paused' } after the current trap (e.g. to take a snapshot). */
-  requestPause(reason = 'requested'): void {
-    this.pauseReason = reason;
-    if (this.running >= 0) this.kick(this.vcpus[this.running]!);
-  }
-
-  private kick(v: Vcpu): void {
-    if (v.index === this.running) v.kick = true;
+    const running = this.runtime.runningVcpu;
+    return sampleClock(this.vcpus[running >= 0 ? running : 0]!.engine, counter);
   }
 
   private vcpu(i: number): Vcpu {
@@ -288,10 +238,7 @@ export class Arm64Machine implements Machine, VcpuHost {
       v.exception = { intno: -TrapKind.UNDEF }; // HVC with an unknown immediate
       v.kick = true;
     }
-    if (--this.trapBudget <= 0) {
-      this.pauseReason ??= 'trap budget reached';
-      v.kick = true;
-    }
+    this.runtime.trapped();
   }
 
   // ---- the run loop ---------------------------------------------------------------------------
@@ -314,55 +261,22 @@ export class Arm64Machine implements Machine, VcpuHost {
       for (const v of this.vcpus) v.prepare(paths);
       this.prepared = this.router;
     }
-    this.trapBudget = options.pauseAfterTraps ?? Infinity;
-    this.pauseReason = undefined;
     try {
-      return this.loop();
+      return this.runtime.run(options, this.router);
     } finally {
-      this.running = -1;
       this.uart.flush();
     }
   }
 
-  private loop(): RunResult {
-    const n = this.vcpus.length;
-    for (;;) {
-      if (this.event) return { kind: 'system-event', event: this.event };
-      if (this.pauseReason !== undefined) return { kind: 'paused', reason: this.pauseReason };
-
-      // Pick the next runnable vCPU, round-robin; wake parked ones that have an interrupt.
-      let pick = -1;
-      let runnable = 0;
-      let on = 0;
-      for (let k = 0; k < n; k++) {
-        const v = this.vcpus[(this.next + k) % n]!;
-        if (v.power === 'on-pending') {
-          v.reset(v.pendingOn!.entry, v.pendingOn!.context);
-          v.pendingOn = null;
-          v.power = 'on';
-          this.router!.vcpuReset?.(v.index);
-        }
-        if (v.power !== 'on') continue;
-        on++;
-        if (v.parked && v.gic.irqAsserted) v.parked = false;
-        if (v.parked) continue;
-        runnable++;
-        if (pick < 0) pick = v.index;
-      }
-      if (on === 0) return { kind: 'all-off' };
-      if (pick < 0) {
-        return { kind: 'hang', message: `all ${on} powered-on vCPU(s) wait for an interrupt and none is pending` };
-      }
-      this.next = (pick + 1) % n;
-      const v = this.vcpus[pick]!;
-      const fault = this.slice(v, runnable > 1);
-      if (fault) return { kind: 'fault', fault };
-    }
+  /** Runs one vCPU for one slice (MachineRuntime's runSlice). */
+  private slice(v: Vcpu, others: boolean): VcpuExit {
+    const end = this.runEngine(v, others);
+    if (end === 'wfi') return HALT;
+    return end ? { kind: 'fault', fault: end } : YIELD;
   }
 
-  /** Runs one vCPU for one slice; returns a fault if the guest cannot continue. */
-  private slice(v: Vcpu, others: boolean): GuestFault | undefined {
-    // Code another vCPU wrote is invisible to this engine's translation cache (P4). Guests
+  private runEngine(v: Vcpu, others: boolean): GuestFault | 'wfi' | undefined {
+    // Code another vCPU wrote is invisible to this engine's translation cache. Guests
     // publish code changes with IC maintenance instructions, as the architecture requires
     // (other CPUs' instruction fetches are not coherent with stores until then); we count them
     // and drop this engine's translations when one happened since it last ran.
@@ -370,7 +284,6 @@ export class Arm64Machine implements Machine, VcpuHost {
       this.dropTranslations(v);
       this.seenGeneration[v.index] = this.codeGeneration;
     }
-    this.lastRan = v.index;
     try {
       // Deliver an unmasked pending IRQ before running; if it is masked, poll with slices so
       // an unmask (msr daifclr) is noticed within one slice.
@@ -393,11 +306,9 @@ export class Arm64Machine implements Machine, VcpuHost {
       v.kick = false;
       v.exception = null;
       this.memFault = undefined;
-      this.running = v.index;
       const begin = v.pc();
       this.uart.lineFlush = timeout === 0 && count === 0; // see Pl011.lineFlush
       const rc = v.engine.start(begin, 0n, timeout, count);
-      this.running = -1;
       if (timeout !== 0 || count !== 0) this.uart.flush();
       const pc = v.pc();
       if (rc !== 0 || (this.memFault as MemFault | undefined)) {
@@ -408,52 +319,15 @@ export class Arm64Machine implements Machine, VcpuHost {
         return new GuestFault(v.index, pc, cause);
       }
       const exc = v.exception as { intno: number } | null;
-      if (exc) return this.deliver(v, exc.intno, pc);
-      if (v.kick || v.power !== 'on') return undefined;
+      if (exc) return deliverException(v, exc.intno, pc, this.ram32, this.ramSize);
+      if (v.kick || this.runtime.powerState(v.index) !== 'on') return undefined;
       if (pc === 0n) return new GuestFault(v.index, pc, 'jump to address 0');
-      if ((timeout === 0 || !v.engine.timedOut()) && v.stoppedAtWfi(pc)) {
-        // WFI: park until an interrupt is pending (it may already be, e.g. masked).
-        if (!v.gic.irqAsserted) v.parked = true;
-      }
+      // WFI: the runtime parks the vCPU until an interrupt is pending (it may already be, e.g. masked).
+      if ((timeout === 0 || !v.engine.timedOut()) && v.stoppedAtWfi(pc)) return 'wfi';
       return undefined;
     } catch (e) {
-      this.running = -1;
       if (e instanceof GuestFault) return e;
       throw e;
-    }
-  }
-
-  /** Delivers a guest exception Unicorn reported, or turns it into a fault. */
-  private deliver(v: Vcpu, intno: number, pc: bigint): GuestFault | undefined {
-    v.exception = null;
-    const word = (addr: bigint): number | undefined => {
-      const off = Number(addr - Layout.RAM_BASE);
-      return addr >= Layout.RAM_BASE && off + 4 <= this.ramSize ? this.ram32[off >>> 2] : undefined;
-    };
-    switch (intno) {
-      case -TrapKind.UNDEF: // HVC with an unknown immediate; PC is past it
-        v.injectUndef(pc - 4n);
-        return undefined;
-      case Excp.UDEF: // PC at the instruction
-        v.injectUndef(pc);
-        return undefined;
-      case Excp.SWI: {
-        // SVC: PC past it, preferred return = next instruction
-        const imm = ((word(pc - 4n) ?? 0) >>> 5) & 0xffff;
-        v.takeException('sync', pc, (1n << 25n) | BigInt(EC.SVC64 << 26) | BigInt(imm));
-        return undefined;
-      }
-      case Excp.BKPT: {
-        const imm = ((word(pc) ?? 0) >>> 5) & 0xffff;
-        v.takeException('sync', pc, (1n << 25n) | BigInt(EC.BRK64 << 26) | BigInt(imm));
-        return undefined;
-      }
-      case Excp.PREFETCH_ABORT:
-      case Excp.DATA_ABORT:
-        // Unicorn consumes the exception syndrome and fault address; we cannot rebuild them.
-        return new GuestFault(v.index, pc, `${intno === Excp.DATA_ABORT ? 'data' : 'instruction'} abort (MMU fault); not delivered by this machine`);
-      default:
-        return new GuestFault(v.index, pc, `unexpected CPU exception ${intno}`);
     }
   }
 
@@ -462,13 +336,14 @@ export class Arm64Machine implements Machine, VcpuHost {
   /** The full state of vCPU i (see Vcpu.save for the format). Call only while run() is not active. */
   saveVcpu(i: number): Uint8Array {
     this.assertIdle();
-    return this.vcpu(i).save();
+    return this.vcpu(i).save(this.runtime.saveVcpu(i));
   }
 
   restoreVcpu(i: number, blob: Uint8Array): void {
     this.assertIdle();
-    this.vcpu(i).restore(blob);
-    this.dropTranslations(this.vcpu(i));
+    const v = this.vcpu(i);
+    this.runtime.restoreVcpu(i, v.restore(blob));
+    this.dropTranslations(v);
   }
 
   describe(): Arm64MachineDescription {
@@ -478,8 +353,8 @@ export class Arm64Machine implements Machine, VcpuHost {
       ramBase: `0x${Layout.RAM_BASE.toString(16)}`,
       ramSize: this.ramSize,
       vcpus: this.vcpuCount,
-      uart: { ...this.uart.state },
-      nextVcpu: this.next,
+      uart: this.uart.save(),
+      nextVcpu: this.runtime.nextVcpu,
     };
   }
 
@@ -490,7 +365,7 @@ export class Arm64Machine implements Machine, VcpuHost {
     return {
       arch: 'arm64',
       description: this.describe() as unknown as MachineImage['description'],
-      vcpus: this.vcpus.map((v) => v.save()),
+      vcpus: this.vcpus.map((_, i) => this.saveVcpu(i)),
       memory: this.memory.regions(),
     };
   }
@@ -501,16 +376,12 @@ export class Arm64Machine implements Machine, VcpuHost {
    * `started` tells run() not to start it again only if the router says so (Vm.start is idempotent).
    */
   static fromImage(image: MachineImage, options: Omit<Arm64MachineOptions, 'vcpus' | 'memSize'> = {}): Arm64Machine {
-    const d = image.description as unknown as Arm64MachineDescription;
-    if (!d || d.board !== 'plugvisor-virt' || d.schema !== 1) {
-      throw new MachineError(`snapshot machine description is not a plugvisor-virt arm64 board (schema 1)`);
-    }
-    if (d.vcpus !== image.vcpus.length) throw new MachineError(`snapshot has ${image.vcpus.length} vCPU blobs for ${d.vcpus} vCPUs`);
+    const d = validateArm64Description(image.description, image.vcpus.length);
     const m = new Arm64Machine({ ...options, vcpus: d.vcpus, memSize: d.ramSize });
     try {
       for (const r of image.memory) m.memory.write(r.base, r.bytes);
-      m.uart.state = { ...d.uart };
-      m.next = d.nextVcpu % d.vcpus;
+      m.uart.restore(d.uart);
+      m.runtime.nextVcpu = d.nextVcpu;
       image.vcpus.forEach((blob, i) => m.restoreVcpu(i, blob));
     } catch (e) {
       m.dispose();
@@ -520,7 +391,7 @@ export class Arm64Machine implements Machine, VcpuHost {
   }
 
   private assertIdle(): void {
-    if (this.running >= 0) throw new MachineError('vCPU state can only be saved or restored between runs');
+    if (this.runtime.runningVcpu >= 0) throw new MachineError('vCPU state can only be saved or restored between runs');
   }
 
   /** Closes every engine and frees guest RAM. */

@@ -1,6 +1,7 @@
 import { finishRestore, type RestorePlan, type SavedMemory, type StateValue } from '@plugvisor/core';
 import { Layout } from './board/layout.js';
 import { parseVcpuBlob } from './cpu/vcpu.js';
+import { validateArm64Description } from './description.js';
 import { Arm64Machine, type Arm64MachineDescription, type Arm64MachineOptions } from './machine.js';
 
 /**
@@ -11,15 +12,16 @@ import { Arm64Machine, type Arm64MachineDescription, type Arm64MachineOptions } 
  */
 export function checkArm64Snapshot(description: StateValue, vcpus: readonly Uint8Array[], memory: readonly SavedMemory[]): string[] {
   const problems: string[] = [];
-  const d = description as unknown as Partial<Arm64MachineDescription> | null;
-  if (!d || d.board !== 'plugvisor-virt' || d.schema !== 1) {
-    return ['machine is not a plugvisor-virt arm64 board (description schema 1)'];
+  // Restore checks are dry runs of the components' own validating restores.
+  let d: Arm64MachineDescription | undefined;
+  try {
+    d = validateArm64Description(description, vcpus.length);
+  } catch (e) {
+    problems.push((e as Error).message);
   }
-  if (d.vcpus !== vcpus.length) problems.push(`machine has ${String(d.vcpus)} vCPUs but ${vcpus.length} vCPU records`);
-  if (typeof d.ramSize !== 'number' || d.ramSize <= 0 || d.ramSize % 4096 !== 0) problems.push(`RAM size ${String(d.ramSize)} is not a positive multiple of 4 KiB`);
-  if (d.ramBase !== `0x${Layout.RAM_BASE.toString(16)}`) problems.push(`RAM base ${String(d.ramBase)} is not this board's 0x${Layout.RAM_BASE.toString(16)}`);
-  if (memory.length !== 1 || memory[0]!.gpa !== Layout.RAM_BASE || memory[0]!.size !== d.ramSize) {
-    problems.push(`memory records do not describe one RAM region of ${String(d.ramSize)} bytes at 0x${Layout.RAM_BASE.toString(16)}`);
+  const ramSize = d?.ramSize ?? (description as { ramSize?: unknown } | null)?.ramSize;
+  if (memory.length !== 1 || memory[0]!.gpa !== Layout.RAM_BASE || memory[0]!.size !== ramSize) {
+    problems.push(`memory records do not describe one RAM region of ${String(ramSize)} bytes at 0x${Layout.RAM_BASE.toString(16)}`);
   }
   vcpus.forEach((blob, i) => {
     try {

@@ -12,3 +12,5 @@ export { encodeVcpuState, decodeVcpuState, VCPU_MAGIC, VCPU_FORMAT, type VcpuSta
 export { REG_NAMES, R, type Regs, type Sregs } from './cpu/structs.js';
 export { checkX86Snapshot, machineFromPlan, readX86Description, cpuidProblems } from './snapshot.js';
 export { pvmDetected, simdAtCpl0 } from './testing/capabilities.js';
+export { x86Backend } from './backend.js';
+export { X86_PORT_CONDUIT } from './traps.js';

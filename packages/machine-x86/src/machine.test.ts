@@ -115,3 +115,34 @@ d('x86 machine: vCPUs and interrupts', () => {
     }
   });
 });
+
+d('x86 machine: a snapshot taken on the trap that called CPU_ON', () => {
+  it('restores vCPU 1 still pending, with its entry and context, and it starts there (the state used to flatten on-pending to on)', () => {
+    const out: number[] = [];
+    const a = new X86Machine({ vcpus: 2, memSize: 4 << 20, console: (b) => out.push(...b) });
+    let image;
+    try {
+      a.boot(a.loadImage(guestImage('smp')).entry);
+      const router = new SmpRouter();
+      a.attach(router);
+      expect(a.run({ pauseAfterTraps: 1 })).toEqual({ kind: 'paused', reason: 'trap budget reached' });
+      expect(router.ids).toEqual([0x104]);
+      expect(a.powerState(1)).toBe('on-pending');
+      image = a.image();
+      image = { ...image, memory: image.memory.map((r) => ({ base: r.base, bytes: new Uint8Array(r.bytes) })) };
+    } finally {
+      a.dispose();
+    }
+    const b = X86Machine.fromImage(image, { console: (x) => out.push(...x) });
+    try {
+      expect(b.powerState(1)).toBe('on-pending');
+      const router = new SmpRouter();
+      b.attach(router);
+      const r = b.run();
+      expect(r.kind).toBe('system-event');
+      expect(Buffer.from(out).toString('latin1')).toBe('smp ok 000000005a5a1234\nirq ok 0000000000000001\n');
+    } finally {
+      b.dispose();
+    }
+  });
+});

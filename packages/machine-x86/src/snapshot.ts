@@ -1,6 +1,7 @@
 import { RecordType, decodeJson, finishRestore, readStream, type RestorePlan, type SavedMemory, type StateValue } from '@plugvisor/core';
 import { checkXsaveRestore, planXsaveSet, type XsaveAbi } from '@plugvisor/xsave';
 import { decodeVcpuState, type VcpuState } from './cpu/state.js';
+import { validateX86Description } from './description.js';
 import { kvmHost, kvmUnavailable } from './host.js';
 import { X86Machine, type X86MachineDescription, type X86MachineOptions } from './machine.js';
 import type { RawCpuidEntry } from './ffi/kvm.js';
@@ -12,20 +13,15 @@ import type { RawCpuidEntry } from './ffi/kvm.js';
  * was shown) before anything is built; then `machineFromPlan` builds the new VM.
  */
 export function checkX86Snapshot(description: StateValue, vcpus: readonly Uint8Array[], memory: readonly SavedMemory[]): string[] {
-  const d = description as unknown as Partial<X86MachineDescription> | null;
-  if (!d || d.board !== 'plugvisor-pc' || d.schema !== 1) return ['machine is not a plugvisor-pc x86 board (description schema 1)'];
-  const problems: string[] = [];
-  if (d.vcpus !== vcpus.length) problems.push(`machine has ${String(d.vcpus)} vCPUs but ${vcpus.length} vCPU records`);
-  if (typeof d.ramSize !== 'number' || d.ramSize <= 0 || d.ramSize % 4096 !== 0) problems.push(`RAM size ${String(d.ramSize)} is not a positive multiple of 4 KiB`);
-  if (memory.length !== 1 || memory[0]!.gpa !== 0n || memory[0]!.size !== d.ramSize) problems.push(`memory records do not describe one RAM region of ${String(d.ramSize)} bytes at 0x0`);
-  if (!Array.isArray(d.cpuid) || !d.xsave) return [...problems, 'machine description lacks its CPUID or xsave ABI'];
-  if (d.vm !== undefined) {
-    const vm = d.vm as { clock?: unknown; irqchip?: unknown };
-    if (typeof vm.clock !== 'bigint') problems.push('VM state: clock is not a u64');
-    const chips = vm.irqchip;
-    if (chips !== null && (!Array.isArray(chips) || chips.length !== 3 || !chips.every((c) => typeof c === 'string' && /^[0-9a-f]{1040}$/.test(c)))) problems.push('VM state: irqchip is not three 520-byte kvm_irqchip records');
-    if (chips !== null && !d.irqchip) problems.push('VM state: irqchip records for a machine without the irqchip');
+  // Restore checks are dry runs of the components' own validating restores.
+  let d: X86MachineDescription;
+  try {
+    d = validateX86Description(description, vcpus.length);
+  } catch (e) {
+    return [(e as Error).message];
   }
+  const problems: string[] = [];
+  if (memory.length !== 1 || memory[0]!.gpa !== 0n || memory[0]!.size !== d.ramSize) problems.push(`memory records do not describe one RAM region of ${d.ramSize} bytes at 0x0`);
   const states: VcpuState[] = [];
   vcpus.forEach((blob, i) => {
     try {
@@ -36,7 +32,7 @@ export function checkX86Snapshot(description: StateValue, vcpus: readonly Uint8A
   });
   const why = kvmUnavailable();
   if (why) return [...problems, `this host cannot run x86 VMs: ${why}`];
-  problems.push(...hostProblems(d as X86MachineDescription, states));
+  problems.push(...hostProblems(d, states));
   return problems;
 }
 

@@ -1,7 +1,7 @@
 /**
  * The one place where this machine meets the core's trap router (as machine-arm64's traps.ts).
  *
- * The x86 hypercall conduit, `x86-port` (defined in the core's Conduits registry from here):
+ * The x86 hypercall conduit, `x86-port` (X86_PORT_CONDUIT; builds get it from x86Backend.conduits):
  *
  *   OUT to port 0x0600 (any width)   -> hypercall
  *     rax   function id (the high 32 bits must be 0, else "not supported")
@@ -17,7 +17,7 @@
  * The RegisterFile of an x86 vCPU holds the 18 registers in kvm_regs order (rax 0, rbx 1, rcx 2,
  * rdx 3, rsi 4, rdi 5, rsp 6, rbp 7, r8..r15 8..15, rip 16, rflags 17; `R` in cpu/structs.ts).
  */
-import { Conduits, type Conduit, type VcpuContext } from '@plugvisor/core';
+import { Conduits, type Conduit, type ConduitDefinition, type VcpuContext } from '@plugvisor/core';
 import type { RegisterFile } from '@plugvisor/core';
 
 /** What the machine needs from a VM: the core's Vm satisfies it. */
@@ -48,8 +48,8 @@ export const Ports = Object.freeze({
 
 export const X86_CONDUIT_NAME = 'x86-port';
 
-/** The x86 hypercall conduit (registered once per process; Conduits.define is idempotent). */
-export const x86Conduit: Conduit = Conduits.define({
+/** The x86 hypercall conduit's definition: the backend descriptor's `conduits`. */
+export const X86_PORT_CONDUIT: ConduitDefinition = Object.freeze({
   name: X86_CONDUIT_NAME,
   description: 'x86-64 port I/O hypercall: OUT to port 0x600, rax = function id, rdi/rsi/rdx/r10/r8/r9 arguments, result in rax',
   resultRegisters: Object.freeze([0]),
@@ -60,6 +60,9 @@ export const x86Conduit: Conduit = Conduits.define({
     regs.setSigned(0, -ENOSYS);
   },
 });
+
+/** The registered x86 conduit (Conduits.define returns the one registration of this convention). */
+export const x86Conduit: Conduit = Conduits.define(X86_PORT_CONDUIT);
 
 /** Runs before the first vCPU: freezes the VM's ABI (core: Vm.start()). */
 export function startRouter(router: TrapRouter): void {

@@ -1,4 +1,4 @@
-import { defineService, packageVersion, smcccReturn, type CallSignature, type ServicePlugin } from '@plugvisor/core';
+import { capabilityOf, defineService, packageVersion, smcccReturn, type CallSignature, type ServicePlugin } from '@plugvisor/core';
 import { KVM_REG_ARM_VENDOR_HYP_BMAP } from '@plugvisor/svc-kvm-vendor';
 
 /**
@@ -56,7 +56,7 @@ export function createPtpService(): ServicePlugin<undefined> {
         const selector = r.lo(1);
         const sample =
           selector === KVM_PTP_VIRT_COUNTER || selector === KVM_PTP_PHYS_COUNTER
-            ? v.machine.sampleClock?.(selector === KVM_PTP_VIRT_COUNTER ? 'virtual' : 'physical')
+            ? capabilityOf(v.machine, 'counter-clock')?.sample(selector === KVM_PTP_VIRT_COUNTER ? 'virtual' : 'physical')
             : undefined;
         // unknown selector, or a machine without an architected counter (KVM: clocksource not the arch counter)
         if (!sample) return smcccReturn(r, -1);

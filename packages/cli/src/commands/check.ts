@@ -32,17 +32,17 @@ Exit status: 0 safe (every direction, every host), 3 refused somewhere, 2 bad in
 
 /** The VM's ABI record from a JSON record file or a snapshot stream. */
 export function readVmRecord(path: string): AbiRecord {
-  if (!existsSync(path)) throw new UsageError(`--vm ${path} does not exist`);
+  if (!existsSync(path)) throw new UsageError(`--vm ${path} does not exist`, 'BAD_INPUT_FILE');
   const bytes = readFileSync(path);
   if (bytes.subarray(0, 8).toString('latin1') === 'PLVSNAP\0') return readAbiRecord(bytes);
   let json: unknown;
   try {
     json = JSON.parse(bytes.toString('utf8'));
   } catch (e) {
-    throw new UsageError(`--vm ${path} is neither a snapshot nor a JSON ABI record: ${(e as Error).message}`);
+    throw new UsageError(`--vm ${path} is neither a snapshot nor a JSON ABI record: ${(e as Error).message}`, 'BAD_INPUT_FILE');
   }
   const record = validateAbiRecord((json as { record?: unknown })?.record ?? json);
-  if (typeof record === 'string') throw new UsageError(`--vm ${path}: ${record}`);
+  if (typeof record === 'string') throw new UsageError(`--vm ${path}: ${record}`, 'BAD_INPUT_FILE');
   return record;
 }
 

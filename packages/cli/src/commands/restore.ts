@@ -1,8 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { decodeJson, planRestore, readStream, RecordType, SnapshotError, UsageError, type Arch } from '@plugvisor/core';
-import { checkArm64Snapshot, machineFromPlan, unicornAvailable } from '@plugvisor/machine-arm64';
-import { checkX86Snapshot, machineFromPlan as x86MachineFromPlan, kvmUnavailable } from '@plugvisor/machine-x86';
+import { backendFor, decodeJson, planRestore, readStream, RecordType, SnapshotError, UsageError, type Arch, type MachineBackend } from '@plugvisor/core';
+import { BACKENDS } from '../backends.js';
 import { loadBuild } from '../build-file.js';
 import { consoleOut, runExitHelp, runToEnd } from './guest-run.js';
 import { parseSnapshotAt, snapshotOptions } from './run.js';
@@ -26,19 +25,20 @@ export async function restoreCommand(argv: string[]): Promise<number> {
   });
   if (positionals.length !== 1) throw new UsageError('restore takes one snapshot file: plugvisor restore FILE');
   const file = positionals[0]!;
-  if (!existsSync(file)) throw new UsageError(`snapshot ${file} does not exist`);
+  if (!existsSync(file)) throw new UsageError(`snapshot ${file} does not exist`, 'BAD_INPUT_FILE');
   const snapshotAt = parseSnapshotAt(values['snapshot-at']);
   const { hv } = await loadBuild(values.build);
   const bytes = readFileSync(file);
   let plan;
-  let arch: Arch;
+  let backend: MachineBackend;
   try {
-    arch = snapshotArch(bytes);
-    if (arch === 'x86_64') {
-      const why = kvmUnavailable();
-      if (why) throw new UsageError(`the x86 machine needs /dev/kvm: ${why}`);
-    } else if (!unicornAvailable()) throw new UsageError('the arm64 machine needs libunicorn2 (run scripts/setup.sh)');
-    plan = planRestore(bytes, hv, arch === 'x86_64' ? { arch, checkMachine: checkX86Snapshot } : { arch, checkMachine: checkArm64Snapshot });
+    const arch = snapshotArch(bytes);
+    const found = backendFor(BACKENDS, arch);
+    if (!found) throw new SnapshotError('INCOMPATIBLE', `the snapshot's machine is ${arch}; this build has backends for ${BACKENDS.map((b) => b.arch).join(', ')}`);
+    backend = found;
+    const why = backend.unavailable();
+    if (why) throw new UsageError(why, 'HOST_UNAVAILABLE');
+    plan = planRestore(bytes, hv, { arch, checkMachine: backend.checkSnapshot });
   } catch (e) {
     if (e instanceof SnapshotError) {
       process.stderr.write(`plugvisor restore: ${file} refused: ${e.message}\n`);
@@ -47,7 +47,7 @@ export async function restoreCommand(argv: string[]): Promise<number> {
     throw e;
   }
   for (const note of plan.notes) process.stderr.write(`plugvisor restore: ${note}\n`);
-  const machine = arch === 'x86_64' ? x86MachineFromPlan(plan, { console: consoleOut }) : machineFromPlan(plan, { console: consoleOut });
+  const machine = backend.rebuild(plan, { console: consoleOut });
   return runToEnd(plan.vm, machine, { snapshotAt, snapshotFile: values['snapshot-file'] });
 }
 
@@ -56,7 +56,7 @@ export function snapshotArch(bytes: Uint8Array): Arch {
   for (const rec of readStream(bytes)) {
     if (rec.type !== RecordType.MACHINE) continue;
     const m = decodeJson(rec.payload, 'MACHINE') as { arch?: unknown };
-    return m?.arch === 'x86_64' ? 'x86_64' : 'arm64';
+    return typeof m?.arch === 'string' && m.arch ? m.arch : 'arm64';
   }
   return 'arm64';
 }

@@ -1,10 +1,8 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { AbiError, Hypervisor, UsageError, type Machine, type Vm, type VmOverrides } from '@plugvisor/core';
-import { Arm64Machine, ImageError, unicornAvailable } from '@plugvisor/machine-arm64';
-import { X86Machine, ImageError as X86ImageError, EM_X86_64, elfMachine, kvmUnavailable } from '@plugvisor/machine-x86';
+import { AbiError, Hypervisor, ImageError, UsageError, backendFor, elfMachine, type RunnableMachine, type Vm, type VmOverrides } from '@plugvisor/core';
 import { poolBaseline } from '@plugvisor/xsave';
-import type { GuestMachine } from './guest-run.js';
+import { BACKENDS } from '../backends.js';
 import { readHostDumps } from './check.js';
 import { loadBuild } from '../build-file.js';
 import { consoleOut, parseSize, runExitHelp, runToEnd } from './guest-run.js';
@@ -99,18 +97,20 @@ export async function runCommand(argv: string[]): Promise<number> {
   });
   if (positionals.length !== 1) throw new UsageError('run takes one image: plugvisor run IMAGE [options]');
   const imagePath = positionals[0]!;
-  if (!existsSync(imagePath)) throw new UsageError(`image ${imagePath} does not exist`);
+  if (!existsSync(imagePath)) throw new UsageError(`image ${imagePath} does not exist`, 'BAD_INPUT_FILE');
   const vcpus = values.vcpus === undefined ? 1 : Number(values.vcpus);
   if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > 64) throw new UsageError(`--vcpus takes 1..64, got '${values.vcpus}'`);
   const mem = values.mem === undefined ? 128 << 20 : parseSize(values.mem);
   if (!mem || mem % 4096 !== 0) throw new UsageError(`--mem takes a size in whole 4 KiB pages (e.g. 128M), got '${values.mem}'`);
   const snapshotAt = parseSnapshotAt(values['snapshot-at']);
-  if (values.arch !== undefined && values.arch !== 'arm64' && values.arch !== 'x86_64') throw new UsageError(`--arch takes arm64 or x86_64, got '${values.arch}'`);
+  if (values.arch !== undefined && !backendFor(BACKENDS, values.arch)) throw new UsageError(`--arch takes ${BACKENDS.map((b) => b.arch).join(' or ')}, got '${values.arch}'`);
   const image = readFileSync(imagePath);
   const em = elfMachine(image);
-  if (values.hosts && em !== EM_X86_64 && values.arch !== 'x86_64') throw new UsageError('--hosts applies to x86-64 images only');
+  // An ELF image names its backend (e_machine); a raw image takes --arch, default the first
+  // backend. An ELF for no backend goes to the default, whose loader names the mismatch.
+  const backend = (em !== undefined ? BACKENDS.find((b) => b.elfMachine === em) : backendFor(BACKENDS, values.arch ?? BACKENDS[0]!.arch)) ?? BACKENDS[0]!;
+  if (values.hosts && backend.arch !== 'x86_64') throw new UsageError('--hosts applies to x86-64 images only');
   if (em !== undefined && values.arch !== undefined) throw new UsageError('--arch is for raw images; an ELF image says its architecture');
-  const arch = em === EM_X86_64 || (em === undefined && values.arch === 'x86_64') ? 'x86_64' : 'arm64';
 
   const { hv } = await loadBuild(values.build);
   const overrides = overridesFrom(values);
@@ -132,23 +132,17 @@ export async function runCommand(argv: string[]): Promise<number> {
   }
   if (values.record) writeFileSync(values.record, JSON.stringify(vm.record(), null, 2) + '\n');
 
-  let machine: GuestMachine & Machine & { loadImage(b: Uint8Array, at?: bigint): { entry: bigint }; boot(entry: bigint): void; attach(router: Vm): void };
-  if (arch === 'x86_64') {
-    const why = kvmUnavailable();
-    if (why) throw new UsageError(`the x86 machine needs /dev/kvm: ${why}`);
-    const hostFiles = (values.hosts ?? []).flatMap((h) => h.split(',')).filter(Boolean);
-    const xsave = hostFiles.length ? poolBaseline(readHostDumps(hostFiles)).policy : undefined;
-    machine = new X86Machine({ vcpus, memSize: mem, console: consoleOut, ...(xsave ? { xsave } : {}) });
-  } else {
-    if (!unicornAvailable()) throw new UsageError('the arm64 machine needs libunicorn2 (run scripts/setup.sh)');
-    machine = new Arm64Machine({ vcpus, memSize: mem, console: consoleOut });
-  }
+  const why = backend.unavailable();
+  if (why) throw new UsageError(why, 'HOST_UNAVAILABLE');
+  const hostFiles = (values.hosts ?? []).flatMap((h) => h.split(',')).filter(Boolean);
+  const xsave = hostFiles.length ? poolBaseline(readHostDumps(hostFiles)).policy : undefined;
+  const machine: RunnableMachine = backend.create({ vcpus, memSize: mem, console: consoleOut, ...(xsave ? { extra: { xsave } } : {}) });
   try {
     const loaded = values.raw !== undefined ? machine.loadImage(image, num(values.raw, '--raw')) : machine.loadImage(image);
     machine.boot(loaded.entry);
   } catch (e) {
     machine.dispose();
-    if (e instanceof ImageError || e instanceof X86ImageError) throw new UsageError(`image ${imagePath}: ${e.message}`);
+    if (e instanceof ImageError) throw new UsageError(`image ${imagePath}: ${e.message}`, 'BAD_INPUT_FILE');
     throw e;
   }
   vm.attachMachine(machine);

@@ -1,6 +1,7 @@
 import { randomFillSync } from 'node:crypto';
 import type { GuestMemory } from './memory.js';
 import type { RegisterFile } from './registers.js';
+import { capabilityOf, type CapabilityName, type MachineCapabilities } from './capabilities.js';
 
 /**
  * What a machine backend (arm64 on Unicorn, x86-64 on KVM) offers the core and the services
@@ -9,7 +10,8 @@ import type { RegisterFile } from './registers.js';
  * safe point of its run loop.
  */
 
-export type Arch = 'arm64' | 'x86_64';
+/** An architecture name ('arm64', 'x86_64', ...): each machine backend names its own. */
+export type Arch = 'arm64' | 'x86_64' | (string & {});
 
 /** PSCI-visible power state of a vCPU. */
 export type VcpuPowerState = 'on' | 'off' | 'on-pending';
@@ -59,27 +61,18 @@ export interface Machine {
    */
   setInterrupt(vcpu: number, intid: number, level: boolean): void;
 
-  /** Optional: an INTID's trigger mode on every vCPU (arm64: GICD_ICFGR). */
-  configureInterrupt?(intid: number, trigger: 'level' | 'edge'): void;
-
   /**
-   * arm64 generic timer sample for paravirtual clocks: the host wall clock (ns since the Unix
-   * epoch) and the guest-visible virtual or physical counter, taken together.
+   * Optional abilities by name (the PTP counter clock, interrupt trigger configuration,
+   * entropy: machine/capabilities.ts). Services look them up with `capabilityOf`, so a new
+   * service's need does not widen this interface.
    */
-  sampleClock?(counter: 'virtual' | 'physical'): { wallClockNs: bigint; counter: bigint };
-
-  /**
-   * Optional: fills `out` with entropy for the guest. Machines leave it out and services get the
-   * host CSPRNG (see `guestEntropy`); the behaviour-probe machine fixes it so a random result
-   * shows which bits may be random.
-   */
-  fillEntropy?(out: Uint32Array): void;
+  capability?<K extends CapabilityName>(name: K): MachineCapabilities[K] | undefined;
 }
 
 /** Entropy for a call's random results: the machine's source if it has one, else the host CSPRNG. */
 export function guestEntropy(vcpu: VcpuContext, out: Uint32Array): void {
-  const m = vcpu.machine;
-  if (m.fillEntropy) m.fillEntropy(out);
+  const source = capabilityOf(vcpu.machine, 'entropy');
+  if (source) source.fill(out);
   else randomFillSync(out);
 }
 

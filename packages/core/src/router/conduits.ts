@@ -1,3 +1,4 @@
+import { PlugvisorError } from '../errors.js';
 import type { RegisterFile } from '../machine/registers.js';
 
 /**
@@ -76,12 +77,30 @@ export const xen: Conduit = Object.freeze({
   },
 });
 
+/** A conduit as a machine package declares it; the core assigns its dense index. */
+export type ConduitDefinition = Omit<Conduit, 'index'>;
+
 const registry = new Map<string, Conduit>([
   [smccc.name, smccc],
   [xen.name, xen],
 ]);
 
-/** Conduits known to this core, by name. Backends for other architectures add theirs here. */
+/** The data that makes two definitions of one name the same calling convention. */
+function sameConvention(a: ConduitDefinition, b: ConduitDefinition): boolean {
+  return (
+    a.functionIdWord === b.functionIdWord &&
+    a.functionIdHighWord === b.functionIdHighWord &&
+    a.resultRegisters.length === b.resultRegisters.length &&
+    a.resultRegisters.every((r, i) => r === b.resultRegisters[i])
+  );
+}
+
+/**
+ * Conduits known to this process, by name: the core's smccc and xen, and those machines
+ * provide. A build gets its machine's conduits at composition (`Hypervisor.compose(services,
+ * { conduits })`, from the machine package's backend descriptor), so whether it composes does
+ * not depend on which machine package was imported first.
+ */
 export const Conduits = {
   smccc,
   xen,
@@ -91,12 +110,23 @@ export const Conduits = {
   all(): Conduit[] {
     return [...registry.values()];
   },
-  /** Adds a conduit (e.g. an x86 hypercall port); its index is assigned densely. */
-  define(def: Omit<Conduit, 'index'>): Conduit {
+  /**
+   * Registers a conduit (e.g. an x86 hypercall port); its index is assigned densely. Defining
+   * a name again returns the registered conduit if it is the same convention (function-id
+   * words and result registers), and throws if it is a different one.
+   */
+  define(def: ConduitDefinition): Conduit {
     const existing = registry.get(def.name);
-    if (existing) return existing;
+    if (existing) {
+      if (!sameConvention(existing, def)) throw new PlugvisorError('CONDUIT', `conduit '${def.name}' is already defined as a different calling convention (${existing.description})`);
+      return existing;
+    }
     const conduit = Object.freeze({ ...def, index: registry.size });
     registry.set(conduit.name, conduit);
     return conduit;
+  },
+  /** Registers each of a machine's conduits (define, for a list); returns them, indexed. */
+  provide(defs: readonly ConduitDefinition[]): Conduit[] {
+    return defs.map((d) => Conduits.define(d));
   },
 };

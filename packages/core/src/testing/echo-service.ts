@@ -1,6 +1,7 @@
 import { PlugvisorError, GuestMemoryError } from '../errors.js';
 import type { CallDecl, FeatureDecl, VersionValue } from '../abi/surface.js';
 import { defineService, type CallHandler, type ServicePlugin, type StateValue } from '../plugin/service.js';
+import { defineServiceFactory } from '../service-options.js';
 
 /**
  * A test-only service that exercises every core path: a legacy-opt-out feature and an
@@ -214,3 +215,17 @@ export function createEchoService(options: EchoOptions = {}): ServicePlugin<Echo
     handlers,
   });
 }
+
+/** The echo service as a build file loads it: `createEchoService` with its options declared. */
+export const echoServiceFactory = defineServiceFactory<EchoOptions, EchoState>({
+  options: {
+    name: { type: 'string', description: 'package name the service reports (default @plugvisor/test-svc-echo)' },
+    version: { type: 'string', description: 'package version the service reports (default 1.0.0)' },
+    maxVersion: { type: 'enum', values: ALL_VERSIONS.map((v) => v.name), description: 'highest echo version offered' },
+    withoutCounter: { type: 'boolean', description: 'leave out the opt-in echo-counter feature' },
+    stateVersion: { type: 'integer', min: 1, max: 2, description: 'state schema this release writes' },
+    extraEchoCall: { type: 'boolean', description: 'ECHO answers one more id' },
+    bias: { type: 'integer', min: -0x8000_0000, max: 0xffff_ffff, description: "added to ECHO's sum" },
+  },
+  create: createEchoService,
+});

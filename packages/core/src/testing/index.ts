@@ -6,3 +6,5 @@ export { MemoryMachine } from './memory-machine.js';
 export type { BenchRow } from './bench.js';
 export { rebuildGuestImages, type GuestImageRebuild } from './guest-images.js';
 export { withHandler, withSignature } from './variants.js';
+export { checkPersistence, type PersistenceCheck, type PersistentComponent } from './persistence.js';
+export { echoServiceFactory } from './echo-service.js';

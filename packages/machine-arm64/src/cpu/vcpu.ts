@@ -14,18 +14,19 @@
  *
  * How the vCPU is configured (invisible to the guest): SCR_EL3 = NS | HCE | RW | API | APK —
  * EL1 is Non-secure AArch64 like a KVM guest, HVC traps to the hypervisor as interrupt 11 with
- * PC past it (native, no PC write: node-ffi.md §5), pointer authentication does not trap;
+ * PC past it (QEMU target/arm takes HVC/SMC with the return address after the instruction: no PC write), pointer authentication does not trap;
  * HCR_EL2 = RW; VMPIDR_EL2 = the KVM-style MPIDR (a Non-secure EL1 read of MPIDR_EL1 returns
  * VMPIDR_EL2, so each engine shows its own affinity).
  */
-import type { VcpuContext, VcpuPowerState, Machine } from '@plugvisor/core';
+import type { VcpuContext, Machine, VcpuRunState } from '@plugvisor/core';
 import { RegisterFile } from '@plugvisor/core';
+import { encodeVcpuBlob, parseVcpuBlob } from './state.js';
 import { Reg, WINDOW_PC, xReg, type RegBatch, type UcEngine } from '../ffi/unicorn.js';
 import type { TrapPath } from '../traps.js';
 import { compileWindowRoute, maskRegisters, type WindowRoute } from './transfer.js';
 import { Layout } from '../board/layout.js';
-import { GicCpuInterface, type GiccState } from '../devices/gicc.js';
-import { GuestFault, MachineError, VcpuStateError } from '../errors.js';
+import { GicCpuInterface } from '../devices/gicc.js';
+import { GuestFault, MachineError } from '../errors.js';
 import {
   HCR_RW,
   MODE_EL1H,
@@ -124,21 +125,9 @@ export interface TakenException {
   intno: number;
 }
 
-const BLOB_MAGIC = 0x55504341_5650n; // "PVAPCU" marker, little-endian in the blob
-const BLOB_VERSION = 1;
-
-export interface VcpuStateExtras {
-  power: VcpuPowerState;
-  parked: boolean;
-  pendingOn: { entry: string; context: string } | null;
-  gicc: GiccState;
-}
+export { parseVcpuBlob, type VcpuStateExtras } from './state.js';
 
 export class Vcpu {
-  power: VcpuPowerState = 'off';
-  /** Waiting for an interrupt (WFI, or Machine.idle). */
-  parked = false;
-  pendingOn: { entry: bigint; context: bigint } | null = null;
   /** Set when something happened during a trap that needs the engine to stop after it. */
   kick = false;
   /** Set by the hook for a non-hypercall exception; handled by the run loop. */
@@ -489,7 +478,6 @@ export class Vcpu {
     });
     this.applyEntry(MODE_EL1H | PSTATE_DAIF, entry, 0n, 0n, this.resetSctlr, this.resetSysregs[SAVED_SYSREGS.indexOf(Sys.ELR_EL1)]!);
     this.exception = null;
-    this.parked = false;
   }
 
   /**
@@ -538,16 +526,11 @@ export class Vcpu {
   // ---- snapshot -------------------------------------------------------------------------------
 
   /**
-   * Everything needed to resume this vCPU, as a versioned little-endian blob:
-   *   u64 magic, u32 version, u32 sysreg count,
-   *   u64 x0..x30, pc, pstate, sp_el0, sp_el1, fpcr, fpsr,
-   *   32 x 16 bytes V0..V31,
-   *   u64 sysregs[count] (SAVED_SYSREGS order),
-   *   u32 json length, JSON {power, parked, pendingOn, gicc}
-   * The live SP is stored in its bank (SP_EL0 or SP_EL1 per PSTATE), so the blob holds
-   * architectural values, not Unicorn's internal layout.
+   * Everything needed to resume this vCPU, as a blob (codec: cpu/state.ts). The live SP is
+   * stored in its bank (SP_EL0 or SP_EL1 per PSTATE), so the blob holds architectural values,
+   * not Unicorn's internal layout.
    */
-  save(): Uint8Array {
+  save(run: VcpuRunState): Uint8Array {
     const s = this.stateRegs;
     s.read();
     const pstate = Number(s.u64[33]!);
@@ -557,103 +540,48 @@ export class Vcpu {
     const el = (pstate >> 2) & 3;
     if (el === 0 || (pstate & 1) === 0) spEl0 = live;
     else spEl1 = live;
-    const nSys = SAVED_SYSREGS.length;
-    const extras: VcpuStateExtras = {
-      power: this.power,
-      parked: this.parked,
-      pendingOn: this.pendingOn
-        ? { entry: this.pendingOn.entry.toString(), context: this.pendingOn.context.toString() }
-        : null,
-      gicc: this.gic.save(),
-    };
-    const json = Buffer.from(JSON.stringify(extras));
-    const fixed = 16 + 37 * 8 + 32 * 16 + nSys * 8;
-    const out = Buffer.alloc(fixed + 4 + json.length);
-    out.writeBigUInt64LE(BLOB_MAGIC, 0);
-    out.writeUInt32LE(BLOB_VERSION, 8);
-    out.writeUInt32LE(nSys, 12);
-    let o = 16;
-    for (let i = 0; i < 31; i++, o += 8) out.writeBigUInt64LE(s.u64[i]!, o);
-    for (const v of [s.u64[31]!, BigInt(pstate >>> 0), spEl0, spEl1, s.u64[36]!, s.u64[37]!]) {
-      out.writeBigUInt64LE(v, o);
-      o += 8;
-    }
-    for (let i = 0; i < 32; i++, o += 16) {
+    const core = [...Array.from({ length: 31 }, (_, i) => s.u64[i]!), s.u64[31]!, BigInt(pstate >>> 0), spEl0, spEl1, s.u64[36]!, s.u64[37]!];
+    const vregs = Array.from({ length: 32 }, (_, i) => {
       this.engine.readVector(i, this.vbuf);
-      out.set(this.vbuf, o);
-    }
-    for (const r of SAVED_SYSREGS) {
-      out.writeBigUInt64LE(this.engine.readSys(r), o);
-      o += 8;
-    }
-    out.writeUInt32LE(json.length, o);
-    json.copy(out, o + 4);
-    return new Uint8Array(out.buffer, out.byteOffset, out.length);
+      return new Uint8Array(this.vbuf);
+    });
+    const sysregs = SAVED_SYSREGS.map((r) => this.engine.readSys(r));
+    return encodeVcpuBlob({ cpu: { core, vregs, sysregs }, run, gicc: this.gic.save() });
   }
 
-  /** Loads a blob made by save() (on any machine with the same board). */
-  restore(blob: Uint8Array): void {
-    const { b, fixed, extras } = parseVcpuBlob(blob);
-    const nSys = b.readUInt32LE(12);
+  /** Loads a blob made by save() (on any machine with the same board); returns its run state for the runtime. */
+  restore(blob: Uint8Array): VcpuRunState {
+    const { cpu, run, gicc } = parseVcpuBlob(blob);
     this.assertNotEl0('restore');
     const e = this.engine;
     const s = this.stateRegs;
-    let o = 16;
-    for (let i = 0; i < 31; i++, o += 8) s.u64[i] = b.readBigUInt64LE(o);
-    const pc = b.readBigUInt64LE(o);
-    const pstate = Number(b.readBigUInt64LE(o + 8));
-    const spEl0 = b.readBigUInt64LE(o + 16);
-    const spEl1 = b.readBigUInt64LE(o + 24);
+    const c = cpu.core;
+    for (let i = 0; i < 31; i++) s.u64[i] = c[i]!;
+    const pc = c[31]!;
+    const pstate = Number(c[32]!);
+    const spEl0 = c[33]!;
+    const spEl1 = c[34]!;
     s.u64[31] = pc;
     s.u64[32] = 0n;
     s.u64[33] = BigInt(MODE_EL1H | PSTATE_DAIF);
     s.u64[34] = spEl0;
     s.u64[35] = spEl1;
-    s.u64[36] = b.readBigUInt64LE(o + 32);
-    s.u64[37] = b.readBigUInt64LE(o + 40);
-    o += 48;
+    s.u64[36] = c[35]!;
+    s.u64[37] = c[36]!;
     s.write();
-    for (let i = 0; i < 32; i++, o += 16) e.writeVector(i, b.subarray(o, o + 16));
+    cpu.vregs.forEach((v, i) => e.writeVector(i, v));
     let sctlr = this.resetSctlr;
     let elrEl1 = 0n;
     for (let i = 0; i < SAVED_SYSREGS.length; i++) {
       const r = SAVED_SYSREGS[i]!;
-      const v = i < nSys ? b.readBigUInt64LE(o + i * 8) : this.resetSysregs[i]!;
+      const v = i < cpu.sysregs.length ? cpu.sysregs[i]! : this.resetSysregs[i]!;
       if (r === Sys.SCTLR_EL1) sctlr = v;
       else e.writeSys(r, v);
       if (r === Sys.ELR_EL1) elrEl1 = v;
     }
-    this.power = extras.power;
-    this.parked = extras.parked;
-    this.pendingOn = extras.pendingOn
-      ? { entry: BigInt(extras.pendingOn.entry), context: BigInt(extras.pendingOn.context) }
-      : null;
-    this.gic.restore(extras.gicc);
+    this.gic.restore(gicc);
     this.exception = null;
-    if (this.power === 'on') this.applyEntry(pstate, pc, spEl0, spEl1, sctlr, elrEl1);
-  }
-}
-
-/**
- * Validates a vCPU state blob without applying it (restore checks every blob before it changes
- * anything). Throws VcpuStateError naming what is wrong.
- */
-export function parseVcpuBlob(blob: Uint8Array): { b: Buffer; fixed: number; extras: VcpuStateExtras } {
-  const b = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
-  if (b.length < 16 || b.readBigUInt64LE(0) !== BLOB_MAGIC) throw new VcpuStateError('not an arm64 vCPU state blob');
-  const version = b.readUInt32LE(8);
-  if (version !== BLOB_VERSION) throw new VcpuStateError(`unsupported arm64 vCPU state version ${version} (expected ${BLOB_VERSION})`);
-  const nSys = b.readUInt32LE(12);
-  if (nSys > SAVED_SYSREGS.length) {
-    throw new VcpuStateError(`vCPU state has ${nSys} system registers; this build knows ${SAVED_SYSREGS.length}`);
-  }
-  const fixed = 16 + 37 * 8 + 32 * 16 + nSys * 8;
-  if (b.length < fixed + 4) throw new VcpuStateError('truncated arm64 vCPU state');
-  const jsonLen = b.readUInt32LE(fixed);
-  if (b.length !== fixed + 4 + jsonLen) throw new VcpuStateError('arm64 vCPU state has the wrong length');
-  try {
-    return { b, fixed, extras: JSON.parse(b.subarray(fixed + 4).toString('utf8')) as VcpuStateExtras };
-  } catch {
-    throw new VcpuStateError('arm64 vCPU state: bad JSON tail');
+    if (run.power === 'on') this.applyEntry(pstate, pc, spEl0, spEl1, sctlr, elrEl1);
+    return run;
   }
 }

@@ -1,3 +1,4 @@
+import { StateReader } from '@plugvisor/core';
 /**
  * A minimal, per-vCPU interrupt controller CPU interface at QEMU virt's GICv2 GICC address.
  * It is NOT a GIC (no distributor, no priorities, no SGI generation): it is just enough for a
@@ -47,6 +48,24 @@ export interface GiccState {
   /** Edge-triggered INTIDs (absent in blobs from before trigger modes: the board default). */
   edge?: number[];
 }
+
+/** Validates a saved GiccState (vm-superio's from_state); throws StateError naming the field. */
+export function validateGiccState(state: unknown, component = 'GIC CPU interface'): GiccState {
+  const r = new StateReader(component, state);
+  const ctlr = r.int('ctlr', 0, 1);
+  const pmr = r.int('pmr', 0, 0xff);
+  const lines = r.array('lines');
+  lines.forEach((l, i) => {
+    if (!Array.isArray(l) || l.length !== 2 || !isIntIn(l[0], 0, MAX_INTID) || !isIntIn(l[1], 1, LINE | PENDING | ACTIVE)) {
+      r.fail('lines', `entry ${i} is not [INTID 0..${MAX_INTID}, state bits 1..7]: ${JSON.stringify(l)}`);
+    }
+  });
+  const edge = r.raw('edge') === undefined ? undefined : r.array('edge');
+  if (edge && !edge.every((x) => isIntIn(x, 0, MAX_INTID))) r.fail('edge', `is not a list of INTIDs 0..${MAX_INTID}`);
+  return { ctlr, pmr, lines: lines as [number, number][], ...(edge ? { edge: edge as number[] } : {}) };
+}
+
+const isIntIn = (v: unknown, min: number, max: number): boolean => typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
 
 function checkIntid(intid: number): void {
   if (!Number.isInteger(intid) || intid < 0 || intid > MAX_INTID) {
@@ -165,7 +184,9 @@ export class GicCpuInterface {
     return { ctlr: this.ctlr, pmr: this.pmr, lines, edge };
   }
 
-  restore(s: GiccState): void {
+  /** Validates (throwing StateError naming the field) and applies a saved state. */
+  restore(state: unknown): void {
+    const s = validateGiccState(state);
     const edge = new Set(s.edge ?? DEFAULT_EDGE_INTIDS);
     for (let i = 0; i <= MAX_INTID; i++) this.set(i, edge.has(i) ? EDGE : 0);
     for (const [id, bits] of s.lines) {

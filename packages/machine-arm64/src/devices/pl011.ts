@@ -1,3 +1,4 @@
+import { StateReader } from '@plugvisor/core';
 /**
  * A PL011 UART as far as a console needs: bytes written to DR go to the console sink; the flag
  * register always reports "transmit ready" (TXFE set, TXFF and BUSY clear) and "receive empty"
@@ -34,8 +35,32 @@ export interface Pl011State {
   dmacr: number;
 }
 
+/** Validates a saved Pl011State (vm-superio's from_state); throws StateError naming the field. */
+export function validatePl011State(state: unknown, component = 'PL011 UART'): Pl011State {
+  const r = new StateReader(component, state);
+  return {
+    ibrd: r.int('ibrd', 0, 0xffff),
+    fbrd: r.int('fbrd', 0, 0x3f),
+    lcrH: r.int('lcrH', 0, 0xff),
+    cr: r.int('cr', 0, 0xffff),
+    ifls: r.int('ifls', 0, 0x3f),
+    imsc: r.int('imsc', 0, 0x7ff),
+    dmacr: r.int('dmacr', 0, 7),
+  };
+}
+
 export class Pl011 {
-  state: Pl011State = { ibrd: 0, fbrd: 0, lcrH: 0, cr: 0x300, ifls: 0x12, imsc: 0, dmacr: 0 };
+  private state: Pl011State = { ibrd: 0, fbrd: 0, lcrH: 0, cr: 0x300, ifls: 0x12, imsc: 0, dmacr: 0 };
+
+  /** The registers, as a plain value (the persistence contract's save). */
+  save(): Pl011State {
+    return { ...this.state };
+  }
+
+  /** Validates and applies a saved state (throws StateError naming the field). */
+  restore(state: unknown): void {
+    this.state = validatePl011State(state);
+  }
   private buf = new Uint8Array(256);
   private len = 0;
 

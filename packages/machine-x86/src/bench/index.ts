@@ -91,7 +91,7 @@ function xsaveRounds(m: X86Machine, reps: number): { full: number; raw: number; 
   const full = ((performance.now() - t0) * 1000) / reps;
   t0 = performance.now();
   const n = Math.max(1, reps >> 3);
-  for (let i = 0; i < n; i++) v.restore(decodeVcpuState(encodeVcpuState(v.save())));
+  for (let i = 0; i < n; i++) v.restore(decodeVcpuState(encodeVcpuState({ run: { power: 'on', parked: false, pendingOn: null }, ...v.save() })));
   const whole = ((performance.now() - t0) * 1000) / n;
   return { full, raw, whole };
 }

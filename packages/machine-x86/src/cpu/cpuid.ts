@@ -1,6 +1,6 @@
 /**
- * The guest's CPUID: KVM_GET_SUPPORTED_CPUID filtered by the VM's policy (x86-kvm-vmm.md §3
- * "SSE/AVX/AVX-512 in the guest"). Leaf 0xD is replaced by the xsave package's
+ * The guest's CPUID: KVM_GET_SUPPORTED_CPUID filtered by the VM's policy (feature bits and the
+ * state components they need: Intel SDM Vol. 1 §13.2 and Vol. 2A CPUID). Leaf 0xD is replaced by the xsave package's
  * `guestCpuid0d(abi)` — the VM's xfeature set, which is ABI — and every feature bit that needs a
  * state component the VM does not have is cleared, so the guest never sees an instruction set
  * whose registers a snapshot would not carry.
@@ -55,3 +55,13 @@ export function guestCpuid(supported: readonly RawCpuidEntry[], abi: XsaveAbi, a
   for (const e of guestCpuid0d(abi)) out.push({ function: 0xd, index: e.index, flags: 1, eax: e.eax >>> 0, ebx: e.ebx >>> 0, ecx: e.ecx >>> 0, edx: e.edx >>> 0 });
   return out;
 }
+
+/** The CPUID of vCPU `apicId`: vCPU 0's with the APIC ids rewritten (leaf 1 EBX[31:24], 0xB/0x1F EDX). */
+export function withApicId(cpuid: readonly RawCpuidEntry[], apicId: number): RawCpuidEntry[] {
+  return cpuid.map((e) => {
+    if (e.function === 1) return { ...e, ebx: ((e.ebx & 0x00ff_ffff) | ((apicId & 0xff) << 24)) >>> 0 };
+    if (e.function === 0xb || e.function === 0x1f) return { ...e, edx: apicId >>> 0 };
+    return e;
+  });
+}
+

@@ -1,24 +1,29 @@
 /**
  * A vCPU's saved state: the blob each vCPU contributes to the core's snapshot stream.
  *
- *   "PVX86VCP" (8 bytes) | u32 format (1) | JSON (the core's encodeJson: bigints tagged)
+ *   "PVX86VCP" (8 bytes) | u32 format (2; 1 is read) | JSON (the core's encodeJson: bigints tagged)
  *
  * Everything in it is architectural or a fixed KVM uAPI struct, so it means the same on every
  * host: general registers and sregs as named fields; XSAVE decoded by @plugvisor/xsave into
  * per-component registers (`XsaveStateJson`) — never the raw kvm_xsave blob, whose component
- * offsets are the *source* host's (x86-xsave.md §6.1); XCRs; MSRs as (index, value) pairs; the
- * LAPIC register page, kvm_vcpu_events and kvm_debugregs as bytes (hex); mp_state; power state.
+ * offsets are the *source* host's (Intel SDM Vol. 1 §13.4.3: compacted offsets depend on
+ * XCR0 | IA32_XSS); XCRs; MSRs as (index, value) pairs; the LAPIC register page,
+ * kvm_vcpu_events and kvm_debugregs as bytes (hex); mp_state; and the machine runtime's run
+ * state of the vCPU (power, parked, and a pending CPU_ON's entry and context: a snapshot taken
+ * on the trap that called CPU_ON restores a vCPU that is still to be reset to that entry).
+ * Format 1 blobs (power 'on' | 'off' only) are read as that power with nothing pending.
  */
-import { decodeJson, encodeJson } from '@plugvisor/core';
+import { StateError, decodeJson, encodeJson, validateVcpuRunState, type VcpuRunState } from '@plugvisor/core';
 import { stateFromJson, stateToJson, type XsaveState, type XsaveStateJson } from '@plugvisor/xsave';
 import { VcpuStateError } from '../errors.js';
 import { REG_NAMES, SEGMENTS, type Regs, type Sregs, type Xcrs } from './structs.js';
 
 export const VCPU_MAGIC = 'PVX86VCP';
-export const VCPU_FORMAT = 1;
+export const VCPU_FORMAT = 2;
 
 export interface VcpuState {
-  readonly power: 'on' | 'off';
+  /** The runtime's scheduler state of this vCPU (MachineRuntime.saveVcpu). */
+  readonly run: VcpuRunState;
   readonly regs: Regs;
   readonly sregs: Sregs;
   readonly xsave: XsaveState;
@@ -37,7 +42,7 @@ const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byt
 
 export function encodeVcpuState(s: VcpuState): Uint8Array {
   const json = {
-    power: s.power,
+    run: s.run,
     regs: s.regs,
     sregs: s.sregs,
     xsave: stateToJson(s.xsave),
@@ -71,7 +76,7 @@ export function decodeVcpuState(blob: Uint8Array): VcpuState {
   const b = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
   if (b.length < 12 || b.toString('latin1', 0, 8) !== VCPU_MAGIC) throw new VcpuStateError('not an x86 vCPU state (bad magic)');
   const format = b.readUInt32LE(8);
-  if (format !== VCPU_FORMAT) throw new VcpuStateError(`x86 vCPU state format ${format} is not understood (this build reads ${VCPU_FORMAT})`);
+  if (format !== VCPU_FORMAT && format !== 1) throw new VcpuStateError(`x86 vCPU state format ${format} is not understood (this build reads 1 and ${VCPU_FORMAT})`);
   let j: unknown;
   try {
     j = decodeJson(b.subarray(12), 'VCPU');
@@ -80,7 +85,18 @@ export function decodeVcpuState(blob: Uint8Array): VcpuState {
   }
   const problems: string[] = [];
   if (!isObj(j)) throw new VcpuStateError('x86 vCPU state is not an object');
-  if (j.power !== 'on' && j.power !== 'off') problems.push(`power '${String(j.power)}' is not on/off`);
+  let run: VcpuRunState | undefined;
+  if (format === 1) {
+    if (j.power !== 'on' && j.power !== 'off') problems.push(`power '${String(j.power)}' is not on/off`);
+    else run = { power: j.power, parked: false, pendingOn: null };
+  } else {
+    try {
+      validateVcpuRunState(j.run, 'run');
+      run = j.run as VcpuRunState;
+    } catch (e) {
+      problems.push(e instanceof StateError ? e.message : String(e));
+    }
+  }
   const regs = j.regs as Regs;
   if (!isObj(regs) || !REG_NAMES.every((n) => isU64(regs[n]))) problems.push('regs: not 18 u64 registers');
   const sregs = j.sregs as Sregs;
@@ -110,7 +126,7 @@ export function decodeVcpuState(blob: Uint8Array): VcpuState {
   if (j.mpState !== null && !isInt(j.mpState, 16)) problems.push(`mpState ${String(j.mpState)} is not a KVM_MP_STATE`);
   if (problems.length) throw new VcpuStateError(`x86 vCPU state refused:\n- ${problems.join('\n- ')}`);
   return {
-    power: j.power as 'on' | 'off',
+    run: run!,
     regs,
     sregs,
     xsave: xsave!,

@@ -1,9 +1,10 @@
 /**
  * One x86-64 vCPU on KVM: its fd and kvm_run, the register transfer for hypercalls, the
- * long-mode entry, and state save/restore in Firecracker's order (`vcpu.rs` save_state /
- * restore_state; x86-kvm-vmm.md §3 "Snapshot/restore of one vCPU").
+ * long-mode entry, and state save/restore in Firecracker's order (firecracker
+ * src/vmm/src/arch/x86_64/vcpu.rs save_state / restore_state). Power state and a pending
+ * CPU_ON are the machine runtime's (@plugvisor/core MachineRuntime), not the vCPU's.
  */
-import { RegisterFile, type Machine, type VcpuContext, type VcpuPowerState } from '@plugvisor/core';
+import { RegisterFile, type Machine, type VcpuContext } from '@plugvisor/core';
 import { decodeXsave, encodeXsave, planXsaveSet, type GuestXsavePolicy, type HostCapabilities } from '@plugvisor/xsave';
 import { EINTR, KvmError, SIZE, type KvmVcpu } from '../ffi/kvm.js';
 import { VcpuStateError } from '../errors.js';
@@ -24,13 +25,9 @@ export interface VcpuEnv {
   readonly immediateExit: boolean;
 }
 
-const KVM_SYNC_X86_REGS = 1;
-
 export class X86Vcpu {
   readonly regs = new RegisterFile(18);
   readonly ctx: VcpuContext;
-  power: VcpuPowerState = 'off';
-  pendingOn: { entry: bigint; context: bigint } | null = null;
   /** MSRs this vCPU saves: KVM's index list, those it can read for this guest (set by the machine). */
   msrList: number[] = [];
   private readonly regBuf = new Uint8Array(SIZE.REGS);
@@ -42,7 +39,7 @@ export class X86Vcpu {
     private readonly env: VcpuEnv,
   ) {
     this.ctx = { index, regs: this.regs, machine: env.machine };
-    if (env.syncRegs) kvm.runView.setBigUint64(288, BigInt(KVM_SYNC_X86_REGS), true); // kvm_valid_regs
+    if (env.syncRegs) kvm.enableSyncRegs();
   }
 
   /** The APIC id (= the KVM vcpu id). */
@@ -66,7 +63,7 @@ export class X86Vcpu {
       const s = this.kvm.syncRegs32;
       s[0] = r[0]!;
       s[1] = r[1]!;
-      this.kvm.run32[74] = KVM_SYNC_X86_REGS; // kvm_dirty_regs (byte 296)
+      this.kvm.markSyncRegsDirty();
     } else {
       this.regBuf32[0] = r[0]!;
       this.regBuf32[1] = r[1]!;
@@ -93,14 +90,14 @@ export class X86Vcpu {
    */
   settle(): void {
     if (!this.env.immediateExit) return;
-    this.kvm.run8[1] = 1;
+    this.kvm.immediateExit = true;
     const rc = this.kvm.run();
-    this.kvm.run8[1] = 0;
+    this.kvm.immediateExit = false;
     if (rc !== 0 && rc !== EINTR) throw new KvmError('KVM_RUN(immediate_exit)', rc);
   }
 
-  /** Reads the whole vCPU state (Firecracker's order: mp_state first, events last). */
-  save(): VcpuState {
+  /** Reads the whole vCPU state (Firecracker's order: mp_state first, events last); the runtime adds `run`. */
+  save(): Omit<VcpuState, 'run'> {
     this.settle();
     const k = this.kvm;
     const mpState = this.env.irqchip ? k.getMpState() : undefined;
@@ -117,7 +114,6 @@ export class X86Vcpu {
     const msrs = msrOrder(this.msrList.map((idx, i) => [idx, values[i]!] as const));
     const events = k.getVcpuEvents();
     return {
-      power: this.power === 'off' ? 'off' : 'on',
       regs,
       sregs,
       xsave,
@@ -152,8 +148,6 @@ export class X86Vcpu {
     if (n !== msrs.length) throw new VcpuStateError(`KVM_SET_MSRS wrote ${n} of ${msrs.length} MSRs: MSR 0x${msrs[n]![0].toString(16)} was refused`);
     k.setVcpuEvents(s.events);
     k.kvmclockCtrl();
-    this.power = s.power;
-    this.pendingOn = null;
   }
 
   /** rip, for messages (an ioctl; not for the hot path). */

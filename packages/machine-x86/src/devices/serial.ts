@@ -1,6 +1,8 @@
+import { StateReader } from '@plugvisor/core';
+
 /**
- * COM1, a minimal 16550 UART at ports 0x3f8-0x3ff, after kvm-host's model (x86-kvm-vmm.md §4
- * "Minimal devices"): a THR write prints the byte; LSR always reports THR empty and transmitter
+ * COM1, a minimal 16550 UART at ports 0x3f8-0x3ff (register map: the TI/National PC16550D
+ * datasheet; the same subset as QEMU hw/char/serial.c without FIFOs or interrupts): a THR write prints the byte; LSR always reports THR empty and transmitter
  * empty (THRE | TEMT), never data ready; IIR reads "no interrupt" with FIFOs on; DLAB selects
  * the divisor latch. No interrupts are raised (the guest polls LSR).
  */
@@ -18,8 +20,24 @@ const LSR_TEMT = 0x40;
 const MSR_RESET = 0x10 | 0x20 | 0x80; // CTS | DSR | DCD
 const LCR_DLAB = 0x80;
 
+/** Validates a saved SerialState (vm-superio's from_state); throws StateError naming the field. */
+export function validateSerialState(state: unknown, component = 'COM1 serial'): SerialState {
+  const r = new StateReader(component, state);
+  return { ier: r.int('ier', 0, 0x0f), lcr: r.int('lcr', 0, 0xff), mcr: r.int('mcr', 0, 0x1f), scr: r.int('scr', 0, 0xff), dll: r.int('dll', 0, 0xff), dlm: r.int('dlm', 0, 0xff) };
+}
+
 export class Serial {
-  state: SerialState = { ier: 0, lcr: 0x03, mcr: 0x08, scr: 0, dll: 0x0c, dlm: 0 };
+  private state: SerialState = { ier: 0, lcr: 0x03, mcr: 0x08, scr: 0, dll: 0x0c, dlm: 0 };
+
+  /** The registers, as a plain value (the persistence contract's save). */
+  save(): SerialState {
+    return { ...this.state };
+  }
+
+  /** Validates and applies a saved state (throws StateError naming the field). */
+  restore(state: unknown): void {
+    this.state = validateSerialState(state);
+  }
   private readonly buf = new Uint8Array(256);
   private len = 0;
 

@@ -4,18 +4,23 @@
  * bigints and byte arrays — never a pointer. Struct layouts are decoded elsewhere
  * (`src/cpu/structs.ts`) from the raw bytes these methods fill.
  *
- * Rules from shared/spec/node-ffi.md and x86-kvm-vmm.md:
+ * Rules:
  *  - `ioctl` is declared with fixed prototypes (value argument / pointer argument): cheaper
- *    than koffi's variadic form and ABI-safe on x86-64 (node-ffi.md §3.1, P9);
- *  - errno is read only right after a call failed (P7: it is stale otherwise);
- *  - guest RAM and kvm_run come from mmap (page aligned, P8); MAP_FAILED is the BigInt
+ *    than koffi's variadic form and ABI-safe on x86-64, where a variadic call passes the
+ *    third argument in rdx like a fixed one (System V AMD64 psABI §3.2.3; koffi's
+ *    "Variadic functions" documentation);
+ *  - errno is read only right after a call failed (errno(3): a successful call may change it);
+ *  - guest RAM and kvm_run come from mmap (page aligned); MAP_FAILED is the BigInt
  *    0xffff_ffff_ffff_ffff; views are dropped only after the mapping's users are closed;
- *  - every request number below is x86-64's, computed by gcc from the uapi headers (spec §1).
+ *  - every request number below is x86-64's _IOR/_IOW/_IOWR from include/uapi/linux/kvm.h
+ *    (include/uapi/asm-generic/ioctl.h), computed by gcc from the uapi headers;
+ *  - kvm_run is decoded in one place, `KvmVcpu.exit()` (Documentation/virt/kvm/api.rst
+ *    "The kvm_run structure").
  */
 import koffi from 'koffi';
 import { PlugvisorError } from '@plugvisor/core';
 
-// ---- request numbers (x86-kvm-vmm.md §1, x86-xsave.md §3.1) ---------------------------------
+// ---- request numbers (include/uapi/linux/kvm.h; KVM_GET_XSAVE2: api.rst 4.137) ---------------
 
 export const KVM = Object.freeze({
   GET_API_VERSION: 0xae00,
@@ -30,7 +35,7 @@ export const KVM = Object.freeze({
   SET_IDENTITY_MAP_ADDR: 0x4008ae48,
   CREATE_IRQCHIP: 0xae60,
   GET_IRQCHIP: 0xc208ae62,
-  SET_IRQCHIP: 0x8208ae63, // _IOR in kvm.h: a historical quirk (spec §1)
+  SET_IRQCHIP: 0x8208ae63, // _IOR in kvm.h: a historical quirk (include/uapi/linux/kvm.h)
   SET_CLOCK: 0x4030ae7b,
   GET_CLOCK: 0x8030ae7c,
   RUN: 0xae80,
@@ -126,7 +131,7 @@ function load(): Lib {
   lib = {
     open: libc.func('int open(const char *path, int flags, uint32_t mode)'),
     close: libc.func('int close(int fd)'),
-    // Fixed prototypes for the variadic ioctl (node-ffi.md §3.1 "way 2").
+    // Fixed prototypes for the variadic ioctl (koffi docs, "Variadic functions": declare a fixed prototype).
     ioctlVal: libc.func('ioctl', 'int', ['int', 'unsigned long', 'unsigned long']),
     ioctlBuf: libc.func('ioctl', 'int', ['int', 'unsigned long', 'void *']),
     ioctlPtr: libc.func('ioctl', 'int', ['int', 'unsigned long', 'void *']),
@@ -180,7 +185,7 @@ export function kvmUnavailableReason(path = '/dev/kvm'): string | undefined {
  *   fxsave_stub(u8 out[512], 16-aligned):   fxsave64 [rdi]; ret
  * Assembled with GNU as 2.40 (the bytes below). They give what no ioctl reports: the host's
  * raw CPUID leaf 0xD (the layout the kernel's XSAVE uAPI buffer really uses) and the FXSAVE
- * MXCSR_MASK KVM checks MXCSR against (x86-xsave.md §3.2).
+ * MXCSR_MASK KVM checks MXCSR against (Intel SDM Vol. 1 §11.6.6; arch/x86/kernel/fpu/xstate.c).
  */
 const CPUID_STUB = [0x53, 0x89, 0xf8, 0x89, 0xf1, 0x49, 0x89, 0xd0, 0x0f, 0xa2, 0x41, 0x89, 0x00, 0x41, 0x89, 0x58, 0x04, 0x41, 0x89, 0x48, 0x08, 0x41, 0x89, 0x50, 0x0c, 0x5b, 0xc3];
 const FXSAVE_STUB = [0x48, 0x0f, 0xae, 0x07, 0xc3];
@@ -245,7 +250,7 @@ export class HostRam {
     return new HostRam(ptr, size);
   }
 
-  /** Unmaps the memory: only after the VM using it is closed (P7). */
+  /** Unmaps the memory: only after the VM using it is closed (the views into it die with the mapping). */
   free(): void {
     if (this.freed) return;
     this.freed = true;
@@ -498,9 +503,47 @@ export class KvmVm {
   }
 }
 
+/**
+ * Why KVM_RUN returned, decoded from `struct kvm_run` (include/uapi/linux/kvm.h; the exit
+ * union at byte 32; Documentation/virt/kvm/api.rst §5 "The kvm_run structure"), like
+ * kvm-ioctls' `VcpuExit`. The only place kvm_run's layout is read. One object per kind per
+ * vCPU, reused on every exit: read it before the next KVM_RUN.
+ */
+export type KvmExit =
+  | { readonly kind: 'io'; out: boolean; size: number; port: number; count: number; /** offset of the data in kvm_run (`run8`) */ dataOffset: number }
+  | { readonly kind: 'mmio'; address: bigint; length: number; write: boolean }
+  | { readonly kind: 'hlt' }
+  | { readonly kind: 'interrupted' }
+  | { readonly kind: 'system-event'; type: number }
+  | { readonly kind: 'shutdown' }
+  | { readonly kind: 'internal-error'; suberror: number; data: bigint[] }
+  | { readonly kind: 'fail-entry'; hardwareReason: bigint }
+  | { readonly kind: 'other'; reason: number };
+
+/** KVM exit reasons (include/uapi/linux/kvm.h KVM_EXIT_*). */
+export const Exit = Object.freeze({
+  UNKNOWN: 0, EXCEPTION: 1, IO: 2, HYPERCALL: 3, DEBUG: 4, HLT: 5, MMIO: 6, IRQ_WINDOW_OPEN: 7, SHUTDOWN: 8,
+  FAIL_ENTRY: 9, INTR: 10, NMI: 16, INTERNAL_ERROR: 17, SYSTEM_EVENT: 24,
+});
+export const EXIT_NAME = Object.fromEntries(Object.entries(Exit).map(([k, v]) => [v, k])) as Record<number, string>;
+/** KVM_SYNC_X86_REGS (arch/x86/include/uapi/asm/kvm.h). */
+const KVM_SYNC_X86_REGS = 1;
+
 /** One vCPU fd and its mmapped `struct kvm_run`. */
 export class KvmVcpu {
-  /** The kvm_run page(s), zero-copy: exit_reason at byte 8, the exit union at 32 (spec §2). */
+  private readonly exits = {
+    io: { kind: 'io' as const, out: false, size: 0, port: 0, count: 0, dataOffset: 0 },
+    mmio: { kind: 'mmio' as const, address: 0n, length: 0, write: false },
+    hlt: { kind: 'hlt' as const },
+    interrupted: { kind: 'interrupted' as const },
+    systemEvent: { kind: 'system-event' as const, type: 0 },
+    shutdown: { kind: 'shutdown' as const },
+    internal: { kind: 'internal-error' as const, suberror: 0, data: [] as bigint[] },
+    failEntry: { kind: 'fail-entry' as const, hardwareReason: 0n },
+    other: { kind: 'other' as const, reason: 0 },
+  };
+
+  /** The kvm_run page(s), zero-copy: exit_reason at byte 8, the exit union at 32 (include/uapi/linux/kvm.h struct kvm_run). */
   readonly run8: Uint8Array;
   readonly run32: Uint32Array;
   readonly runView: DataView;
@@ -520,6 +563,74 @@ export class KvmVcpu {
     this.run32 = new Uint32Array(ab);
     this.runView = new DataView(ab);
     this.syncRegs32 = new Uint32Array(ab, 304, 36);
+  }
+
+  /** The exit of the last KVM_RUN (kvm_run.exit_reason at byte 8 and the union at 32). */
+  exit(): KvmExit {
+    const r8 = this.run8;
+    const dv = this.runView;
+    const e = this.exits;
+    const reason = this.run32[2]!;
+    switch (reason) {
+      case Exit.IO: {
+        // struct { __u8 direction; __u8 size; __u16 port; __u32 count; __u64 data_offset; } io
+        const io = e.io;
+        io.out = r8[32] === 1; // KVM_EXIT_IO_OUT
+        io.size = r8[33]!;
+        io.port = r8[34]! | (r8[35]! << 8);
+        io.count = this.run32[9]!;
+        io.dataOffset = this.run32[10]!;
+        return io;
+      }
+      case Exit.MMIO:
+        // struct { __u64 phys_addr; __u8 data[8]; __u32 len; __u8 is_write; } mmio
+        e.mmio.address = dv.getBigUint64(32, true);
+        e.mmio.length = dv.getUint32(48, true);
+        e.mmio.write = r8[52] !== 0;
+        return e.mmio;
+      case Exit.HLT:
+        return e.hlt;
+      case Exit.INTR:
+      case Exit.IRQ_WINDOW_OPEN:
+        return e.interrupted;
+      case Exit.SYSTEM_EVENT:
+        e.systemEvent.type = dv.getUint32(32, true);
+        return e.systemEvent;
+      case Exit.SHUTDOWN:
+        return e.shutdown;
+      case Exit.INTERNAL_ERROR: {
+        e.internal.suberror = dv.getUint32(32, true);
+        const nd = Math.min(dv.getUint32(36, true), 16);
+        e.internal.data = Array.from({ length: nd }, (_, i) => dv.getBigUint64(40 + 8 * i, true));
+        return e.internal;
+      }
+      case Exit.FAIL_ENTRY:
+        e.failEntry.hardwareReason = dv.getBigUint64(32, true);
+        return e.failEntry;
+      default:
+        e.other.reason = reason;
+        return e.other;
+    }
+  }
+
+  /** The raw exit reason of the last KVM_RUN (for fault detail). */
+  get exitReason(): number {
+    return this.run32[2]!;
+  }
+
+  /** Asks KVM to copy kvm_regs into run->s.regs at every exit (kvm_valid_regs, byte 288). */
+  enableSyncRegs(): void {
+    this.runView.setBigUint64(288, BigInt(KVM_SYNC_X86_REGS), true);
+  }
+
+  /** Makes the next KVM_RUN load run->s.regs (kvm_dirty_regs, byte 296). */
+  markSyncRegsDirty(): void {
+    this.run32[74] = KVM_SYNC_X86_REGS;
+  }
+
+  /** Sets kvm_run.immediate_exit (byte 1): KVM_RUN returns EINTR before entering the guest. */
+  set immediateExit(on: boolean) {
+    this.run8[1] = on ? 1 : 0;
   }
 
   /** KVM_RUN: 0, or the errno (EINTR when immediate_exit was set or a signal arrived). Never throws. */

@@ -1,0 +1,54 @@
+import type { ConduitDefinition } from '../router/conduits.js';
+import type { StateValue } from '../plugin/service.js';
+import type { MachineImage, RestorePlan, SavedMemory } from '../snapshot/snapshot.js';
+import type { Vm } from '../vm.js';
+import type { LoadedImage } from './image.js';
+import type { Arch, Machine } from './machine.js';
+import type { RunOptions, RunResult } from './run.js';
+
+/**
+ * A machine package's backend descriptor: what a tool (the CLI) needs to pick, create and
+ * restore machines without knowing any backend by name — it iterates the descriptors it was
+ * given (like crosvm's hypervisor backends behind one `Hypervisor` trait).
+ */
+
+/** A machine a tool can boot, run, snapshot and dispose of. */
+export interface RunnableMachine extends Machine {
+  loadImage(bytes: Uint8Array, rawAddress?: bigint): LoadedImage;
+  boot(entry: bigint): void;
+  attach(router: Vm): void;
+  run(options?: RunOptions): RunResult;
+  requestPause(reason?: string): void;
+  image(): MachineImage;
+  dispose(): void;
+}
+
+export interface MachineCreateOptions {
+  readonly vcpus: number;
+  readonly memSize: number;
+  readonly console: (bytes: Uint8Array) => void;
+  /** Backend-specific settings (x86: `xsave`, the VM's XSAVE policy). */
+  readonly extra?: Readonly<Record<string, unknown>>;
+}
+
+export interface MachineBackend {
+  readonly arch: Arch;
+  /** One line for help and errors, e.g. "arm64 on Unicorn". */
+  readonly description: string;
+  /** The ELF e_machine this backend runs. */
+  readonly elfMachine: number;
+  /** The calling conventions its traps reach: pass them to `Hypervisor.compose(services, { conduits })`. */
+  readonly conduits: readonly ConduitDefinition[];
+  /** Why this host cannot run the backend, or undefined when it can. */
+  unavailable(): string | undefined;
+  create(options: MachineCreateOptions): RunnableMachine;
+  /** planRestore's checkMachine: every problem with a snapshot's machine part, before anything is built. */
+  checkSnapshot(description: StateValue, vcpus: readonly Uint8Array[], memory: readonly SavedMemory[]): string[];
+  /** Builds the machine for a verified restore plan, attached to the plan's VM, ready to run. */
+  rebuild(plan: RestorePlan, options: { readonly console?: (bytes: Uint8Array) => void }): RunnableMachine;
+}
+
+/** The backend for `arch` among `backends`. */
+export function backendFor(backends: readonly MachineBackend[], arch: string): MachineBackend | undefined {
+  return backends.find((b) => b.arch === arch);
+}

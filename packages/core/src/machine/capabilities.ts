@@ -1,0 +1,56 @@
+import type { Machine } from './machine.js';
+
+/**
+ * Optional machine abilities, looked up by name (`capabilityOf(machine, 'counter-clock')`), so
+ * a new service's need adds a name here (or by declaration merging of MachineCapabilities in
+ * the service's own package) instead of widening the Machine interface.
+ */
+
+/** The generic timer sampled with the host wall clock (KVM PTP, arch/arm64/kvm/hypercalls.c kvm_ptp_get_time). */
+export interface CounterClock {
+  /** Host wall clock (ns since the Unix epoch) and the guest-visible virtual or physical counter, taken together. */
+  sample(counter: 'virtual' | 'physical'): { wallClockNs: bigint; counter: bigint };
+}
+
+/** An INTID's trigger mode on every vCPU (arm64: GICD_ICFGR). */
+export interface InterruptConfig {
+  configure(intid: number, trigger: 'level' | 'edge'): void;
+}
+
+/** Entropy for the guest (the behaviour-probe machine fixes it so random results show). */
+export interface EntropySource {
+  fill(out: Uint32Array): void;
+}
+
+/** Capability names and their interfaces. Extend by declaration merging for new abilities. */
+export interface MachineCapabilities {
+  'counter-clock': CounterClock;
+  'interrupt-config': InterruptConfig;
+  entropy: EntropySource;
+}
+
+export type CapabilityName = keyof MachineCapabilities;
+
+/** Machines written before capabilities (e.g. the behaviour-probe machine) expose these methods directly. */
+interface LegacyAbilities {
+  sampleClock?(counter: 'virtual' | 'physical'): { wallClockNs: bigint; counter: bigint };
+  configureInterrupt?(intid: number, trigger: 'level' | 'edge'): void;
+  fillEntropy?(out: Uint32Array): void;
+}
+
+/** The machine's `name` capability, or undefined when it has none. */
+export function capabilityOf<K extends CapabilityName>(machine: Machine, name: K): MachineCapabilities[K] | undefined {
+  const own = machine.capability?.(name);
+  if (own) return own;
+  const m = machine as Machine & LegacyAbilities;
+  switch (name) {
+    case 'counter-clock':
+      return (m.sampleClock ? { sample: (c: 'virtual' | 'physical') => m.sampleClock!(c) } : undefined) as MachineCapabilities[K] | undefined;
+    case 'interrupt-config':
+      return (m.configureInterrupt ? { configure: (i: number, t: 'level' | 'edge') => m.configureInterrupt!(i, t) } : undefined) as MachineCapabilities[K] | undefined;
+    case 'entropy':
+      return (m.fillEntropy ? { fill: (out: Uint32Array) => m.fillEntropy!(out) } : undefined) as MachineCapabilities[K] | undefined;
+    default:
+      return undefined;
+  }
+}

@@ -1,0 +1,331 @@
+import type { SystemEvent, VcpuPowerState } from '../machine/machine.js';
+import { GuestFault, MachineError, type RunOptions, type RunResult } from '../machine/run.js';
+import { StateReader, hex64 } from './persist.js';
+
+/**
+ * The machine runtime: what every backend's run loop used to write for itself, written once.
+ * It owns the vCPUs' power states (including a CPU_ON that is pending until a safe point),
+ * parking until an interrupt, round-robin slices, the trap budget and pause requests, system
+ * events, and hang / all-off detection. A backend supplies the CPU: reset to an entry state
+ * and `runSlice`, which runs one vCPU until it must come back to the scheduler and says why
+ * (like crosvm's `Vcpu::run() -> VcpuExit`).
+ *
+ * Hypercalls are not a runSlice exit: backends route them inside their trap hook (Unicorn's
+ * interrupt hook, KVM's I/O exit) and call {@link MachineRuntime.trapped} per call, which
+ * counts the budget and asks the backend to stop when a pause is due. So the trap path costs
+ * one method call over a backend-private loop.
+ */
+
+/** Why runSlice returned to the scheduler. */
+export type VcpuExit =
+  /** The slice ended (time slice, a stop request, a trap that changed power state). */
+  | { readonly kind: 'yield' }
+  /** The vCPU waits for an interrupt (WFI, HLT): parked unless one is pending. */
+  | { readonly kind: 'halt' }
+  | { readonly kind: 'fault'; readonly fault: GuestFault }
+  | { readonly kind: 'system-event'; readonly event: SystemEvent };
+
+export const YIELD: VcpuExit = Object.freeze({ kind: 'yield' });
+export const HALT: VcpuExit = Object.freeze({ kind: 'halt' });
+
+/** What the scheduler tells runSlice about the slice. */
+export interface Slice {
+  /** Another vCPU is runnable: the backend must return within a time slice. */
+  readonly shared: boolean;
+}
+
+/** The CPU side of a machine: what differs between Unicorn, KVM or a test double. */
+export interface VcpuBackend {
+  /** Puts vCPU `vcpu` at the architecture's entry state at `entry`, `context` in its first argument register. */
+  reset(vcpu: number, entry: bigint, context: bigint): void;
+  /** An interrupt is pending for `vcpu` that wakes it from a halt. */
+  interruptPending(vcpu: number): boolean;
+  /** Runs `vcpu` until it must come back to the scheduler. */
+  runSlice(vcpu: number, slice: Slice): VcpuExit;
+  /** Asks the running vCPU to stop after the current trap (it returns 'yield'). */
+  stop(vcpu: number): void;
+}
+
+/** Who hears about a pending CPU_ON taking effect (the core Vm's vcpuReset). */
+export interface ResetListener {
+  vcpuReset?(vcpu: number): void;
+}
+
+/** One vCPU's scheduler state, as saved. */
+export interface VcpuRunState {
+  readonly power: VcpuPowerState;
+  readonly parked: boolean;
+  /** The CPU_ON not yet applied: entry point and context (u64 hex strings). */
+  readonly pendingOn: { readonly entry: string; readonly context: string } | null;
+}
+
+interface Pending {
+  entry: bigint;
+  context: bigint;
+}
+
+export class MachineRuntime {
+  readonly vcpuCount: number;
+  private readonly power: VcpuPowerState[];
+  private readonly parked: boolean[];
+  private readonly pending: (Pending | null)[];
+  private next = 0;
+  private running = -1;
+  private stopping = false;
+  private event: SystemEvent | undefined;
+  private pauseReason: string | undefined;
+  private trapBudget = Infinity;
+  private listener: ResetListener | undefined;
+
+  constructor(
+    private readonly backend: VcpuBackend,
+    vcpuCount: number,
+  ) {
+    this.vcpuCount = vcpuCount;
+    this.power = Array.from({ length: vcpuCount }, () => 'off');
+    this.parked = Array.from({ length: vcpuCount }, () => false);
+    this.pending = Array.from({ length: vcpuCount }, () => null);
+  }
+
+  /** The vCPU now in runSlice, or -1. */
+  get runningVcpu(): number {
+    return this.running;
+  }
+
+  /** True once something asked the running vCPU to come back to the scheduler. */
+  get stopRequested(): boolean {
+    return this.stopping;
+  }
+
+  /** Index of the vCPU the round-robin scheduler looks at first. */
+  get nextVcpu(): number {
+    return this.next;
+  }
+
+  set nextVcpu(i: number) {
+    this.check(i);
+    this.next = i;
+  }
+
+  /** Boot: vCPU 0 on at `entry` (context 0); the others off. */
+  boot(entry: bigint): void {
+    this.backend.reset(0, entry, 0n);
+    this.power[0] = 'on';
+  }
+
+  // ---- what services ask for (the Machine interface's power part) ------------------------------
+
+  powerState(vcpu: number): VcpuPowerState {
+    this.check(vcpu);
+    return this.power[vcpu]!;
+  }
+
+  /** CPU_ON: 'on-pending' until the scheduler applies it at its next safe point. */
+  powerOn(vcpu: number, entry: bigint, context: bigint): void {
+    this.check(vcpu);
+    if (this.power[vcpu] !== 'off') throw new MachineError(`vCPU ${vcpu} is not off (${this.power[vcpu]})`);
+    this.power[vcpu] = 'on-pending';
+    this.pending[vcpu] = { entry, context };
+    // A vCPU running alone may run without a time slice: stop it so slicing starts.
+    this.requestStop();
+  }
+
+  powerOff(vcpu: number): void {
+    this.check(vcpu);
+    this.power[vcpu] = 'off';
+    this.parked[vcpu] = false;
+    this.pending[vcpu] = null;
+    if (vcpu === this.running) this.requestStop();
+  }
+
+  /** Parks `vcpu` until an interrupt is pending (Machine.idle, WFI/HLT). */
+  idle(vcpu: number): void {
+    this.check(vcpu);
+    this.parked[vcpu] = true;
+    if (vcpu === this.running) this.requestStop();
+  }
+
+  /** An interrupt was raised for `vcpu`: unpark it, and stop the running vCPU so it is scheduled. */
+  interruptRaised(vcpu: number): void {
+    this.check(vcpu);
+    const wasParked = this.parked[vcpu]!;
+    if (this.backend.interruptPending(vcpu) || wasParked) this.parked[vcpu] = false;
+    if (this.running >= 0 && (vcpu === this.running || wasParked)) this.requestStop();
+  }
+
+  systemEvent(event: SystemEvent): void {
+    if (!this.event) this.event = event;
+    this.requestStop();
+  }
+
+  /** run() returns { kind: 'paused' } after the current trap. */
+  requestPause(reason = 'requested'): void {
+    this.pauseReason = reason;
+    this.requestStop();
+  }
+
+  /** Counts one routed trap against the run's budget (call from the backend's trap path). */
+  trapped(): void {
+    if (--this.trapBudget <= 0) {
+      this.pauseReason ??= 'trap budget reached';
+      this.requestStop();
+    }
+  }
+
+  private requestStop(): void {
+    this.stopping = true;
+    if (this.running >= 0) this.backend.stop(this.running);
+  }
+
+  private check(vcpu: number): void {
+    if (!Number.isInteger(vcpu) || vcpu < 0 || vcpu >= this.vcpuCount) throw new MachineError(`no vCPU ${vcpu} (this machine has ${this.vcpuCount})`);
+  }
+
+  // ---- the run loop --------------------------------------------------------------------------
+
+  /**
+   * Runs until a system event, a fault, a hang (every powered-on vCPU parked with nothing
+   * pending), all vCPUs off, or a pause. May be called again after 'paused'.
+   */
+  run(options: RunOptions = {}, listener?: ResetListener): RunResult {
+    this.listener = listener;
+    this.trapBudget = options.pauseAfterTraps ?? Infinity;
+    this.pauseReason = undefined;
+    try {
+      return this.loop();
+    } finally {
+      this.running = -1;
+    }
+  }
+
+  private loop(): RunResult {
+    const n = this.vcpuCount;
+    const power = this.power;
+    const parked = this.parked;
+    for (;;) {
+      if (this.event) return { kind: 'system-event', event: this.event };
+      if (this.pauseReason !== undefined) return { kind: 'paused', reason: this.pauseReason };
+      let pick = -1;
+      let runnable = 0;
+      let on = 0;
+      for (let k = 0; k < n; k++) {
+        const i = (this.next + k) % n;
+        if (power[i] === 'on-pending') this.applyPowerOn(i);
+        if (power[i] !== 'on') continue;
+        on++;
+        if (parked[i] && this.backend.interruptPending(i)) parked[i] = false;
+        if (parked[i]) continue;
+        runnable++;
+        if (pick < 0) pick = i;
+      }
+      if (on === 0) return { kind: 'all-off' };
+      if (pick < 0) return { kind: 'hang', message: `all ${on} powered-on vCPU(s) wait for an interrupt and none is pending` };
+      this.next = (pick + 1) % n;
+      this.stopping = false;
+      this.running = pick;
+      let exit: VcpuExit;
+      try {
+        exit = this.backend.runSlice(pick, { shared: runnable > 1 });
+      } finally {
+        this.running = -1;
+      }
+      switch (exit.kind) {
+        case 'yield':
+          break;
+        case 'halt':
+          if (power[pick] === 'on' && !this.backend.interruptPending(pick)) parked[pick] = true;
+          break;
+        case 'system-event':
+          this.systemEvent(exit.event);
+          break;
+        case 'fault':
+          return { kind: 'fault', fault: exit.fault };
+      }
+    }
+  }
+
+  /** The safe point: a pending CPU_ON resets the vCPU to its entry and turns it on. */
+  private applyPowerOn(i: number): void {
+    const p = this.pending[i]!;
+    this.backend.reset(i, p.entry, p.context);
+    this.pending[i] = null;
+    this.power[i] = 'on';
+    this.parked[i] = false;
+    this.listener?.vcpuReset?.(i);
+  }
+
+  // ---- persistence ---------------------------------------------------------------------------
+
+  /** vCPU `i`'s scheduler state: power (with a pending CPU_ON's entry and context) and parking. */
+  saveVcpu(i: number): VcpuRunState {
+    this.check(i);
+    const p = this.pending[i];
+    return {
+      power: this.power[i]!,
+      parked: this.parked[i]!,
+      pendingOn: p ? { entry: hex64(p.entry), context: hex64(p.context) } : null,
+    };
+  }
+
+  /** Restores vCPU `i`'s scheduler state from {@link validateVcpuRunState}'s value. */
+  restoreVcpu(i: number, state: unknown): void {
+    this.check(i);
+    const s = validateVcpuRunState(state, `vCPU ${i} run state`);
+    if (this.running >= 0) throw new MachineError('vCPU state can only be restored between runs');
+    this.power[i] = s.power;
+    this.parked[i] = s.parked;
+    this.pending[i] = s.pendingOn;
+  }
+}
+
+/** Validates a saved {@link VcpuRunState}; throws StateError naming `component` and the field. */
+export function validateVcpuRunState(state: unknown, component: string): { power: VcpuPowerState; parked: boolean; pendingOn: Pending | null } {
+  const r = new StateReader(component, state);
+  const power = r.oneOf('power', ['on', 'off', 'on-pending'] as const);
+  const parked = r.bool('parked');
+  const p = r.object('pendingOn', true);
+  const pendingOn = p ? { entry: p.u64('entry'), context: p.u64('context') } : null;
+  if (power === 'on-pending' && !pendingOn) r.fail('pendingOn', 'is null for a vCPU whose CPU_ON is pending (its entry point would be lost)');
+  if (power !== 'on-pending' && pendingOn) r.fail('pendingOn', `is set for a vCPU that is ${power}`);
+  if (parked && power !== 'on') r.fail('parked', `is true for a vCPU that is ${power}`);
+  return { power, parked, pendingOn };
+}
+
+/**
+ * The Machine interface's power and event part, delegated to a MachineRuntime: what every
+ * backend's machine class used to write for itself. A backend extends it and supplies the
+ * rest of Machine (memory, affinity, interrupts) and its VcpuBackend.
+ */
+export abstract class RuntimeMachine {
+  protected abstract readonly runtime: MachineRuntime;
+
+  powerState(vcpu: number): VcpuPowerState {
+    return this.runtime.powerState(vcpu);
+  }
+
+  powerOn(vcpu: number, entry: bigint, context: bigint): void {
+    this.runtime.powerOn(vcpu, entry, context);
+  }
+
+  powerOff(vcpu: number): void {
+    this.runtime.powerOff(vcpu);
+  }
+
+  idle(vcpu: number): void {
+    this.runtime.idle(vcpu);
+  }
+
+  systemEvent(event: SystemEvent): void {
+    this.runtime.systemEvent(event);
+  }
+
+  /** Ask run() to return { kind: 'paused' } after the current trap (e.g. to take a snapshot). */
+  requestPause(reason = 'requested'): void {
+    this.runtime.requestPause(reason);
+  }
+
+  /** Boot: vCPU 0 on at `entry` (first argument register 0); the others off. */
+  boot(entry: bigint): void {
+    this.runtime.boot(entry);
+  }
+}

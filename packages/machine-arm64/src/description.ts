@@ -1,0 +1,53 @@
+import { StateReader } from '@plugvisor/core';
+import { Layout } from './board/layout.js';
+import { validatePl011State, type Pl011State } from './devices/pl011.js';
+
+/** The board and device state a snapshot carries beside the per-vCPU blobs. */
+export interface Arm64MachineDescription {
+  readonly board: 'plugvisor-virt';
+  readonly schema: 1;
+  readonly ramBase: string;
+  readonly ramSize: number;
+  readonly vcpus: number;
+  readonly uart: Pl011State;
+  /** Index of the vCPU the round-robin scheduler runs next. */
+  readonly nextVcpu: number;
+}
+
+export interface Arm64MachineOptions {
+  /** Number of vCPUs (default 1). vCPU 0 boots; the others start powered off. */
+  vcpus?: number;
+  /** Guest RAM size in bytes (default 128 MiB, multiple of 4 KiB). */
+  memSize?: number;
+  /** Receives console output (UART data register writes). Default: process.stdout. */
+  console?: (bytes: Uint8Array) => void;
+  /** Instructions per slice when several vCPUs are runnable (default 100000). */
+  sliceInstructions?: number;
+  /** Polling period while a single vCPU's interrupt waits for the guest to unmask it, µs (default 2000). */
+  sliceUs?: number;
+  /**
+   * Move trap registers through the engine's register memory when it can be found and proven
+   * (README "Traps"), else with uc_reg_*_batch calls. False: always batches. Default: true,
+   * unless the environment sets PLUGVISOR_ARM64_REGISTER_WINDOW=0 (to test the batch path).
+   */
+  registerWindow?: boolean;
+}
+
+/**
+ * Validates a snapshot's machine description for `vcpuRecords` vCPU blobs: the one check both
+ * the restore dry run (checkArm64Snapshot) and Arm64Machine.fromImage use. Throws StateError
+ * naming the field.
+ */
+export function validateArm64Description(value: unknown, vcpuRecords: number): Arm64MachineDescription {
+  const r = new StateReader('arm64 machine description', value);
+  if (r.raw('board') !== 'plugvisor-virt' || r.raw('schema') !== 1) r.fail('board', 'is not a plugvisor-virt arm64 board (description schema 1)');
+  const vcpus = r.int('vcpus', 1, 512);
+  if (vcpus !== vcpuRecords) r.fail('vcpus', `is ${vcpus} but the snapshot has ${vcpuRecords} vCPU records`);
+  const ramSize = r.int('ramSize', 0x10000, 0xc000_0000);
+  if (ramSize % 4096 !== 0) r.fail('ramSize', `${ramSize} is not a multiple of 4 KiB`);
+  const base = `0x${Layout.RAM_BASE.toString(16)}`;
+  if (r.raw('ramBase') !== base) r.fail('ramBase', `${String(r.raw('ramBase'))} is not this board's ${base}`);
+  const nextVcpu = r.int('nextVcpu', 0, vcpus - 1);
+  const uart = validatePl011State(r.raw('uart'), 'arm64 machine description uart');
+  return { board: 'plugvisor-virt', schema: 1, ramBase: base, ramSize, vcpus, uart, nextVcpu };
+}
