@@ -2,7 +2,7 @@
 // behaviour. Each round builds the default build afresh (transcripts are cached per build) and
 // generates every service's transcript. Baseline, same run: the same probes dispatched bare
 // through the same router on one VM (no fresh VMs, no observation), to show what observation costs.
-import { Conduits, Hypervisor, ProbeMachine, probesFor, serviceBehaviour, idRegister } from '@plugvisor/core';
+import { Hypervisor, ProbeMachine, probesFor, serviceBehaviour, idRegister } from '@plugvisor/core';
 import { loadBuild } from '../dist/build-file.js';
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
@@ -29,7 +29,7 @@ export async function runTranscriptBench() {
     const v = m.vcpus[0];
     t0 = performance.now();
     for (const { decl } of hv.catalog.calls.values()) {
-      const conduit = Conduits.get(decl.conduit);
+      const conduit = hv.conduits.get(decl.conduit);
       for (const p of probesFor(decl, conduit)) {
         m.reset();
         v.regs.set(idRegister(conduit), BigInt(p.id >>> 0));

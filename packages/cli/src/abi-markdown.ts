@@ -1,4 +1,5 @@
-import { Conduits, describeSignature, hex, type ServicePlugin } from '@plugvisor/core';
+import { BuildConduits, describeSignature, hex, type ServicePlugin } from '@plugvisor/core';
+import { BACKEND_CONDUITS } from './backends.js';
 
 /**
  * A service's ABI as Markdown tables, generated from its declaration: what each package README
@@ -12,7 +13,11 @@ const row = (cells: readonly string[]) => `| ${cells.map((c) => c.replace(/\|/g,
 const tableMd = (head: readonly string[], rows: readonly (readonly string[])[]) =>
   [row(head), row(head.map(() => '---')), ...rows.map(row)].join('\n');
 
-export function serviceAbiMarkdown(s: ServicePlugin<any>): string {
+/**
+ * `conduits`: where the service's calls' conduits are looked up (their default result
+ * registers); by default every conduit the CLI's backends declare.
+ */
+export function serviceAbiMarkdown(s: ServicePlugin<any>, conduits: BuildConduits = new BuildConduits(BACKEND_CONDUITS)): string {
   const out: string[] = [ABI_BEGIN, ''];
   const { surface } = s;
   out.push('**Features**', '');
@@ -44,7 +49,7 @@ export function serviceAbiMarkdown(s: ServicePlugin<any>): string {
               : hex(c.id, 8),
           `\`${c.feature}\``,
           [c.since && `${c.since.version} ≥ ${c.since.minimum}`, c.until && `${c.until.version} ≤ ${c.until.maximum}`].filter(Boolean).join(', ') || 'all',
-          describeSignature(c.signature, Conduits.get(c.conduit)?.resultRegisters ?? []),
+          describeSignature(c.signature, conduits.get(c.conduit)?.resultRegisters ?? []),
         ]),
     ),
   );

@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { checkServiceOptions, ComposeError, Hypervisor, optionsSchemaOf, UsageError, type ServicePlugin } from '@plugvisor/core';
+import { BACKEND_CONDUITS } from './backends.js';
 
 /**
  * Build files: which service packages (and options) make up a hypervisor build.
@@ -84,6 +85,11 @@ const oneLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).rep
 const isPlugin = (v: unknown): v is ServicePlugin =>
   !!v && typeof v === 'object' && typeof (v as ServicePlugin).name === 'string' && typeof (v as ServicePlugin).apply === 'function';
 
+/**
+ * Loads and composes a build file. The build is composed with the conduits of every backend
+ * this CLI ships (BACKEND_CONDUITS): a service may call on any of them (smccc, xen, x86-port),
+ * and a conduit no backend declares is a BAD_BUILD_FILE naming the service and the call.
+ */
 export async function loadBuild(path: string = DEFAULT_BUILD): Promise<LoadedBuild> {
   const abs = resolve(path);
   const spec = parseSpec(abs);
@@ -116,7 +122,7 @@ export async function loadBuild(path: string = DEFAULT_BUILD): Promise<LoadedBui
     plugins.push(plugin);
   }
   try {
-    return { hv: Hypervisor.compose(plugins, { name: spec.name }), path: abs, spec };
+    return { hv: Hypervisor.compose(plugins, { name: spec.name, conduits: BACKEND_CONDUITS }), path: abs, spec };
   } catch (e) {
     if (e instanceof ComposeError) throw new UsageError(`build file ${abs}: ${e.message}`, 'BAD_BUILD_FILE');
     throw e;

@@ -42,6 +42,14 @@ describe('plugvisor abi', () => {
     expect(dup.code).toBe(2);
     expect(dup.err).toContain('@plugvisor/test-svc-echo is in the build twice (1.0.0 and 1.1.0)');
   });
+  it("composes a build file with every backend's conduits: a service may call on x86-port; an unknown conduit is named", () => {
+    const { code, out } = plugvisor('abi', '--build', fixture('x86-hello.json'));
+    expect(code).toBe(0);
+    expect(out).toMatch(/X86_HELLO\s+x86-port\s+0x00004242/);
+    const bad = plugvisor('abi', '--build', fixture('nosuch-conduit.json'));
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain("@plugvisor/test-svc-nosuch-conduit: call NOSUCH_CALL uses unknown conduit 'nosuch-trap'");
+  });
 });
 
 describe('build-file service options', () => {

@@ -7,7 +7,8 @@ import { behaviourOracle } from './behaviour/transcript.js';
 import { createHooks, type HypervisorHooks } from './plugin/hooks.js';
 import type { ServicePlugin } from './plugin/service.js';
 import { Vm } from './vm.js';
-import { Conduits, type ConduitDefinition } from './router/conduits.js';
+import { BuildConduits } from './router/build-conduits.js';
+import type { ConduitDefinition } from './router/conduits.js';
 
 /** Operator overrides applied on top of a build's defaults when a VM is created. */
 export interface VmOverrides {
@@ -33,19 +34,25 @@ export class Hypervisor {
   private constructor(
     readonly name: string,
     services: readonly ServicePlugin<any>[],
+    /**
+     * The build's conduits: the core's smccc and xen, and the machine's (compose's `conduits`),
+     * each with its index within this build. Every conduit lookup goes through here.
+     */
+    readonly conduits: BuildConduits,
   ) {
-    this.catalog = new AbiCatalog(services); // throws ComposeError naming the packages
+    // throws ComposeError naming the packages, and each call on a conduit the build lacks
+    this.catalog = new AbiCatalog(services, { conduit: (name) => conduits.get(name) });
     this.services = Object.freeze([...this.catalog.services.values()]);
   }
 
   /**
    * `conduits`: the calling conventions of the machine the build runs on (its backend
-   * descriptor's `conduits`), beyond the core's smccc and xen. Passing them makes the build
-   * independent of which machine package happened to be imported first.
+   * descriptor's `conduits`), beyond the core's smccc and xen. They belong to this build only:
+   * nothing is registered in the process, so two builds never see each other's conduits, and
+   * a service calling on a conduit the build was not given fails composition (ComposeError).
    */
   static compose(services: readonly ServicePlugin<any>[], options: { name?: string; conduits?: readonly ConduitDefinition[] } = {}): Hypervisor {
-    if (options.conduits) Conduits.provide(options.conduits);
-    const hv = new Hypervisor(options.name ?? 'custom', services);
+    const hv = new Hypervisor(options.name ?? 'custom', services, new BuildConduits(options.conduits));
     for (const s of hv.services) s.apply(hv);
     hv.checkHandlers();
     return hv;

@@ -4,7 +4,7 @@ import { PlugvisorError } from './errors.js';
 import type { Hypervisor } from './hypervisor.js';
 import type { Machine, VcpuContext } from './machine/machine.js';
 import type { ServiceBinding, ServicePlugin, StateValue } from './plugin/service.js';
-import type { Conduit } from './router/conduits.js';
+import type { ConduitDefinition } from './router/conduits.js';
 import { DispatchTable, type RegisterTransfer } from './router/router.js';
 
 /** A service's saved per-VM state, as it travels in a snapshot. */
@@ -73,11 +73,15 @@ export class Vm {
 
   private compile(): void {
     this.abi.freeze();
-    this.table = new DispatchTable(this.hv.catalog, this.abi, this.hv.hooks, (name) => this.bindings.get(name)!);
+    this.table = new DispatchTable(this.hv.conduits, this.hv.catalog, this.abi, this.hv.hooks, (name) => this.bindings.get(name)!);
   }
 
-  /** Routes one trapped call. The backend has loaded `vcpu.regs` and writes results back. */
-  dispatch(conduit: Conduit, vcpu: VcpuContext): void {
+  /**
+   * Routes one trapped call. The backend has loaded `vcpu.regs` and writes results back. The
+   * conduit is resolved by name within the VM's build (hv.conduits): a conduit the build was
+   * not composed with throws (PlugvisorError NO_CONDUIT).
+   */
+  dispatch(conduit: ConduitDefinition, vcpu: VcpuContext): void {
     const table = this.table;
     if (table === undefined) throw new PlugvisorError('NOT_STARTED', 'dispatch before Vm.start(): the ABI is not frozen');
     table.dispatch(conduit, vcpu);
@@ -87,7 +91,7 @@ export class Vm {
    * The compiled dispatcher for one conduit: what a backend's trap path calls, after start,
    * instead of `dispatch` (one call less per trap). Same behaviour.
    */
-  dispatcher(conduit: Conduit): (vcpu: VcpuContext) => void {
+  dispatcher(conduit: ConduitDefinition): (vcpu: VcpuContext) => void {
     const table = this.table;
     if (table === undefined) throw new PlugvisorError('NOT_STARTED', 'dispatcher before Vm.start(): the ABI is not frozen');
     return table.dispatcher(conduit);
@@ -99,7 +103,7 @@ export class Vm {
    * results (router.ts, RegisterTransfer). Computed once, with the dispatch table; the
    * classifier allocates nothing.
    */
-  transfer(conduit: Conduit): RegisterTransfer {
+  transfer(conduit: ConduitDefinition): RegisterTransfer {
     const table = this.table;
     if (table === undefined) throw new PlugvisorError('NOT_STARTED', 'transfer before Vm.start(): the ABI is not frozen');
     return table.transfer(conduit);
@@ -109,7 +113,7 @@ export class Vm {
    * Is this function id exposed on this conduit (after start)? A sub-op has no id of its own
    * (its parent's answers here): ask `exposesCall` for it.
    */
-  exposes(conduit: Conduit, id: number): boolean {
+  exposes(conduit: ConduitDefinition, id: number): boolean {
     return this.table?.has(conduit, id) ?? false;
   }
 

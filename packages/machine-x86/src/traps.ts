@@ -17,7 +17,7 @@
  * The RegisterFile of an x86 vCPU holds the 18 registers in kvm_regs order (rax 0, rbx 1, rcx 2,
  * rdx 3, rsi 4, rdi 5, rsp 6, rbp 7, r8..r15 8..15, rip 16, rflags 17; `R` in cpu/structs.ts).
  */
-import { Conduits, type Conduit, type ConduitDefinition, type VcpuContext } from '@plugvisor/core';
+import type { ConduitDefinition, VcpuContext } from '@plugvisor/core';
 import type { RegisterFile } from '@plugvisor/core';
 
 /** What the machine needs from a VM: the core's Vm satisfies it. */
@@ -25,7 +25,7 @@ export interface TrapRouter {
   /** Freezes the ABI; called once before the first vCPU runs. */
   start(): void;
   /** Routes one call; the handler reads/writes `vcpu.regs`. */
-  dispatch(conduit: Conduit, vcpu: VcpuContext): void;
+  dispatch(conduit: ConduitDefinition, vcpu: VcpuContext): void;
   /** A vCPU was reset to its entry state (a CPU_ON took effect): the core's vcpuReset hook. */
   vcpuReset?(vcpu: number): void;
 }
@@ -61,8 +61,8 @@ export const X86_PORT_CONDUIT: ConduitDefinition = Object.freeze({
   },
 });
 
-/** The registered x86 conduit (Conduits.define returns the one registration of this convention). */
-export const x86Conduit: Conduit = Conduits.define(X86_PORT_CONDUIT);
+/** The x86 conduit as the trap path passes it: the VM resolves it within its build, by name. */
+export const x86Conduit: ConduitDefinition = X86_PORT_CONDUIT;
 
 /** Runs before the first vCPU: freezes the VM's ABI (core: Vm.start()). */
 export function startRouter(router: TrapRouter): void {
@@ -79,7 +79,7 @@ export function dispatchTrap(router: TrapRouter, vcpu: VcpuContext): void {
  * (core Vm.dispatcher, one call less per trap) when the router has one, else `dispatch`.
  */
 export function compiledDispatch(router: TrapRouter): (vcpu: VcpuContext) => void {
-  const r = router as TrapRouter & { dispatcher?: (c: Conduit) => (vcpu: VcpuContext) => void };
+  const r = router as TrapRouter & { dispatcher?: (c: ConduitDefinition) => (vcpu: VcpuContext) => void };
   if (typeof r.dispatcher === 'function') return r.dispatcher(x86Conduit);
   return (vcpu) => router.dispatch(x86Conduit, vcpu);
 }

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { canonicalJson, Conduits, describeSignature, hex, serviceAbiFile, UsageError, type Hypervisor } from '@plugvisor/core';
+import { canonicalJson, describeSignature, hex, serviceAbiFile, UsageError, type Hypervisor } from '@plugvisor/core';
 import { loadBuild } from '../build-file.js';
 import { table } from '../format.js';
 
@@ -44,7 +44,7 @@ export function formatAbi(hv: Hypervisor): string {
           c.last !== undefined && c.last !== c.id ? `${hex(c.id, 8)}..${hex(c.last, 8)}` : hex(c.id, 8),
           c.feature,
           [c.since && `${c.since.version} >= ${c.since.minimum}`, c.until && `${c.until.version} <= ${c.until.maximum}`].filter(Boolean).join(', ') || 'all',
-          describeSignature(c.signature, Conduits.get(c.conduit)?.resultRegisters ?? []),
+          describeSignature(c.signature, hv.conduits.get(c.conduit)?.resultRegisters ?? []),
         ]),
     ),
   );

@@ -1,6 +1,5 @@
 import { writeFileSync, writeSync } from 'node:fs';
 import { saveSnapshot, type MachineImage, type SystemEvent, type Vm } from '@plugvisor/core';
-import { GUEST_FAULT_EXIT_CODE, GUEST_HANG_EXIT_CODE } from '@plugvisor/machine-arm64';
 
 /**
  * Running a guest to its end, shared by `run` and `restore`: every way a run ends has its own
@@ -10,8 +9,8 @@ import { GUEST_FAULT_EXIT_CODE, GUEST_HANG_EXIT_CODE } from '@plugvisor/machine-
 export const RunExit = Object.freeze({
   SYSTEM_OFF: 0,
   SNAPSHOT_WRITTEN: 0,
-  GUEST_FAULT: GUEST_FAULT_EXIT_CODE, // 10: unhandled exception, access outside RAM and devices
-  HANG: GUEST_HANG_EXIT_CODE, // 11: every vCPU waits for an interrupt nothing will raise
+  GUEST_FAULT: 10, // unhandled exception, access outside RAM and devices (every backend's GUEST_FAULT_EXIT_CODE)
+  HANG: 11, // every vCPU waits for an interrupt nothing will raise (every backend's GUEST_HANG_EXIT_CODE)
   ALL_OFF: 12, // every vCPU powered itself off without a system event
   RESET: 20, // PSCI SYSTEM_RESET / SYSTEM_RESET2
   HIBERNATE_OFF: 21, // PSCI SYSTEM_OFF2 (hibernate)

@@ -1,5 +1,4 @@
 import { ComposeError } from '../errors.js';
-import { Conduits } from '../router/conduits.js';
 import {
   hex,
   type CallDecl,
@@ -31,6 +30,11 @@ export type RegisterEntry =
   | { readonly kind: 'version'; readonly id: bigint; readonly name: string; readonly version: string }
   | { readonly kind: 'constant'; readonly id: bigint; readonly name: string; readonly decl: ConstantRegisterDecl };
 
+/** What the catalog needs of the build's conduits: a call's conduit by name (undefined: the build lacks it). */
+export interface CatalogConduits {
+  conduit(name: string): { readonly name: string; readonly functionIdWord: number } | undefined;
+}
+
 export class AbiCatalog<S extends ServiceDecl = ServiceDecl> {
   readonly services: ReadonlyMap<string, S>;
   readonly features: ReadonlyMap<string, Owned<FeatureDecl, S>>;
@@ -42,7 +46,8 @@ export class AbiCatalog<S extends ServiceDecl = ServiceDecl> {
   readonly registers: readonly RegisterEntry[];
   readonly registerById: ReadonlyMap<bigint, RegisterEntry>;
 
-  constructor(plugins: readonly S[]) {
+  /** `conduits`: the build's conduits (Hypervisor.conduits), passed in as data. */
+  constructor(plugins: readonly S[], conduits: CatalogConduits) {
     const problems: string[] = [];
     const services = new Map<string, S>();
     const features = new Map<string, Owned<FeatureDecl, S>>();
@@ -143,7 +148,7 @@ export class AbiCatalog<S extends ServiceDecl = ServiceDecl> {
     const byConduit = new Map<string, Owned<CallDecl, S>[]>();
     for (const owned of calls.values()) {
       const { decl: c, service } = owned;
-      if (!Conduits.get(c.conduit)) problems.push(`${service.name}: call ${c.name} uses unknown conduit '${c.conduit}'`);
+      if (!conduits.conduit(c.conduit)) problems.push(`${service.name}: call ${c.name} uses unknown conduit '${c.conduit}'`);
       const f = features.get(c.feature);
       if (!f) problems.push(`${service.name}: call ${c.name} is gated by undeclared feature '${c.feature}'`);
       else if (f.service !== service)
@@ -188,7 +193,7 @@ export class AbiCatalog<S extends ServiceDecl = ServiceDecl> {
         if (p.last !== undefined && p.last !== p.id) problems.push(`${who}: its parent ${p.name} is an id range`);
         if (c.id !== p.id || (c.last !== undefined && c.last !== c.id))
           problems.push(`${who} must carry its parent's id ${hex(p.id)} (it has ${hex(c.id)}${c.last !== undefined ? `..${hex(c.last)}` : ''})`);
-        const conduit = Conduits.get(c.conduit);
+        const conduit = conduits.conduit(c.conduit);
         if (!Number.isInteger(sub.selector) || sub.selector < 0 || sub.selector > 30 || (conduit && sub.selector === conduit.functionIdWord >> 1))
           problems.push(`${who} selects on x${sub.selector}, which cannot be a selector register`);
         selectors.set(sub.selector, selectors.has(sub.selector) ? selectors.get(sub.selector)! : c.name);

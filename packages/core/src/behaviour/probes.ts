@@ -1,6 +1,6 @@
 import type { CallDecl } from '../abi/surface.js';
 import type { ArgDecl } from '../abi/signature.js';
-import type { Conduit } from '../router/conduits.js';
+import type { ConduitDefinition } from '../router/conduits.js';
 import { PROBE_RAM_BASE, PROBE_RAM_SIZE } from './probe-machine.js';
 
 /**
@@ -107,10 +107,10 @@ function labelOf(p: Omit<Probe, 'label'>, isRange: boolean): string {
 }
 
 /** The register that holds a conduit's function id (x0 for SMCCC, x16 for Xen). */
-export const idRegister = (conduit: Conduit): number => conduit.functionIdWord >> 1;
+export const idRegister = (conduit: ConduitDefinition): number => conduit.functionIdWord >> 1;
 
 /** Every probe for one call, at most MAX_PROBES_PER_CALL, in a fixed order. */
-export function probesFor(call: CallDecl, conduit: Conduit): Probe[] {
+export function probesFor(call: CallDecl, conduit: ConduitDefinition): Probe[] {
   const args = call.signature?.args ?? [];
   const isRange = call.last !== undefined && call.last !== call.id;
   const ids = isRange ? [call.id, call.last!, Math.floor((call.id + call.last!) / 2)].map((x) => x >>> 0) : [call.id >>> 0];

@@ -12,7 +12,7 @@ import type {
 } from '../abi/behaviour.js';
 import { callExposed } from '../abi/exposure.js';
 import type { Hypervisor } from '../hypervisor.js';
-import { Conduits, type Conduit } from '../router/conduits.js';
+import type { ConduitDefinition } from '../router/conduits.js';
 import type { ServicePlugin } from '../plugin/service.js';
 import type { Vm } from '../vm.js';
 import { PROBE_RAM_BASE, ProbeMachine } from './probe-machine.js';
@@ -33,8 +33,8 @@ import { hexOf, idRegister, parseProbe, probesFor, type Probe } from './probes.j
 export { formatDifference } from '../abi/behaviour.js';
 export type { BehaviourDifference, CallTranscript, ProbeConfig, ServiceBehaviour, Transcript, VmBehaviour } from '../abi/behaviour.js';
 
-const defaultResults = (conduit: Conduit): ResultDecl[] => conduit.resultRegisters.map((reg) => ({ reg }));
-export const resultsOf = (call: CallDecl, conduit: Conduit): readonly ResultDecl[] => call.signature?.results ?? defaultResults(conduit);
+const defaultResults = (conduit: ConduitDefinition): ResultDecl[] => conduit.resultRegisters.map((reg) => ({ reg }));
+export const resultsOf = (call: CallDecl, conduit: ConduitDefinition): readonly ResultDecl[] => call.signature?.results ?? defaultResults(conduit);
 
 /** Largest memory change written out byte for byte; larger ones are summarised by length and hash. */
 const MAX_MEM_BYTES = 64;
@@ -122,7 +122,7 @@ export class ProbeRunner {
   }
 
   /** Sets up the machine for a probe: registers (the rest zero) and argument memory. */
-  private load(call: CallDecl, conduit: Conduit, probe: Probe, background?: (reg: number) => bigint): void {
+  private load(call: CallDecl, conduit: ConduitDefinition, probe: Probe, background?: (reg: number) => bigint): void {
     const m = this.machine;
     m.reset();
     const regs = m.vcpus[0]!.regs;
@@ -140,7 +140,7 @@ export class ProbeRunner {
   /** One probe: its canonical output. `background` fills the registers the probe does not set. */
   run(call: CallDecl, probe: Probe, background?: (reg: number) => bigint): string {
     const { service } = this.hv.catalog.calls.get(call.name)!;
-    const conduit = Conduits.get(call.conduit)!;
+    const conduit = this.hv.conduits.get(call.conduit)!;
     const vm = this.vm(service);
     this.load(call, conduit, probe, background);
     try {
@@ -153,7 +153,7 @@ export class ProbeRunner {
 
   /** Every probe of a call. */
   transcribe(call: CallDecl): CallTranscript {
-    const conduit = Conduits.get(call.conduit)!;
+    const conduit = this.hv.conduits.get(call.conduit)!;
     const out: Record<string, string> = {};
     for (const p of probesFor(call, conduit)) out[p.label] = this.run(call, p);
     return out;

@@ -31,6 +31,17 @@ export interface MachineCreateOptions {
   readonly extra?: Readonly<Record<string, unknown>>;
 }
 
+/** What a backend reports about the host it runs on (`plugvisor hosts`). */
+export interface HostReport {
+  /**
+   * The host's capabilities as JSON-able data, named (x86: @plugvisor/xsave's host capability
+   * dump, format 1, which `plugvisor check --hosts` reads).
+   */
+  readonly dump: { readonly name: string };
+  /** The same for people, one line each. */
+  readonly lines: readonly string[];
+}
+
 export interface MachineBackend {
   readonly arch: Arch;
   /** One line for help and errors, e.g. "arm64 on Unicorn". */
@@ -41,6 +52,11 @@ export interface MachineBackend {
   readonly conduits: readonly ConduitDefinition[];
   /** Why this host cannot run the backend, or undefined when it can. */
   unavailable(): string | undefined;
+  /**
+   * This host's capabilities for pool baselines, when the backend has any to report (x86: KVM
+   * and XSAVE); `name` overrides the host's name. Call only when `unavailable()` is undefined.
+   */
+  hostReport?(name?: string): HostReport;
   create(options: MachineCreateOptions): RunnableMachine;
   /** planRestore's checkMachine: every problem with a snapshot's machine part, before anything is built. */
   checkSnapshot(description: StateValue, vcpus: readonly Uint8Array[], memory: readonly SavedMemory[]): string[];

@@ -1,13 +1,19 @@
-import { PlugvisorError } from '../errors.js';
 import type { RegisterFile } from '../machine/registers.js';
 
 /**
  * A conduit is a calling convention: where the function id sits and what "not supported"
- * looks like. It is not a service; a backend decides which trap maps to which conduit.
+ * looks like. It is not a service; a backend decides which trap maps to which conduit. It is
+ * plain frozen data: a build (Hypervisor.conduits) holds the conduits it was composed with and
+ * numbers them itself, so one conduit can sit in many builds, at different indexes.
  */
 export interface Conduit {
   readonly name: string;
-  /** Small dense index, used to pick the per-conduit dispatch table. */
+  /**
+   * A fixed slot of the core's own arm64 conduits (smccc 0, xen 1), which an arm64 backend may
+   * key its own trap tables on. The router does not use it: each build gives each of its
+   * conduits a dense index of its own (BuildConduits). A machine's conduit has none
+   * (ConduitDefinition).
+   */
   readonly index: number;
   /**
    * Where the function id sits: index into `RegisterFile.u32` (register n's low word is 2n).
@@ -27,6 +33,12 @@ export interface Conduit {
   readonly resultRegisters: readonly number[];
   readonly description: string;
 }
+
+/**
+ * A conduit as a machine package declares it (its backend descriptor's `conduits`), and what a
+ * build, the router and the behaviour probes take: the calling convention, without a slot.
+ */
+export type ConduitDefinition = Omit<Conduit, 'index'>;
 
 const ENOSYS = 38;
 
@@ -77,56 +89,26 @@ export const xen: Conduit = Object.freeze({
   },
 });
 
-/** A conduit as a machine package declares it; the core assigns its dense index. */
-export type ConduitDefinition = Omit<Conduit, 'index'>;
-
-const registry = new Map<string, Conduit>([
-  [smccc.name, smccc],
-  [xen.name, xen],
-]);
+/**
+ * The core's conduits, as constants. There is no registry: which conduits a build has is
+ * decided when it is composed (`Hypervisor.compose(services, { conduits })`, from the machine
+ * backend's descriptor) and held by the build (`hv.conduits`), so nothing depends on what a
+ * process happened to import.
+ */
+export const Conduits = Object.freeze({
+  smccc,
+  xen,
+  /** The conduits every build has: the core's arm64 calling conventions. */
+  core: Object.freeze([smccc, xen]) as readonly Conduit[],
+});
 
 /** The data that makes two definitions of one name the same calling convention. */
-function sameConvention(a: ConduitDefinition, b: ConduitDefinition): boolean {
+export function sameConvention(a: ConduitDefinition, b: ConduitDefinition): boolean {
   return (
+    a.name === b.name &&
     a.functionIdWord === b.functionIdWord &&
     a.functionIdHighWord === b.functionIdHighWord &&
     a.resultRegisters.length === b.resultRegisters.length &&
     a.resultRegisters.every((r, i) => r === b.resultRegisters[i])
   );
 }
-
-/**
- * Conduits known to this process, by name: the core's smccc and xen, and those machines
- * provide. A build gets its machine's conduits at composition (`Hypervisor.compose(services,
- * { conduits })`, from the machine package's backend descriptor), so whether it composes does
- * not depend on which machine package was imported first.
- */
-export const Conduits = {
-  smccc,
-  xen,
-  get(name: string): Conduit | undefined {
-    return registry.get(name);
-  },
-  all(): Conduit[] {
-    return [...registry.values()];
-  },
-  /**
-   * Registers a conduit (e.g. an x86 hypercall port); its index is assigned densely. Defining
-   * a name again returns the registered conduit if it is the same convention (function-id
-   * words and result registers), and throws if it is a different one.
-   */
-  define(def: ConduitDefinition): Conduit {
-    const existing = registry.get(def.name);
-    if (existing) {
-      if (!sameConvention(existing, def)) throw new PlugvisorError('CONDUIT', `conduit '${def.name}' is already defined as a different calling convention (${existing.description})`);
-      return existing;
-    }
-    const conduit = Object.freeze({ ...def, index: registry.size });
-    registry.set(conduit.name, conduit);
-    return conduit;
-  },
-  /** Registers each of a machine's conduits (define, for a list); returns them, indexed. */
-  provide(defs: readonly ConduitDefinition[]): Conduit[] {
-    return defs.map((d) => Conduits.define(d));
-  },
-};

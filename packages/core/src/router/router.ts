@@ -7,7 +7,8 @@ import type { VcpuContext } from '../machine/machine.js';
 import type { HypervisorHooks } from '../plugin/hooks.js';
 import type { ServiceBinding } from '../plugin/service.js';
 import { RegisterFile } from '../machine/registers.js';
-import { Conduits, type Conduit } from './conduits.js';
+import type { BuildConduits } from './build-conduits.js';
+import type { ConduitDefinition } from './conduits.js';
 
 type CallHook = SyncHook<[VcpuContext, ServiceBinding<any>]>;
 
@@ -62,7 +63,7 @@ interface RangeRoute extends Route {
  * event_channel_op: x0, x1 and x16 in, x0 out, the same as each EVTCHNOP_*).
  */
 export interface RegisterTransfer {
-  readonly conduit: Conduit;
+  readonly conduit: ConduitDefinition;
   /** The register that holds the function id (SMCCC x0, Xen x16): what classOf reads. */
   readonly idRegister: number;
   /**
@@ -92,7 +93,7 @@ const maskOf = (regs: Iterable<number>): number => {
  * (a write cannot hide by matching both). It writes them whatever the call held, so nothing
  * but the id register need be loaded for it.
  */
-function notSupportedMask(conduit: Conduit): number {
+function notSupportedMask(conduit: ConduitDefinition): number {
   let m = 0;
   for (const fill of [0n, 0xa5a5_a5a5_a5a5_a5a5n]) {
     const regs = new RegisterFile(32);
@@ -104,7 +105,7 @@ function notSupportedMask(conduit: Conduit): number {
 }
 
 /** Read and write masks of one call (see RegisterTransfer). */
-function callMasks(decl: CallDecl, conduit: Conduit): [number, number] {
+function callMasks(decl: CallDecl, conduit: ConduitDefinition): [number, number] {
   const idReg = conduit.functionIdWord >> 1;
   const sig = decl.signature;
   const write = maskOf(sig?.results ? sig.results.map((r) => r.reg) : conduit.resultRegisters);
@@ -130,6 +131,9 @@ export function isExposed(call: CallDecl, abi: VmAbi, catalog: AbiCatalog): bool
  * word, a `switch` over the exposed ids (V8 turns it into a jump table or binary search),
  * then the range calls, then "not supported". Each case calls its hook's compiled `call`
  * with the service's per-VM binding. No allocation, no Map lookup, nothing tapped.
+ *
+ * The tables are per conduit of the VM's build (BuildConduits), at the build's own indexes; a
+ * conduit object is resolved by name within the build (`dispatcher` once, `dispatch` per call).
  */
 export class DispatchTable {
   private readonly byConduit: Array<(vcpu: VcpuContext) => void>;
@@ -138,29 +142,31 @@ export class DispatchTable {
   private readonly exposedCalls = new Set<string>();
 
   constructor(
+    private readonly conduits: BuildConduits,
     catalog: AbiCatalog,
     abi: VmAbi,
     hooks: HypervisorHooks,
     bindingOf: (service: string) => ServiceBinding<any>,
   ) {
-    const conduits = Conduits.all();
-    const exact: ExactRoute[][] = conduits.map(() => []);
-    const ranges: RangeRoute[][] = conduits.map(() => []);
+    const list = conduits.list;
+    const exact: ExactRoute[][] = list.map(() => []);
+    const ranges: RangeRoute[][] = list.map(() => []);
     const subs = new Map<string, SubRoute[]>(); // parent name → exposed sub-ops
     const parents: Array<[string, number, number]> = []; // [parent name, conduit index, index in exact]
     for (const { decl, service } of catalog.calls.values()) {
       if (!isExposed(decl, abi, catalog)) continue;
       this.exposedCalls.add(decl.name);
-      const conduit = Conduits.get(decl.conduit)!;
+      const conduit = conduits.get(decl.conduit)!; // the catalog checked the build has it
+      const c = conduits.indexOf(conduit);
       const route = { hook: hooks.call.get(decl.name)!, binding: bindingOf(service.name), masks: callMasks(decl, conduit) };
       if (decl.subOf) {
         const list = subs.get(decl.subOf.call) ?? [];
         list.push({ ...route, value: decl.subOf.value >>> 0 });
         subs.set(decl.subOf.call, list);
       } else if (decl.last === undefined || decl.last === decl.id) {
-        if (catalog.subOps.has(decl.name)) parents.push([decl.name, conduit.index, exact[conduit.index]!.length]);
-        exact[conduit.index]!.push({ ...route, id: decl.id });
-      } else ranges[conduit.index]!.push({ ...route, first: decl.id, last: decl.last });
+        if (catalog.subOps.has(decl.name)) parents.push([decl.name, c, exact[c]!.length]);
+        exact[c]!.push({ ...route, id: decl.id });
+      } else ranges[c]!.push({ ...route, first: decl.id, last: decl.last });
     }
     // A parent's exposed sub-ops hang off its route; its transfer class is the union of their
     // masks and its own, plus the selector register (classOf keys on the function id only).
@@ -176,27 +182,27 @@ export class DispatchTable {
       }
       exact[c]![i] = { ...p, selector, subs: list, masks: [read >>> 0, write >>> 0] };
     }
-    this.byConduit = conduits.map((c) => compileConduit(c, exact[c.index]!, ranges[c.index]!));
-    this.transfers = conduits.map((c) => compileTransfer(c, exact[c.index]!, ranges[c.index]!));
-    this.exposed = conduits.map((c) => ({
-      ids: new Set(exact[c.index]!.map((r) => r.id)),
-      ranges: ranges[c.index]!.map((r) => [r.first, r.last] as [number, number]),
+    this.byConduit = list.map((conduit, c) => compileConduit(conduit, exact[c]!, ranges[c]!));
+    this.transfers = list.map((conduit, c) => compileTransfer(conduit, exact[c]!, ranges[c]!));
+    this.exposed = list.map((_, c) => ({
+      ids: new Set(exact[c]!.map((r) => r.id)),
+      ranges: ranges[c]!.map((r) => [r.first, r.last] as [number, number]),
     }));
   }
 
   /** Route one trapped call; `vcpu.regs` holds the guest's registers and receives results. */
-  dispatch(conduit: Conduit, vcpu: VcpuContext): void {
-    this.byConduit[conduit.index]!(vcpu);
+  dispatch(conduit: ConduitDefinition, vcpu: VcpuContext): void {
+    this.byConduit[this.conduits.indexOf(conduit)]!(vcpu);
   }
 
   /** The compiled dispatcher of one conduit, for a backend's trap path to call directly. */
-  dispatcher(conduit: Conduit): (vcpu: VcpuContext) => void {
-    return this.byConduit[conduit.index]!;
+  dispatcher(conduit: ConduitDefinition): (vcpu: VcpuContext) => void {
+    return this.byConduit[this.conduits.indexOf(conduit)]!;
   }
 
   /** Which registers each call of a conduit reads and writes (see RegisterTransfer). */
-  transfer(conduit: Conduit): RegisterTransfer {
-    return this.transfers[conduit.index]!;
+  transfer(conduit: ConduitDefinition): RegisterTransfer {
+    return this.transfers[this.conduits.indexOf(conduit)]!;
   }
 
   /** True if the declared call (a sub-op too) is exposed (for diagnostics and tests). */
@@ -205,8 +211,9 @@ export class DispatchTable {
   }
 
   /** True if a call with this id is exposed on the conduit (for diagnostics and tests). */
-  has(conduit: Conduit, id: number): boolean {
-    const e = this.exposed[conduit.index]!;
+  has(conduit: ConduitDefinition, id: number): boolean {
+    if (!this.conduits.has(conduit.name)) return false;
+    const e = this.exposed[this.conduits.indexOf(conduit)]!;
     return e.ids.has(id) || e.ranges.some(([first, last]) => id >= first && id <= last);
   }
 }
@@ -218,7 +225,7 @@ export class DispatchTable {
  * — the registers are not touched and nothing is re-entered; a selector value no exposed sub-op
  * has falls through to the parent's own handler (its `default:` case).
  */
-function compileConduit(conduit: Conduit, exact: readonly ExactRoute[], ranges: readonly RangeRoute[]) {
+function compileConduit(conduit: ConduitDefinition, exact: readonly ExactRoute[], ranges: readonly RangeRoute[]) {
   const subRoutes = exact.flatMap((r) => r.subs ?? []);
   const routes: Route[] = [...exact, ...ranges, ...subRoutes];
   const subIndex = new Map<SubRoute, number>(subRoutes.map((r, k) => [r, exact.length + ranges.length + k]));
@@ -251,7 +258,7 @@ function compileConduit(conduit: Conduit, exact: readonly ExactRoute[], ranges: 
   lines.push('  notSupported(vcpu.regs);', '};');
   // Objects reach the generated code as arguments, never as source text: only integers are inlined.
   const factory = new Function('notSupported', 'h', 'b', lines.join('\n')) as (
-    notSupported: Conduit['notSupported'],
+    notSupported: ConduitDefinition['notSupported'],
     h: readonly CallHook[],
     b: readonly ServiceBinding<any>[],
   ) => (vcpu: VcpuContext) => void;
@@ -266,7 +273,7 @@ function compileConduit(conduit: Conduit, exact: readonly ExactRoute[], ranges: 
  * Generates the transfer classifier of one conduit: the dispatcher's switch, returning a class
  * number instead of calling a hook (`switch (id) { case N: return k; ... }`, ranges, else 0).
  */
-function compileTransfer(conduit: Conduit, exact: readonly ExactRoute[], ranges: readonly RangeRoute[]): RegisterTransfer {
+function compileTransfer(conduit: ConduitDefinition, exact: readonly ExactRoute[], ranges: readonly RangeRoute[]): RegisterTransfer {
   const idRegister = conduit.functionIdWord >> 1;
   const readMasks = [(1 << idRegister) >>> 0];
   const writeMasks = [notSupportedMask(conduit)];

@@ -8,7 +8,7 @@ import { idRegister, probesFor, type Probe } from '../behaviour/probes.js';
 import { Hypervisor } from '../hypervisor.js';
 import type { ServicePlugin, StateValue } from '../plugin/service.js';
 import { decodeJson, encodeJson } from '../snapshot/stream.js';
-import { Conduits } from '../router/conduits.js';
+import type { ConduitDefinition } from '../router/conduits.js';
 import { RegisterFile } from '../machine/registers.js';
 import { MemoryMachine } from './memory-machine.js';
 
@@ -34,6 +34,11 @@ export interface ConformanceOptions {
   readonly companions?: readonly ServicePlugin<any>[];
   /** Path of the checked-in ABI manifest (`abi.json`) that must match the declaration. */
   readonly abiFile?: string;
+  /**
+   * Conduits beyond the core's smccc and xen that the service calls on: its machine backend's
+   * `conduits` (e.g. x86Backend.conduits), composed into the build the kit checks.
+   */
+  readonly conduits?: readonly ConduitDefinition[];
 }
 
 /** Background for registers a probe does not set: a value a call must not read. */
@@ -43,7 +48,7 @@ export function checkServiceConformance(service: ServicePlugin<any>, options: Co
   const problems: string[] = [];
   let hv: Hypervisor;
   try {
-    hv = Hypervisor.compose([...(options.companions ?? []), service], { name: 'conformance' });
+    hv = Hypervisor.compose([...(options.companions ?? []), service], { name: 'conformance', ...(options.conduits ? { conduits: options.conduits } : {}) });
   } catch (e) {
     return [`does not compose: ${(e as Error).message}`];
   }
@@ -56,7 +61,7 @@ export function checkServiceConformance(service: ServicePlugin<any>, options: Co
     }
   }
   for (const c of service.surface.calls) {
-    const conduit = Conduits.get(c.conduit)!;
+    const conduit = hv.conduits.get(c.conduit)!;
     problems.push(...checkSignature(c.name, c.signature, [idRegister(conduit)]));
   }
 
@@ -131,7 +136,7 @@ function checkBehaviour(hv: Hypervisor, service: ServicePlugin<any>): string[] {
     const where = config.label === 'default' ? '' : ` (${config.label})`;
 
     for (const call of service.surface.calls) {
-      const conduit = Conduits.get(call.conduit)!;
+      const conduit = hv.conduits.get(call.conduit)!;
       const probes = probesFor(call, conduit);
       if (!runner.exposes(call)) {
         // Unexposed: the guest gets exactly the conduit's "not supported", whatever it passes.
@@ -156,7 +161,7 @@ function checkBehaviour(hv: Hypervisor, service: ServicePlugin<any>): string[] {
     for (const { decl } of hv.catalog.calls.values()) {
       const d = decl.signature?.discovery;
       if (!d || !runner.exposes(decl)) continue;
-      const conduit = Conduits.get(decl.conduit)!;
+      const conduit = hv.conduits.get(decl.conduit)!;
       const exposedName = (id: number) => [...hv.catalog.calls.values()].find((c) => c.decl.conduit === decl.conduit && idInCall(c.decl, id))?.decl.name ?? `0x${(id >>> 0).toString(16)}`;
       if (d.kind === 'query') {
         const candidates = new Set<number>([...(d.mustAnswer ?? []), 0x8400_00ff, 0xc600_0000, 0x8600_ff00]);
@@ -201,7 +206,7 @@ const sameRegs = (a: RegisterFile, b: RegisterFile) => a.u64.every((v, i) => v =
  * upper half changes nothing.
  */
 function checkRegisterDiscipline(runner: ProbeRunner, call: CallDecl, probes: readonly Probe[], report: (p: string) => void): void {
-  const conduit = Conduits.get(call.conduit)!;
+  const conduit = runner.hv.conduits.get(call.conduit)!;
   const idReg = idRegister(conduit);
   const args = call.signature?.args ?? [];
   const results = new Set(resultsOf(call, conduit).map((r) => r.reg));

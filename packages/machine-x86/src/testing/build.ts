@@ -1,5 +1,5 @@
 import { defineService, Hypervisor } from '@plugvisor/core';
-import { X86_CONDUIT_NAME } from '../traps.js';
+import { X86_CONDUIT_NAME, X86_PORT_CONDUIT } from '../traps.js';
 
 /**
  * A build for tests and benches: one service on the x86-port conduit answering the test guests'
@@ -33,5 +33,5 @@ export function x86TestBuild(): Hypervisor {
         },
       },
     }),
-  ]);
+  ], { conduits: [X86_PORT_CONDUIT] });
 }
