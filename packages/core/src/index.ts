@@ -77,3 +77,8 @@ export { ImageError, isElf, elfMachine, loadElfImage, loadRawImage, EM_X86_64, E
 export { capabilityOf, type CapabilityName, type MachineCapabilities, type CounterClock, type InterruptConfig, type EntropySource } from './machine/capabilities.js';
 export type { ConduitDefinition } from './router/conduits.js';
 export { backendFor, type MachineBackend, type MachineCreateOptions, type RunnableMachine } from './machine/backend.js';
+export { BuildConduits, type BuildConduit } from './router/build-conduits.js';
+export type { CatalogConduits } from './abi/catalog.js';
+export { type RuntimeRouter, type VcpuStateCodec } from './runtime/runtime.js';
+export { hexBytes } from './runtime/persist.js';
+export type { HostReport } from './machine/backend.js';

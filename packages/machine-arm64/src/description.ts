@@ -1,4 +1,4 @@
-import { StateReader } from '@plugvisor/core';
+import { MachineError, StateReader } from '@plugvisor/core';
 import { Layout } from './board/layout.js';
 import { validatePl011State, type Pl011State } from './devices/pl011.js';
 
@@ -50,4 +50,15 @@ export function validateArm64Description(value: unknown, vcpuRecords: number): A
   const nextVcpu = r.int('nextVcpu', 0, vcpus - 1);
   const uart = validatePl011State(r.raw('uart'), 'arm64 machine description uart');
   return { board: 'plugvisor-virt', schema: 1, ramBase: base, ramSize, vcpus, uart, nextVcpu };
+}
+
+/** Checks the options' vCPU count and RAM size (defaults applied); throws MachineError. */
+export function checkArm64Options(options: Arm64MachineOptions): { vcpus: number; ramSize: number } {
+  const vcpus = options.vcpus ?? 1;
+  if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > 512) throw new MachineError(`vCPU count must be 1..512, got ${vcpus}`);
+  const ramSize = options.memSize ?? Layout.DEFAULT_RAM_SIZE;
+  if (!Number.isInteger(ramSize) || ramSize < 0x10000 || ramSize % 4096 !== 0 || ramSize > 0xc000_0000) {
+    throw new MachineError(`RAM size must be a multiple of 4 KiB between 64 KiB and 3 GiB, got ${ramSize}`);
+  }
+  return { vcpus, ramSize };
 }

@@ -1,4 +1,3 @@
-import type { RunOptions, RunResult } from '@plugvisor/core';
 /**
  * The arm64 machine: a QEMU-virt-like board (RAM, PL011 UART, a minimal GIC CPU interface)
  * with N vCPUs, each a Unicorn engine over the same host RAM, scheduled round-robin on the one
@@ -19,42 +18,23 @@ import type { RunOptions, RunResult } from '@plugvisor/core';
  * blocks (Unicorn keeps one TB cache per uc_engine: qemu/accel/tcg/translate-all.c): whenever the scheduler switches engines it flushes the incoming
  * engine's translation cache.
  */
-import {
-  FlatGuestMemory,
-  MachineRuntime,
-  RuntimeMachine,
-  YIELD,
-  HALT,
-  type VcpuExit,
-  type CapabilityName,
-  type MachineCapabilities,
-  type Arch,
-  type GuestMemory,
-  type Machine,
-  type MachineImage,
-} from '@plugvisor/core';
-import { HostRam, UcEngine, UcMemType, UNLIMITED_COUNT, type MemFault } from './ffi/unicorn.js';
+import { FlatGuestMemory, MachineRuntime, RuntimeMachine, YIELD, HALT, type VcpuExit, type CapabilityName, type MachineCapabilities, type Arch, type GuestMemory, type Machine, type MachineImage } from '@plugvisor/core';
+import { HostRam, UcMemType, UNLIMITED_COUNT, type MemFault } from './ffi/unicorn.js';
+import { openVcpu } from './board/engines.js';
 import { Layout } from './board/layout.js';
 import { Pl011 } from './devices/pl011.js';
-import { validateArm64Description, type Arm64MachineDescription, type Arm64MachineOptions } from './description.js';
+import { checkArm64Options, validateArm64Description, type Arm64MachineDescription, type Arm64MachineOptions } from './description.js';
 import { deliverException } from './cpu/exceptions.js';
 import { Vcpu, Excp, MPIDR_AFF_MASK, type VcpuHost } from './cpu/vcpu.js';
 import { sampleClock, type ClockSample } from './cpu/clock.js';
 import { GuestFault, MachineError } from './errors.js';
 import { isElf, loadElf, loadRaw, type LoadedImage } from './loader/elf.js';
-import { TrapKind, hvcConduit, smcConduit, startRouter, trapPaths, type TrapRouter } from './traps.js';
+import { TrapKind, hvcConduit, smcConduit, trapPaths, type TrapRouter } from './traps.js';
+import { arm64VcpuCodec, arm64VcpuStateValue, type Arm64VcpuState, type Arm64VcpuStateValue } from './cpu/state.js';
 
-export type { Arm64MachineOptions } from './description.js';
+export type { Arm64MachineOptions, Arm64MachineDescription } from './description.js';
 
-export type { Arm64MachineDescription } from './description.js';
-
-const ROM = (() => {
-  const rom = new Uint8Array(Layout.ROM_SIZE);
-  new DataView(rom.buffer).setUint32(Layout.ROM_ERET, 0xd69f03e0, true); // eret
-  return rom;
-})();
-
-export class Arm64Machine extends RuntimeMachine implements Machine, VcpuHost {
+export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue, Arm64VcpuState> implements Machine, VcpuHost {
   readonly arch: Arch = 'arm64';
   readonly vcpuCount: number;
   readonly memory: GuestMemory;
@@ -69,26 +49,19 @@ export class Arm64Machine extends RuntimeMachine implements Machine, VcpuHost {
   get machine(): Machine {
     return this;
   }
-  private router: TrapRouter | undefined;
-  private started = false;
   /** The router whose trap paths the vCPUs are prepared for. */
   private prepared: TrapRouter | undefined;
   private readonly registerWindow: boolean;
   protected readonly runtime: MachineRuntime;
+  protected readonly vcpuCodec = arm64VcpuCodec;
   /** Bumped when a guest invalidates its instruction cache; see slice(). */
   private codeGeneration = 0;
   private readonly seenGeneration: number[] = [];
   private memFault: MemFault | undefined;
-  private disposed = false;
 
   constructor(options: Arm64MachineOptions = {}) {
     super();
-    const n = options.vcpus ?? 1;
-    if (!Number.isInteger(n) || n < 1 || n > 512) throw new MachineError(`vCPU count must be 1..512, got ${n}`);
-    const size = options.memSize ?? Layout.DEFAULT_RAM_SIZE;
-    if (!Number.isInteger(size) || size < 0x10000 || size % 4096 !== 0 || size > 0xc000_0000) {
-      throw new MachineError(`RAM size must be a multiple of 4 KiB between 64 KiB and 3 GiB, got ${size}`);
-    }
+    const { vcpus: n, ramSize: size } = checkArm64Options(options);
     this.vcpuCount = n;
     this.ramSize = size;
     this.sliceUs = options.sliceUs ?? 2000;
@@ -111,43 +84,18 @@ export class Arm64Machine extends RuntimeMachine implements Machine, VcpuHost {
       n,
     );
     try {
-      for (let i = 0; i < n; i++) this.vcpus.push(this.createVcpu(i));
+      const board = {
+        ram: this.ram,
+        uart: this.uart,
+        host: this,
+        registerWindow: this.registerWindow,
+        codeChanged: () => void this.codeGeneration++,
+        memFault: (f: MemFault) => void (this.memFault ??= f),
+      };
+      for (let i = 0; i < n; i++) this.vcpus.push(openVcpu(i, board));
     } catch (e) {
       this.dispose();
       throw e;
-    }
-  }
-
-  private createVcpu(i: number): Vcpu {
-    const e = UcEngine.open();
-    try {
-      e.mapRam(Layout.RAM_BASE, this.ram);
-      e.mapRom(Layout.ROM_BASE, Layout.ROM_SIZE, ROM);
-      e.mapMmio(
-        Layout.UART_BASE,
-        Layout.UART_SIZE,
-        (off) => this.uart.read(off),
-        (off, _size, value) => this.uart.write(off, value),
-      );
-      const v = new Vcpu(i, e, this, this.registerWindow);
-      e.mapMmio(
-        Layout.GICC_BASE,
-        Layout.GICC_SIZE,
-        (off) => v.gic.read(off),
-        (off, _size, value) => v.gic.write(off, value),
-      );
-      e.onSys((op1, crn, crm) => {
-        // IC IALLUIS (op1 0, CRm 1), IC IALLU / IC IVAU (CRm 5): the guest says code changed.
-        // Other engines may hold stale translations of it: they drop them before they next run.
-        if (crn === 7 && (crm === 1 || crm === 5) && (op1 === 0 || op1 === 3)) this.codeGeneration++;
-      });
-      e.onInvalidMemory((f) => {
-        if (!this.memFault) this.memFault = f;
-      });
-      return v;
-    } catch (err) {
-      e.close();
-      throw err;
     }
   }
 
@@ -167,11 +115,6 @@ export class Arm64Machine extends RuntimeMachine implements Machine, VcpuHost {
    */
   get registerTransport(): 'window' | 'batches' {
     return this.vcpus.every((v) => v.directRegisters) ? 'window' : 'batches';
-  }
-
-  /** Attach the VM's trap router (the core's Vm). Must be done before run(). */
-  attach(router: TrapRouter): void {
-    this.router = router;
   }
 
   // ---- Machine interface --------------------------------------------------------------------
@@ -217,9 +160,7 @@ export class Arm64Machine extends RuntimeMachine implements Machine, VcpuHost {
   }
 
   private vcpu(i: number): Vcpu {
-    const v = this.vcpus[i];
-    if (!v) throw new MachineError(`no vCPU ${i} (this machine has ${this.vcpuCount})`);
-    return v;
+    return this.vcpuAt(this.vcpus, i);
   }
 
   dropTranslations(v: Vcpu): void {
@@ -241,31 +182,18 @@ export class Arm64Machine extends RuntimeMachine implements Machine, VcpuHost {
     this.runtime.trapped();
   }
 
-  // ---- the run loop ---------------------------------------------------------------------------
+  // ---- the run loop: the runtime's (RuntimeMachine.run), with this backend's slices ----------
 
-  /**
-   * Runs the guest until a system event, a fault, a hang (every powered-on vCPU waits for an
-   * interrupt nobody can send), all vCPUs off, or a pause. Console output is flushed on return.
-   * May be called again after 'paused' to continue.
-   */
-  run(options: RunOptions = {}): RunResult {
-    if (this.disposed) throw new MachineError('machine disposed');
-    if (!this.router) throw new MachineError('no trap router attached: call attach(vm) before run()');
-    if (!this.started) {
-      startRouter(this.router);
-      this.started = true;
-    }
-    if (this.prepared !== this.router) {
-      // The ABI is frozen now: each vCPU prepares the register transfer of every call class.
-      const paths = trapPaths(this.router);
-      for (const v of this.vcpus) v.prepare(paths);
-      this.prepared = this.router;
-    }
-    try {
-      return this.runtime.run(options, this.router);
-    } finally {
-      this.uart.flush();
-    }
+  /** The ABI is frozen once the router started: each vCPU prepares the register transfer of every call class. */
+  protected override prepareRun(router: TrapRouter): void {
+    if (this.prepared === router) return;
+    const paths = trapPaths(router);
+    for (const v of this.vcpus) v.prepare(paths);
+    this.prepared = router;
+  }
+
+  protected flushConsole(): void {
+    this.uart.flush();
   }
 
   /** Runs one vCPU for one slice (MachineRuntime's runSlice). */
@@ -331,67 +259,28 @@ export class Arm64Machine extends RuntimeMachine implements Machine, VcpuHost {
     }
   }
 
-  // ---- snapshots ------------------------------------------------------------------------------
+  // ---- snapshots: framing in RuntimeMachine (vcpuState, saveVcpu, image); codec cpu/state.ts --
 
-  /** The full state of vCPU i (see Vcpu.save for the format). Call only while run() is not active. */
-  saveVcpu(i: number): Uint8Array {
-    this.assertIdle();
-    return this.vcpu(i).save(this.runtime.saveVcpu(i));
+  protected saveCpu(i: number): Omit<Arm64VcpuStateValue, 'run'> {
+    return arm64VcpuStateValue(this.vcpu(i).save());
   }
 
-  restoreVcpu(i: number, blob: Uint8Array): void {
-    this.assertIdle();
+  protected restoreCpu(i: number, state: Arm64VcpuState): void {
     const v = this.vcpu(i);
-    this.runtime.restoreVcpu(i, v.restore(blob));
+    v.restore(state);
     this.dropTranslations(v);
   }
 
   describe(): Arm64MachineDescription {
-    return {
-      board: 'plugvisor-virt',
-      schema: 1,
-      ramBase: `0x${Layout.RAM_BASE.toString(16)}`,
-      ramSize: this.ramSize,
-      vcpus: this.vcpuCount,
-      uart: this.uart.save(),
-      nextVcpu: this.runtime.nextVcpu,
-    };
+    const ramBase = `0x${Layout.RAM_BASE.toString(16)}`;
+    return { board: 'plugvisor-virt', schema: 1, ramBase, ramSize: this.ramSize, vcpus: this.vcpuCount, uart: this.uart.save(), nextVcpu: this.runtime.nextVcpu };
   }
 
-  /** Everything the core's snapshot stream needs: description, vCPU blobs, RAM. */
-  image(): MachineImage {
-    this.assertIdle();
-    this.uart.flush();
-    return {
-      arch: 'arm64',
-      description: this.describe() as unknown as MachineImage['description'],
-      vcpus: this.vcpus.map((_, i) => this.saveVcpu(i)),
-      memory: this.memory.regions(),
-    };
-  }
-
-  /**
-   * Builds a machine from a snapshot image (RAM contents, device and vCPU state). The caller
-   * attaches the restored VM and calls run(); the router is already started in the source, so
-   * `started` tells run() not to start it again only if the router says so (Vm.start is idempotent).
-   */
+  /** Builds a machine from a snapshot image (RAM contents, device and vCPU state); the caller attaches the restored VM and calls run(). */
   static fromImage(image: MachineImage, options: Omit<Arm64MachineOptions, 'vcpus' | 'memSize'> = {}): Arm64Machine {
     const d = validateArm64Description(image.description, image.vcpus.length);
-    const m = new Arm64Machine({ ...options, vcpus: d.vcpus, memSize: d.ramSize });
-    try {
-      for (const r of image.memory) m.memory.write(r.base, r.bytes);
-      m.uart.restore(d.uart);
-      m.runtime.nextVcpu = d.nextVcpu;
-      image.vcpus.forEach((blob, i) => m.restoreVcpu(i, blob));
-    } catch (e) {
-      m.dispose();
-      throw e;
-    }
-    return m;
-  }
-
-  private assertIdle(): void {
-    if (this.runtime.runningVcpu >= 0) throw new MachineError('vCPU state can only be saved or restored between runs');
+    const build = () => new Arm64Machine({ ...options, vcpus: d.vcpus, memSize: d.ramSize });
+    return RuntimeMachine.restoreImage(image, arm64VcpuCodec.decode, build, d.nextVcpu, (m) => m.uart.restore(d.uart));
   }
 
   /** Closes every engine and frees guest RAM. */

@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { checkPersistence } from '@plugvisor/core/testing';
-import { StateError } from '@plugvisor/core';
+import { readFileSync } from 'node:fs';
+import { MachineRuntime, StateError, YIELD } from '@plugvisor/core';
+import { Arm64Machine } from './machine.js';
+import { TestRouter } from './testing/test-router.js';
+import { guestImage } from './testing/guests.js';
+import { arm64VcpuCodec, type Arm64VcpuStateValue } from './cpu/state.js';
 import { Pl011 } from './devices/pl011.js';
 import { validateArm64Description } from './description.js';
 import { GicCpuInterface } from './devices/gicc.js';
@@ -68,5 +73,106 @@ describe('arm64 machine description: one validating function for restore checks 
     }
     expect(err).toBeInstanceOf(StateError);
     expect((err as StateError).field).toBe(field);
+  });
+});
+
+describe('arm64 vCPU state and run state follow the persistence contract', () => {
+  // A 2-vCPU machine paused after the smp guest's first trap: vCPU 0 on, vCPU 1 on-pending (CPU_ON).
+  const driven = () => {
+    const m = new Arm64Machine({ vcpus: 2, memSize: 16 << 20, console: () => {} });
+    m.attach(new TestRouter(m));
+    m.boot(m.loadImage(guestImage('smp')).entry);
+    expect(m.run({ pauseAfterTraps: 1 }).kind).toBe('paused');
+    return m;
+  };
+
+  it('vCPU state: a plain value; restore(save()) into a fresh machine saves it again; the blob codec round-trips it; corruptions refused by name', () => {
+    const src = driven();
+    const samples = [src.vcpuState(0), src.vcpuState(1)];
+    src.dispose();
+    expect(samples[1]!.run.power).toBe('on-pending');
+    for (const codec of [undefined, { encode: (v: unknown) => arm64VcpuCodec.encode(v as Arm64VcpuStateValue), decode: arm64VcpuCodec.decode }]) {
+      const problems = checkPersistence({
+        make: () => {
+          const m = new Arm64Machine({ vcpus: 2, memSize: 16 << 20, console: () => {} });
+          return { m, save: () => m.vcpuState(1), restore: (s: unknown) => m.restoreVcpuState(1, s) };
+        },
+        dispose: (made) => made.forEach((c) => (c as unknown as { m: Arm64Machine }).m.dispose()),
+        samples,
+        ...(codec ? { codec } : {}),
+        corruptions: [
+          { path: 'run.power', value: 'sideways' },
+          { path: 'run.parked', value: 'yes' },
+          { path: 'core', value: ['0x1'] },
+          { path: 'vregs', value: Array(32).fill('zz') },
+          { path: 'sysregs', value: Array(500).fill('0x0') },
+          { path: 'gicc.pmr', value: 256 },
+        ],
+      });
+      expect(problems).toEqual([]);
+    }
+  });
+
+  it('refuses a corrupted vCPU state naming the vCPU, the component and the field', () => {
+    const m = driven();
+    try {
+      const good = m.vcpuState(1);
+      let err: unknown;
+      try {
+        m.restoreVcpuState(0, { ...good, run: { ...good.run, pendingOn: null } });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(StateError);
+      expect((err as StateError).component).toBe('vCPU 0 state run');
+      expect((err as StateError).field).toBe('pendingOn');
+      expect(m.vcpuState(0).run.power).toBe('on'); // nothing applied
+    } finally {
+      m.dispose();
+    }
+  });
+
+  it('run state (the runtime part of every vCPU): saves plain values, refuses corruptions by name', () => {
+    const make = () => {
+      const rt = new MachineRuntime({ reset: () => {}, interruptPending: () => false, runSlice: () => YIELD, stop: () => {} }, 2);
+      return { save: () => rt.saveVcpu(1), restore: (s: unknown) => rt.restoreVcpu(1, s) };
+    };
+    const samples = [
+      { power: 'on-pending', parked: false, pendingOn: { entry: '0x40080000', context: '0x1234' } },
+      { power: 'on', parked: true, pendingOn: null },
+      { power: 'off', parked: false, pendingOn: null },
+    ] as const;
+    const problems = checkPersistence({ make, samples, corruptions: [{ path: 'pendingOn.entry', value: '40080000' }, { path: 'power', value: 'standby' }, { path: 'parked', value: 1 }] });
+    expect(problems).toEqual([]);
+  });
+
+  it('machine description: validated on restore, refused by name', () => {
+    const m = new Arm64Machine({ vcpus: 2, memSize: 16 << 20, console: () => {} });
+    const sample = m.describe();
+    m.dispose();
+    const make = () => {
+      let d: unknown;
+      return { save: () => d, restore: (s: unknown) => void (d = validateArm64Description(s, 2)) };
+    };
+    const problems = checkPersistence({ make, samples: [sample], corruptions: [{ path: 'ramSize', value: 12345 }, { path: 'uart.cr', value: -1 }, { path: 'nextVcpu', value: 2 }] });
+    expect(problems).toEqual([]);
+  });
+});
+
+describe('arm64 vCPU records written before the plain-value state still restore', () => {
+  // testing/vcpu-blobs-v1.json: blobs written by the machine before this change (the smp guest
+  // paused after trap 1: vCPU 0 on, vCPU 1 on-pending), format 1 of cpu/state.ts.
+  const fixture = JSON.parse(readFileSync(new URL('./testing/vcpu-blobs-v1.json', import.meta.url), 'utf8')) as { vcpus: string[] };
+  it('restores each blob, keeps the pending CPU_ON, and writes the same bytes back', () => {
+    const m = new Arm64Machine({ vcpus: 2, memSize: 16 << 20, console: () => {} });
+    try {
+      fixture.vcpus.forEach((hex, i) => m.restoreVcpu(i, Buffer.from(hex, 'hex')));
+      expect(m.powerState(0)).toBe('on');
+      expect(m.powerState(1)).toBe('on-pending');
+      expect(m.vcpuState(1).run.pendingOn).not.toBeNull();
+      fixture.vcpus.forEach((hex, i) => expect(Buffer.from(m.saveVcpu(i)).toString('hex')).toBe(hex));
+    } finally {
+      m.dispose();
+    }
   });
 });

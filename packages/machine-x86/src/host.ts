@@ -16,7 +16,7 @@ export interface KvmHostInfo {
   readonly msrIndexList: readonly number[];
   /** CPUID vendor string of the host CPU. */
   readonly vendor: string;
-  /** /sys/module/kvm_pvm exists: KVM is the PVM flavour (CPL0 guest code emulated; spec §6). */
+  /** /sys/module/kvm_pvm exists: KVM is the PVM flavour (guest CPL0 code is emulated; the PVM patch series, lore.kernel.org "KVM: x86/PVM: Introduce a new hypervisor", 2024). */
   readonly pvm: boolean;
   readonly xsaveDump: HostCapabilityDump;
   readonly xsave: HostCapabilities;

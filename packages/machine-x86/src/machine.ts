@@ -10,7 +10,6 @@
  * that spins without exiting keeps the thread (worker threads per vCPU are future work: README).
  */
 import { FlatGuestMemory, MachineRuntime, RuntimeMachine, YIELD, type Arch, type GuestMemory, type Machine, type MachineImage, type VcpuExit } from '@plugvisor/core';
-import type { RunOptions, RunResult } from '@plugvisor/core';
 import { assertGuestPolicy, checkXsaveRestore, xsaveAbiOf, type GuestXsavePolicy, type XsaveAbi } from '@plugvisor/xsave';
 import { EINTR, HostRam, KvmError, KvmSystem, type KvmVm, type RawCpuidEntry } from './ffi/kvm.js';
 import { Layout, writeBootStructures } from './cpu/longmode.js';
@@ -18,22 +17,20 @@ import { guestCpuid, withApicId } from './cpu/cpuid.js';
 export { withApicId } from './cpu/cpuid.js';
 import { X86Vcpu, type VcpuEnv } from './cpu/vcpu.js';
 import { validateX86Description, type X86MachineDescription, type X86MachineOptions } from './description.js';
-import { decodeVcpuState, encodeVcpuState, type VcpuState } from './cpu/state.js';
+import { x86VcpuCodec, x86VcpuStateValue, type VcpuState, type X86VcpuStateValue } from './cpu/state.js';
 import { Serial } from './devices/serial.js';
 import { MachineError } from './errors.js';
 import { defaultXcr0, kvmHost, kvmUnavailable, type KvmHostInfo } from './host.js';
 import { isElf, loadElf, loadRaw, type LoadedImage } from './loader/elf.js';
-import { Ports, compiledDispatch, startRouter, type TrapRouter } from './traps.js';
+import { Ports, compiledDispatch, type TrapRouter } from './traps.js';
 import { exitToRuntime, portIo } from './exits.js';
 import type { VcpuContext } from '@plugvisor/core';
 
 export { Exit } from './ffi/kvm.js';
 
-export type { X86MachineOptions } from './description.js';
+export type { X86MachineOptions, X86MachineDescription } from './description.js';
 
-export type { X86MachineDescription } from './description.js';
-
-export class X86Machine extends RuntimeMachine implements Machine {
+export class X86Machine extends RuntimeMachine<TrapRouter, X86VcpuStateValue, VcpuState> implements Machine {
   readonly arch: Arch = 'x86_64';
   readonly vcpuCount: number;
   readonly memory: GuestMemory;
@@ -50,10 +47,10 @@ export class X86Machine extends RuntimeMachine implements Machine {
   private readonly vm: KvmVm;
   private readonly ram: HostRam;
   private readonly vcpus: X86Vcpu[] = [];
-  private router: TrapRouter | undefined;
   private dispatch: ((ctx: VcpuContext) => void) | undefined;
+  private dispatchFor: TrapRouter | undefined;
   protected readonly runtime: MachineRuntime;
-  private disposed = false;
+  protected readonly vcpuCodec = x86VcpuCodec;
 
   constructor(options: X86MachineOptions = {}) {
     super();
@@ -150,11 +147,6 @@ export class X86Machine extends RuntimeMachine implements Machine {
     return isElf(bytes) ? loadElf(bytes, this.memory) : loadRaw(bytes, this.memory, rawAddress);
   }
 
-  /** Attach the VM's trap router (the core's Vm). Must be done before run(). */
-  attach(router: TrapRouter): void {
-    this.router = router;
-  }
-
   // ---- Machine interface ------------------------------------------------------------------------
 
   affinityOf(vcpu: number): bigint {
@@ -181,9 +173,7 @@ export class X86Machine extends RuntimeMachine implements Machine {
   }
 
   private vcpu(i: number): X86Vcpu {
-    const v = this.vcpus[i];
-    if (!v) throw new MachineError(`no vCPU ${i} (this machine has ${this.vcpuCount})`);
-    return v;
+    return this.vcpuAt(this.vcpus, i);
   }
 
   /** The KVM vCPU of index i, for tests and tools that work on raw state. */
@@ -193,22 +183,15 @@ export class X86Machine extends RuntimeMachine implements Machine {
 
   // ---- the run loop: the runtime's, with this backend's slices ---------------------------------
 
-  /**
-   * Runs the guest until a system event, a fault, a hang, all vCPUs off, or a pause. Console
-   * output is flushed on return. May be called again after 'paused' to continue.
-   */
-  run(options: RunOptions = {}): RunResult {
-    if (this.disposed) throw new MachineError('machine disposed');
-    if (!this.router) throw new MachineError('no trap router attached: call attach(vm) before run()');
-    if (!this.dispatch) {
-      startRouter(this.router);
-      this.dispatch = compiledDispatch(this.router);
-    }
-    try {
-      return this.runtime.run(options, this.router);
-    } finally {
-      this.serial.flush();
-    }
+  /** The router's compiled dispatcher for the hypercall port (the router was started by RuntimeMachine.run). */
+  protected override prepareRun(router: TrapRouter): void {
+    if (this.dispatchFor === router) return;
+    this.dispatch = compiledDispatch(router);
+    this.dispatchFor = router;
+  }
+
+  protected flushConsole(): void {
+    this.serial.flush();
   }
 
   /** KVM_RUN until an exit the runtime must see (or, when `shared`, after one exit). */
@@ -236,83 +219,33 @@ export class X86Machine extends RuntimeMachine implements Machine {
     }
   }
 
-  // ---- snapshots --------------------------------------------------------------------------------
+  // ---- snapshots: framing in RuntimeMachine (vcpuState, saveVcpu, image); codec cpu/state.ts ----
 
-  /** The saved state of vCPU i (see cpu/state.ts). Only between runs. */
-  saveVcpu(i: number): Uint8Array {
-    this.assertIdle();
-    const v = this.vcpu(i);
-    return encodeVcpuState({ run: this.runtime.saveVcpu(i), ...v.save() });
+  protected saveCpu(i: number): Omit<X86VcpuStateValue, 'run'> {
+    return x86VcpuStateValue(this.vcpu(i).save());
   }
 
-  restoreVcpu(i: number, blob: Uint8Array): void {
-    this.restoreState(i, decodeVcpuState(blob));
-  }
-
-  private restoreState(i: number, s: VcpuState): void {
-    this.assertIdle();
-    this.vcpu(i).restore(s);
-    this.runtime.restoreVcpu(i, s.run);
+  protected restoreCpu(i: number, state: VcpuState): void {
+    this.vcpu(i).restore(state);
   }
 
   describe(): X86MachineDescription {
-    return {
-      board: 'plugvisor-pc',
-      schema: 1,
-      ramSize: this.ramSize,
-      vcpus: this.vcpuCount,
-      irqchip: this.irqchip,
-      serial: this.serial.save(),
-      nextVcpu: this.runtime.nextVcpu,
-      xsave: this.xsaveAbi,
-      cpuid: this.cpuid,
-      vm: {
-        clock: new DataView(this.vm.getClock().buffer).getBigUint64(0, true),
-        irqchip: this.irqchip ? [0, 1, 2].map((c) => Buffer.from(this.vm.getIrqchip(c)).toString('hex')) : null,
-      },
-    };
+    const vm = this.vm;
+    const irqchip = this.irqchip ? [0, 1, 2].map((c) => Buffer.from(vm.getIrqchip(c)).toString('hex')) : null;
+    const clock = new DataView(vm.getClock().buffer).getBigUint64(0, true);
+    const { ramSize, vcpuCount: vcpus, xsaveAbi: xsave, cpuid } = this;
+    return { board: 'plugvisor-pc', schema: 1, ramSize, vcpus, irqchip: this.irqchip, serial: this.serial.save(), nextVcpu: this.runtime.nextVcpu, xsave, cpuid, vm: { clock, irqchip } };
   }
 
-  /**
-   * Everything the core's snapshot stream needs: description, vCPU blobs, RAM. The memory
-   * entries are live views of guest RAM: write the stream (saveSnapshot) before dispose().
-   */
-  image(): MachineImage {
-    this.assertIdle();
-    this.serial.flush();
-    const vcpus = this.vcpus.map((_, i) => this.saveVcpu(i));
-    return {
-      arch: 'x86_64',
-      description: this.describe() as unknown as MachineImage['description'],
-      vcpus,
-      memory: this.memory.regions(),
-    };
-  }
-
-  /** Builds a machine from a snapshot image: a new VM with the source's xsave ABI and CPUID. */
+  /** Builds a machine from a snapshot image: a new VM with the source's xsave ABI and CPUID; VM state first, then vCPUs (Firecracker's order). */
   static fromImage(image: MachineImage, options: Omit<X86MachineOptions, 'vcpus' | 'memSize' | 'xsave' | 'restore' | 'irqchip'> = {}): X86Machine {
     const d = validateX86Description(image.description, image.vcpus.length);
-    const states = image.vcpus.map(decodeVcpuState); // refuse bad blobs before building anything
-    const m = new X86Machine({ ...options, vcpus: d.vcpus, memSize: d.ramSize, irqchip: d.irqchip, restore: { xsave: d.xsave, cpuid: d.cpuid } });
-    try {
-      for (const r of image.memory) m.memory.write(r.base, r.bytes);
+    const build = () => new X86Machine({ ...options, vcpus: d.vcpus, memSize: d.ramSize, irqchip: d.irqchip, restore: { xsave: d.xsave, cpuid: d.cpuid } });
+    return RuntimeMachine.restoreImage(image, x86VcpuCodec.decode, build, d.nextVcpu, (m) => {
       m.serial.restore(d.serial);
-      m.runtime.nextVcpu = d.nextVcpu;
-      // VM state first, then vCPUs (Firecracker's restore order).
-      if (d.vm) {
-        m.vm.setClock(d.vm.clock);
-        if (d.irqchip && d.vm.irqchip) for (const chip of d.vm.irqchip) m.vm.setIrqchip(new Uint8Array(Buffer.from(chip, 'hex')));
-      }
-      states.forEach((s, i) => m.restoreState(i, s));
-    } catch (e) {
-      m.dispose();
-      throw e;
-    }
-    return m;
-  }
-
-  private assertIdle(): void {
-    if (this.runtime.runningVcpu >= 0) throw new MachineError('vCPU state can only be saved or restored between runs');
+      if (d.vm) m.vm.setClock(d.vm.clock);
+      if (d.irqchip && d.vm?.irqchip) for (const chip of d.vm.irqchip) m.vm.setIrqchip(new Uint8Array(Buffer.from(chip, 'hex')));
+    });
   }
 
   /** Closes every vCPU and the VM, and frees guest RAM. */

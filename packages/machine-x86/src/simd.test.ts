@@ -9,7 +9,7 @@ import { simdAtCpl0 } from './testing/capabilities.js';
 
 /**
  * Guest SIMD at CPL0 needs hardware KVM (VMX/SVM). kvm_pvm emulates CPL0 code and ends SSE/AVX
- * in KVM_EXIT_INTERNAL_ERROR (spec x86-kvm-vmm.md §6): detected by running an SSE probe guest.
+ * in KVM_EXIT_INTERNAL_ERROR (suberror 1, emulation): detected by running an SSE probe guest.
  */
 const noKvm = kvmUnavailable();
 const simd = noKvm ? { ok: false, reason: `needs /dev/kvm: ${noKvm}` } : simdAtCpl0();

@@ -6,7 +6,7 @@ import { fifoSetPending } from './fifo/queue.js';
 
 /**
  * EVTCHNOP_init_control, expand_array and set_priority (xen/common/event_fifo.c,
- * event_channel.c; spec sheet §3.3-3.5), with Xen's checks in Xen's order.
+ * event_channel.c: evtchn_fifo_init_control, evtchn_fifo_expand_array, evtchn_set_priority), with Xen's checks in Xen's order.
  */
 
 type Handler = CallHandler<FifoDomain>;

@@ -68,6 +68,32 @@ export class StateReader {
     return BigInt(v);
   }
 
+  /** A list of u64s saved as `0x…` hex strings; `length` exact, or at most `max`. */
+  u64List(field: string, length?: number, max = Infinity): bigint[] {
+    const v = this.get(field);
+    if (!Array.isArray(v) || (length !== undefined && v.length !== length) || v.length > max) {
+      this.fail(field, `must be an array of ${length ?? `at most ${max}`} u64 hex strings, got ${show(v)}`);
+    }
+    return v.map((x, i) => {
+      if (typeof x !== 'string' || !/^0x[0-9a-f]{1,16}$/.test(x)) this.fail(field, `entry ${i} must be a u64 as a 0x-prefixed hex string, got ${show(x)}`);
+      return BigInt(x);
+    });
+  }
+
+  /** A u64 kept as a bigint (states stored with the core's encodeJson, which tags bigints). */
+  bigint(field: string): bigint {
+    const v = this.get(field);
+    if (typeof v !== 'bigint' || v < 0n || v >= 1n << 64n) this.fail(field, `must be a u64 (bigint), got ${show(v)}`);
+    return v;
+  }
+
+  /** Exactly `length` bytes saved as lowercase hex. */
+  bytes(field: string, length: number): Uint8Array {
+    const v = this.get(field);
+    if (typeof v !== 'string' || v.length !== length * 2 || !/^[0-9a-f]*$/.test(v)) this.fail(field, `must be ${length} bytes of lowercase hex, got ${show(typeof v === 'string' && v.length > 40 ? `${v.slice(0, 40)}…` : v)}`);
+    return new Uint8Array(Buffer.from(v, 'hex'));
+  }
+
   /** A nested object (or null when `nullable`), read with its own reader. */
   object(field: string): StateReader;
   object(field: string, nullable: true): StateReader | null;
@@ -90,6 +116,9 @@ export class StateReader {
 }
 
 export const hex64 = (v: bigint): string => `0x${v.toString(16)}`;
+
+/** Bytes as lowercase hex (the form {@link StateReader.bytes} reads). */
+export const hexBytes = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return !!v && typeof v === 'object' && !Array.isArray(v);

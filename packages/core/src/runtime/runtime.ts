@@ -1,5 +1,8 @@
-import type { SystemEvent, VcpuPowerState } from '../machine/machine.js';
+import type { Arch, SystemEvent, VcpuPowerState } from '../machine/machine.js';
+import type { GuestMemory } from '../machine/memory.js';
 import { GuestFault, MachineError, type RunOptions, type RunResult } from '../machine/run.js';
+import type { StateValue } from '../plugin/service.js';
+import type { MachineImage } from '../snapshot/snapshot.js';
 import { StateReader, hex64 } from './persist.js';
 
 /**
@@ -291,13 +294,156 @@ export function validateVcpuRunState(state: unknown, component: string): { power
   return { power, parked, pendingOn };
 }
 
+/** A trap router a RuntimeMachine runs with (the core's Vm): started once, told about CPU_ON resets. */
+export interface RuntimeRouter extends ResetListener {
+  /** Freezes the ABI; called once before the first vCPU runs. */
+  start(): void;
+}
+
 /**
- * The Machine interface's power and event part, delegated to a MachineRuntime: what every
- * backend's machine class used to write for itself. A backend extends it and supplies the
- * rest of Machine (memory, affinity, interrupts) and its VcpuBackend.
+ * A backend's vCPU state codec: the plain, JSON-safe value (bigints, if any, as the core's
+ * encodeJson tags them) that the persistence contract checks, and the versioned blob a snapshot's
+ * VCPU record carries. `validate` is the validating `from_state`: it throws StateError naming the
+ * component and the field, and returns what the backend's CPU restore takes.
  */
-export abstract class RuntimeMachine {
+export interface VcpuStateCodec<V extends { readonly run: VcpuRunState }, D extends { readonly run: VcpuRunState }> {
+  /** The plain value as a blob (validated first). */
+  encode(value: V): Uint8Array;
+  /** A blob (this build's format or an older one) as the plain value; throws on a bad header or a refused field. */
+  decode(blob: Uint8Array): V;
+  validate(value: unknown, component: string): D;
+}
+
+/**
+ * The Machine interface's power and event part, delegated to a MachineRuntime, and the framing
+ * every backend's machine class used to write for itself: attach and run (router started once,
+ * console flushed after every run), vCPU lookup, vCPU state save/restore through the backend's
+ * {@link VcpuStateCodec} with the runtime's run state inside, the snapshot image, and the restore
+ * framing of fromImage. A backend extends it and supplies the rest of Machine (memory, affinity,
+ * interrupts), its VcpuBackend, its CPU state and its description.
+ */
+export abstract class RuntimeMachine<R extends RuntimeRouter = RuntimeRouter, V extends { readonly run: VcpuRunState } = { readonly run: VcpuRunState }, D extends { readonly run: VcpuRunState } = V> {
   protected abstract readonly runtime: MachineRuntime;
+  abstract readonly arch: Arch;
+  abstract readonly memory: GuestMemory;
+  protected abstract readonly vcpuCodec: VcpuStateCodec<V, D>;
+  protected router: R | undefined;
+  protected disposed = false;
+  private routerStarted = false;
+
+  /** The board and device state a snapshot carries beside the vCPU records. */
+  abstract describe(): object;
+  /** The CPU part of vCPU `i`'s state (everything but `run`), as the codec's plain value. */
+  protected abstract saveCpu(i: number): Omit<V, 'run'>;
+  /** Writes a validated CPU state into vCPU `i` (the runtime then takes `state.run`). */
+  protected abstract restoreCpu(i: number, state: D): void;
+  /** Writes out buffered console output (after every run, before an image). */
+  protected abstract flushConsole(): void;
+  /** Before every run, with the attached (started) router: e.g. prepare trap paths for it. */
+  protected prepareRun(_router: R): void {}
+  abstract dispose(): void;
+
+  /** Attach the VM's trap router (the core's Vm). Must be done before run(). */
+  attach(router: R): void {
+    this.router = router;
+  }
+
+  /**
+   * Runs the guest until a system event, a fault, a hang (every powered-on vCPU waits for an
+   * interrupt nobody can send), all vCPUs off, or a pause. Console output is flushed on return.
+   * May be called again after 'paused' to continue.
+   */
+  run(options: RunOptions = {}): RunResult {
+    if (this.disposed) throw new MachineError('machine disposed');
+    const router = this.router;
+    if (!router) throw new MachineError('no trap router attached: call attach(vm) before run()');
+    if (!this.routerStarted) {
+      router.start();
+      this.routerStarted = true;
+    }
+    this.prepareRun(router);
+    try {
+      return this.runtime.run(options, router);
+    } finally {
+      this.flushConsole();
+    }
+  }
+
+  protected vcpuAt<T>(vcpus: readonly T[], i: number): T {
+    const v = vcpus[i];
+    if (v === undefined) throw new MachineError(`no vCPU ${i} (this machine has ${vcpus.length})`);
+    return v;
+  }
+
+  protected assertIdle(): void {
+    if (this.runtime.runningVcpu >= 0) throw new MachineError('vCPU state can only be saved or restored between runs');
+  }
+
+  /** vCPU `i`'s state as a plain value: the backend's CPU state with the runtime's run state. Only between runs. */
+  vcpuState(i: number): V {
+    this.assertIdle();
+    return { run: this.runtime.saveVcpu(i), ...this.saveCpu(i) } as unknown as V;
+  }
+
+  /** Restores vCPU `i` from a plain value, validated first (StateError naming `vCPU i` and the field). */
+  restoreVcpuState(i: number, state: unknown): void {
+    this.assertIdle();
+    const s = this.vcpuCodec.validate(state, `vCPU ${i} state`);
+    this.restoreCpu(i, s);
+    this.runtime.restoreVcpu(i, s.run);
+  }
+
+  /** vCPU `i`'s state as the snapshot's VCPU record payload. */
+  saveVcpu(i: number): Uint8Array {
+    return this.vcpuCodec.encode(this.vcpuState(i));
+  }
+
+  restoreVcpu(i: number, blob: Uint8Array): void {
+    this.restoreVcpuState(i, this.vcpuCodec.decode(blob));
+  }
+
+  /**
+   * Everything the core's snapshot stream needs: description, vCPU records, RAM. The memory
+   * entries are live views of guest RAM: write the stream (saveSnapshot) before dispose().
+   */
+  image(): MachineImage {
+    this.assertIdle();
+    this.flushConsole();
+    return {
+      arch: this.arch,
+      description: this.describe() as unknown as StateValue,
+      vcpus: Array.from({ length: this.runtime.vcpuCount }, (_, i) => this.saveVcpu(i)),
+      memory: this.memory.regions(),
+    };
+  }
+
+  /**
+   * The restore framing of every backend's fromImage: decode every vCPU record first (a bad one
+   * refuses the image before anything is built), build the machine, fill RAM from the image,
+   * let `restoreBoard` restore devices and VM-level state, set the scheduler's next vCPU, then
+   * restore the vCPUs (Firecracker's order). The machine is disposed if anything throws.
+   */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- any backend's machine
+  protected static restoreImage<M extends RuntimeMachine<any, any, any>>(
+    image: MachineImage,
+    decode: (blob: Uint8Array) => unknown,
+    build: () => M,
+    nextVcpu: number,
+    restoreBoard: (m: M) => void,
+  ): M {
+    const states = image.vcpus.map((blob) => decode(blob));
+    const m = build();
+    try {
+      for (const r of image.memory) m.memory.write(r.base, r.bytes);
+      restoreBoard(m);
+      m.runtime.nextVcpu = nextVcpu;
+      states.forEach((s, i) => m.restoreVcpuState(i, s));
+    } catch (e) {
+      m.dispose();
+      throw e;
+    }
+    return m;
+  }
 
   powerState(vcpu: number): VcpuPowerState {
     return this.runtime.powerState(vcpu);

@@ -11,8 +11,13 @@
  * The JSON tail is the machine runtime's run state of the vCPU (pendingOn as decimal strings)
  * and the GIC CPU interface state; both are validated by their owners' functions
  * (validateVcpuRunState, validateGiccState) when the blob is parsed.
+ *
+ * The persistence contract's view of the same state is {@link Arm64VcpuStateValue}: a plain,
+ * JSON-safe value (u64s and vector registers as hex strings) validated field by field by
+ * {@link validateArm64VcpuState}; {@link arm64VcpuCodec} turns it into the blob and back. The blob
+ * format is unchanged, so every blob written before the plain value existed still restores.
  */
-import { StateError, validateVcpuRunState, type VcpuPowerState, type VcpuRunState } from '@plugvisor/core';
+import { StateError, StateReader, hex64, hexBytes, validateVcpuRunState, type VcpuPowerState, type VcpuRunState, type VcpuStateCodec } from '@plugvisor/core';
 import { validateGiccState, type GiccState } from '../devices/gicc.js';
 import { VcpuStateError } from '../errors.js';
 import { SAVED_SYSREGS } from './sysregs.js';
@@ -118,3 +123,51 @@ export function parseVcpuBlob(blob: Uint8Array): Arm64VcpuState {
   const sysregs = Array.from({ length: nSys }, (_, i) => b.readBigUInt64LE(o + 8 * i));
   return { cpu: { core, vregs, sysregs }, run: candidate as VcpuRunState, gicc };
 }
+
+/** A vCPU's state as a plain value: what `RuntimeMachine.vcpuState` returns and checkPersistence checks. */
+export interface Arm64VcpuStateValue {
+  readonly run: VcpuRunState;
+  /** x0..x30, pc, pstate, sp_el0, sp_el1, fpcr, fpsr as 0x-hex u64s. */
+  readonly core: readonly string[];
+  /** V0..V31, 16 bytes each as hex. */
+  readonly vregs: readonly string[];
+  /** SAVED_SYSREGS order (an older build's state may hold fewer), 0x-hex u64s. */
+  readonly sysregs: readonly string[];
+  readonly gicc: GiccState;
+}
+
+/** Validates a plain vCPU state (vm-superio's from_state); throws StateError naming `component` and the field. */
+export function validateArm64VcpuState(value: unknown, component = 'arm64 vCPU state'): Arm64VcpuState {
+  const r = new StateReader(component, value);
+  const run = r.raw('run');
+  validateVcpuRunState(run, `${component} run`);
+  const core = r.u64List('core', 37);
+  if (core[32]! >= 1n << 32n) r.fail('core', `entry 32 (pstate) ${hex64(core[32]!)} is wider than 32 bits`);
+  const vregs = r.array('vregs', 32).map((x, i) => {
+    if (typeof x !== 'string' || !/^[0-9a-f]{32}$/.test(x)) r.fail('vregs', `entry ${i} must be 16 bytes of lowercase hex, got ${JSON.stringify(x)}`);
+    return new Uint8Array(Buffer.from(x as string, 'hex'));
+  });
+  const sysregs = r.u64List('sysregs', undefined, SAVED_SYSREGS.length);
+  const gicc = validateGiccState(r.raw('gicc'), `${component} gicc`);
+  return { cpu: { core, vregs, sysregs }, run: run as VcpuRunState, gicc };
+}
+
+/** The plain value of a parsed state. */
+export function arm64VcpuStateValue(s: Arm64VcpuState): Arm64VcpuStateValue;
+export function arm64VcpuStateValue(s: Omit<Arm64VcpuState, 'run'>): Omit<Arm64VcpuStateValue, 'run'>;
+export function arm64VcpuStateValue(s: Omit<Arm64VcpuState, 'run'> & { run?: VcpuRunState }): Omit<Arm64VcpuStateValue, 'run'> & { run?: VcpuRunState } {
+  return {
+    ...(s.run ? { run: s.run } : {}),
+    core: s.cpu.core.map(hex64),
+    vregs: s.cpu.vregs.map(hexBytes),
+    sysregs: s.cpu.sysregs.map(hex64),
+    gicc: s.gicc,
+  };
+}
+
+/** The arm64 vCPU state codec: plain value ⇄ blob (format 1, above), and the validating from_state. */
+export const arm64VcpuCodec: VcpuStateCodec<Arm64VcpuStateValue, Arm64VcpuState> = Object.freeze({
+  encode: (v: Arm64VcpuStateValue) => encodeVcpuBlob(validateArm64VcpuState(v)),
+  decode: (blob: Uint8Array) => arm64VcpuStateValue(parseVcpuBlob(blob)),
+  validate: validateArm64VcpuState,
+});

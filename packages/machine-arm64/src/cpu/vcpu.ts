@@ -18,9 +18,9 @@
  * HCR_EL2 = RW; VMPIDR_EL2 = the KVM-style MPIDR (a Non-secure EL1 read of MPIDR_EL1 returns
  * VMPIDR_EL2, so each engine shows its own affinity).
  */
-import type { VcpuContext, Machine, VcpuRunState } from '@plugvisor/core';
+import type { VcpuContext, Machine } from '@plugvisor/core';
 import { RegisterFile } from '@plugvisor/core';
-import { encodeVcpuBlob, parseVcpuBlob } from './state.js';
+import type { Arm64VcpuState } from './state.js';
 import { Reg, WINDOW_PC, xReg, type RegBatch, type UcEngine } from '../ffi/unicorn.js';
 import type { TrapPath } from '../traps.js';
 import { compileWindowRoute, maskRegisters, type WindowRoute } from './transfer.js';
@@ -133,6 +133,11 @@ export class Vcpu {
   /** Set by the hook for a non-hypercall exception; handled by the run loop. */
   exception: TakenException | null = null;
   readonly gic = new GicCpuInterface();
+  /**
+   * The registers restored into a vCPU that is off or CPU_ON-pending: such a vCPU is not entered
+   * (its next run starts with reset()), so they are kept as saved and saved back unchanged.
+   */
+  private held: Arm64VcpuState['cpu'] | undefined;
   readonly ctx: TrapContext;
   readonly affinity: bigint;
   traps = 0;
@@ -464,6 +469,7 @@ export class Vcpu {
    */
   reset(entry: bigint, context: bigint): void {
     this.assertNotEl0('reset');
+    this.held = undefined;
     const e = this.engine;
     const s = this.stateRegs;
     s.u64.fill(0n);
@@ -526,11 +532,12 @@ export class Vcpu {
   // ---- snapshot -------------------------------------------------------------------------------
 
   /**
-   * Everything needed to resume this vCPU, as a blob (codec: cpu/state.ts). The live SP is
-   * stored in its bank (SP_EL0 or SP_EL1 per PSTATE), so the blob holds architectural values,
-   * not Unicorn's internal layout.
+   * Everything needed to resume this vCPU but its run state (the runtime's; codec: cpu/state.ts).
+   * The live SP is stored in its bank (SP_EL0 or SP_EL1 per PSTATE), so the state holds
+   * architectural values, not Unicorn's internal layout.
    */
-  save(run: VcpuRunState): Uint8Array {
+  save(): Omit<Arm64VcpuState, 'run'> {
+    if (this.held) return { cpu: this.held, gicc: this.gic.save() };
     const s = this.stateRegs;
     s.read();
     const pstate = Number(s.u64[33]!);
@@ -546,12 +553,11 @@ export class Vcpu {
       return new Uint8Array(this.vbuf);
     });
     const sysregs = SAVED_SYSREGS.map((r) => this.engine.readSys(r));
-    return encodeVcpuBlob({ cpu: { core, vregs, sysregs }, run, gicc: this.gic.save() });
+    return { cpu: { core, vregs, sysregs }, gicc: this.gic.save() };
   }
 
-  /** Loads a blob made by save() (on any machine with the same board); returns its run state for the runtime. */
-  restore(blob: Uint8Array): VcpuRunState {
-    const { cpu, run, gicc } = parseVcpuBlob(blob);
+  /** Loads a validated state (validateArm64VcpuState) saved on any machine with the same board. */
+  restore({ cpu, run, gicc }: Arm64VcpuState): void {
     this.assertNotEl0('restore');
     const e = this.engine;
     const s = this.stateRegs;
@@ -581,7 +587,7 @@ export class Vcpu {
     }
     this.gic.restore(gicc);
     this.exception = null;
+    this.held = run.power === 'on' ? undefined : cpu;
     if (run.power === 'on') this.applyEntry(pstate, pc, spEl0, spEl1, sctlr, elrEl1);
-    return run;
   }
 }

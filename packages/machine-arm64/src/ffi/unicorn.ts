@@ -5,14 +5,22 @@
  * over a host RAM buffer shared by several engines (one engine per vCPU). Everything above this
  * file sees typed methods, numbers, bigints and typed arrays, never a pointer.
  *
- * Pitfalls handled here (numbers refer to shared/spec/node-ffi.md §7):
- *  - P2: a JS exception inside a koffi callback is not propagated into C. Every hook body is
- *    wrapped: the error is kept, the engine is stopped, and `start()` rethrows it.
- *  - P4: translated blocks go stale when code changes behind an engine's back: `flushTbs()` and
- *    `removeCache()` expose the two invalidation controls.
- *  - P6: the CPU model is set right after uc_open, before any mapping or register access.
- *  - P7/P8: RAM comes from mmap (page aligned), MAP_FAILED is checked as the BigInt it is, and
- *    the JS view of it is only dropped after every engine mapping it is closed.
+ * What this file guards against:
+ *  - A JS exception thrown inside a koffi callback does not unwind through C: the C caller gets
+ *    a default return value and the engine runs on (koffi documentation, "Callbacks": exceptions
+ *    cannot cross the C boundary). Every hook body is wrapped: the error is kept, the engine is
+ *    stopped (uc_emu_stop), and `start()` rethrows it.
+ *  - Unicorn keeps one translated-block cache per uc_engine and does not see code changed behind
+ *    its back (through the host view of shared RAM, or another engine): `flushTbs()`
+ *    (UC_CTL_TB_FLUSH) and `removeCache()` (uc_ctl_remove_cache) are the two invalidation
+ *    controls (include/unicorn/unicorn.h, uc_control_type).
+ *  - The CPU model (UC_CTL_CPU_MODEL) can only be set before the CPU is instantiated, which the
+ *    first memory mapping or register access does (include/unicorn/unicorn.h): it is set right
+ *    after uc_open.
+ *  - Guest RAM comes from mmap(2), so it is page aligned as uc_mem_map_ptr requires (4 KiB
+ *    granularity, unicorn.h); mmap returns MAP_FAILED, (void *) -1, which koffi hands back as the
+ *    pointer BigInt 0xffffffffffffffffn, and is checked as such; a koffi view of the mapping must
+ *    not be touched after munmap, so RAM is freed only after every engine mapping it is closed.
  */
 import { randomFillSync } from 'node:crypto';
 import koffi, { type TypeObject } from 'koffi';
@@ -67,7 +75,7 @@ const UC_CTL_CPU_MODEL = 7;
 const UC_CTL_TB_REMOVE_CACHE = 9;
 const UC_CTL_TB_FLUSH = 10;
 
-/** Register ids (enum uc_arm64_reg). X29/X30 are 1/2, not 228/229 (P5). */
+/** Register ids (enum uc_arm64_reg, include/unicorn/arm64.h): X29 and X30 are 1 and 2 (UC_ARM64_REG_X29/X30, aliases FP/LR), not X0 + 29 / X0 + 30. */
 export const Reg = Object.freeze({
   X29: 1,
   X30: 2,
@@ -274,7 +282,7 @@ export class HostRam {
     return new HostRam(ptr, size);
   }
 
-  /** Unmaps the memory. Only call after every engine mapping it is closed (P7). */
+  /** Unmaps the memory. Only call after every engine mapping it is closed (a koffi view of unmapped memory faults). */
   free(): void {
     if (this.freed) return;
     this.freed = true;
@@ -352,7 +360,7 @@ export class UcEngine {
   private readonly cpBytes = new Uint8Array(this.cp.buffer);
   private readonly hh = new BigUint64Array(1);
   private readonly query = new BigUint64Array(1);
-  /** An exception thrown by a hook body, rethrown by start() (P2). */
+  /** An exception thrown by a hook body, rethrown by start() (exceptions do not cross koffi callbacks). */
   private hookError: unknown = undefined;
   private closed = false;
 
@@ -361,7 +369,7 @@ export class UcEngine {
     this.address = Number(typeof handle === 'bigint' ? handle : koffi.address(handle));
   }
 
-  /** Opens an aarch64 engine with the `max` CPU model (before anything instantiates the CPU: P6). */
+  /** Opens an aarch64 engine with the `max` CPU model (before a mapping or register access instantiates the CPU: unicorn.h UC_CTL_CPU_MODEL). */
   static open(): UcEngine {
     const l = load();
     const out: (unknown | null)[] = [null];
@@ -436,7 +444,7 @@ export class UcEngine {
   /**
    * Calls `fn(op1, crn, crm, op2)` when the guest executes a SYS instruction (cache and TLB
    * maintenance, address translation). Used to notice instruction-cache invalidation, after
-   * which other engines must drop translated code (P4). Cost: one callback per SYS executed.
+   * which other engines must drop translated code (one TB cache per engine: uc_ctl_remove_cache). Cost: one callback per SYS executed.
    */
   onSys(fn: (op1: number, crn: number, crm: number, op2: number) => void): void {
     const l = load();
@@ -497,12 +505,12 @@ export class UcEngine {
     return this.query[0] !== 0n;
   }
 
-  /** Drops every translated block (code may have changed behind this engine's back: P4). */
+  /** Drops every translated block (code may have changed behind this engine's back: UC_CTL_TB_FLUSH). */
   flushTbs(): void {
     check('uc_ctl(TB_FLUSH)', load().uc_ctl(this.handle, UC_CTL_WRITE(UC_CTL_TB_FLUSH, 0)));
   }
 
-  /** Drops translated blocks of [begin, end) (P4). */
+  /** Drops translated blocks of [begin, end) (uc_ctl_remove_cache). */
   removeCache(begin: bigint, end: bigint): void {
     check(
       'uc_ctl(TB_REMOVE_CACHE)',

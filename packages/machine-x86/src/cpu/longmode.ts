@@ -1,6 +1,6 @@
 /**
  * Direct 64-bit long-mode entry, the way Firecracker's `regs.rs`/`gdt.rs` do it
- * (x86-kvm-vmm.md §3): the host writes a GDT and identity-mapping page tables into guest RAM
+ * (src/vmm/src/arch/x86_64/): the host writes a GDT and identity-mapping page tables into guest RAM
  * and sets CR0/CR4/EFER and the segment registers through KVM_SET_SREGS. The guest starts at
  * its entry point in 64-bit mode at CPL0, paging on, interrupts off.
  */

@@ -13,7 +13,7 @@
  * on the trap that called CPU_ON restores a vCPU that is still to be reset to that entry).
  * Format 1 blobs (power 'on' | 'off' only) are read as that power with nothing pending.
  */
-import { StateError, decodeJson, encodeJson, validateVcpuRunState, type VcpuRunState } from '@plugvisor/core';
+import { StateError, StateReader, decodeJson, encodeJson, hexBytes, validateVcpuRunState, type VcpuRunState, type VcpuStateCodec } from '@plugvisor/core';
 import { stateFromJson, stateToJson, type XsaveState, type XsaveStateJson } from '@plugvisor/xsave';
 import { VcpuStateError } from '../errors.js';
 import { REG_NAMES, SEGMENTS, type Regs, type Sregs, type Xcrs } from './structs.js';
@@ -21,6 +21,7 @@ import { REG_NAMES, SEGMENTS, type Regs, type Sregs, type Xcrs } from './structs
 export const VCPU_MAGIC = 'PVX86VCP';
 export const VCPU_FORMAT = 2;
 
+/** A vCPU's state decoded for KVM (what X86Vcpu.restore takes). */
 export interface VcpuState {
   /** The runtime's scheduler state of this vCPU (MachineRuntime.saveVcpu). */
   readonly run: VcpuRunState;
@@ -38,41 +39,114 @@ export interface VcpuState {
   readonly mpState?: number;
 }
 
-const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+/**
+ * The same state as a plain value: exactly the JSON of a format-2 blob (u64s as bigints, which
+ * the core's encodeJson tags; byte arrays as hex; XSAVE as @plugvisor/xsave's portable record).
+ * What `RuntimeMachine.vcpuState` returns and the persistence contract checks.
+ */
+export interface X86VcpuStateValue {
+  readonly run: VcpuRunState;
+  readonly regs: Regs;
+  readonly sregs: Sregs;
+  readonly xsave: XsaveStateJson;
+  readonly xcrs: Xcrs;
+  readonly msrs: readonly (readonly [number, bigint])[];
+  readonly lapic: string | null;
+  readonly events: string;
+  readonly debugregs: string;
+  readonly mpState: number | null;
+}
 
-export function encodeVcpuState(s: VcpuState): Uint8Array {
-  const json = {
-    run: s.run,
+/** The plain value of a decoded state (`run` kept if present). */
+export function x86VcpuStateValue(s: Omit<VcpuState, 'run'> & { run?: VcpuRunState }): Omit<X86VcpuStateValue, 'run'> & { run?: VcpuRunState } {
+  return {
+    ...(s.run ? { run: s.run } : {}),
     regs: s.regs,
     sregs: s.sregs,
     xsave: stateToJson(s.xsave),
     xcrs: s.xcrs,
-    msrs: s.msrs.map(([i, v]) => [i, v]),
-    lapic: s.lapic ? hex(s.lapic) : null,
-    events: hex(s.events),
-    debugregs: hex(s.debugregs),
+    msrs: s.msrs.map(([i, v]) => [i, v] as const),
+    lapic: s.lapic ? hexBytes(s.lapic) : null,
+    events: hexBytes(s.events),
+    debugregs: hexBytes(s.debugregs),
     mpState: s.mpState ?? null,
   };
-  const head = Buffer.alloc(12);
-  head.write(VCPU_MAGIC, 0, 'latin1');
-  head.writeUInt32LE(VCPU_FORMAT, 8);
-  return Buffer.concat([head, encodeJson(json)]);
 }
 
-const isObj = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
+/** Validates a plain vCPU state (vm-superio's from_state): throws StateError naming `component` and the field. */
+export function validateX86VcpuState(value: unknown, component = 'x86 vCPU state'): VcpuState {
+  const r = new StateReader(component, value);
+  const run = r.raw('run');
+  validateVcpuRunState(run, `${component} run`);
+  const rr = r.object('regs');
+  const regs = Object.fromEntries(REG_NAMES.map((n) => [n, rr.bigint(n)])) as unknown as Regs;
+  const sr = r.object('sregs');
+  for (const n of SEGMENTS) {
+    const g = sr.object(n);
+    g.bigint('base');
+    g.int('limit', 0, 0xffff_ffff);
+    g.int('selector', 0, 0xffff);
+    for (const f of ['type', 'present', 'dpl', 'db', 's', 'l', 'g', 'avl', 'unusable']) g.int(f, 0, 0xff);
+  }
+  for (const n of ['gdt', 'idt']) {
+    const t = sr.object(n);
+    t.bigint('base');
+    t.int('limit', 0, 0xffff);
+  }
+  for (const k of ['cr0', 'cr2', 'cr3', 'cr4', 'cr8', 'efer', 'apicBase']) sr.bigint(k);
+  const bitmap = sr.array('interruptBitmap', 4);
+  if (!bitmap.every((x) => typeof x === 'bigint' && x >= 0n && x < 1n << 64n)) sr.fail('interruptBitmap', 'is not 4 u64s');
+  let xsave: XsaveState;
+  try {
+    xsave = stateFromJson(r.raw('xsave'));
+  } catch (e) {
+    r.fail('xsave', `is refused: ${(e as Error).message}`);
+  }
+  const xr = r.object('xcrs');
+  xr.int('nrXcrs', 0, 16);
+  xr.int('flags', 0, 0xffff_ffff);
+  xr.array('xcrs').forEach((x, i) => {
+    if (!x || typeof x !== 'object' || !isInt((x as { xcr: unknown }).xcr, 0xffff_ffff) || !isU64((x as { value: unknown }).value)) xr.fail('xcrs', `entry ${i} is not { xcr, value: u64 }`);
+  });
+  const msrs = r.array('msrs') as [number, bigint][];
+  msrs.forEach((m, i) => {
+    if (!Array.isArray(m) || m.length !== 2 || !isInt(m[0], 0xffff_ffff) || !isU64(m[1])) r.fail('msrs', `entry ${i} is not (index, u64)`);
+  });
+  const lapic = r.raw('lapic') === null ? undefined : r.bytes('lapic', 1024);
+  const events = r.bytes('events', 64);
+  const debugregs = r.bytes('debugregs', 128);
+  const mpState = r.raw('mpState') === null ? undefined : r.int('mpState', 0, 16);
+  return {
+    run: run as VcpuRunState,
+    regs,
+    sregs: r.raw('sregs') as Sregs,
+    xsave: xsave!,
+    xcrs: r.raw('xcrs') as Xcrs,
+    msrs: msrs.map(([i, v]) => [i, v] as const),
+    ...(lapic ? { lapic } : {}),
+    events,
+    debugregs,
+    ...(mpState !== undefined ? { mpState } : {}),
+  };
+}
+
 const isU64 = (v: unknown): v is bigint => typeof v === 'bigint' && v >= 0n && v < 1n << 64n;
 const isInt = (v: unknown, max: number): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
 
-function bytes(v: unknown, len: number, what: string, problems: string[]): Uint8Array {
-  if (typeof v !== 'string' || v.length !== len * 2 || !/^[0-9a-f]*$/.test(v)) {
-    problems.push(`${what} is not ${len} bytes of hex`);
-    return new Uint8Array(len);
-  }
-  return new Uint8Array(Buffer.from(v, 'hex'));
+/** The plain value as a format-2 blob (validated first). */
+function encodeValue(v: X86VcpuStateValue): Uint8Array {
+  validateX86VcpuState(v);
+  const head = Buffer.alloc(12);
+  head.write(VCPU_MAGIC, 0, 'latin1');
+  head.writeUInt32LE(VCPU_FORMAT, 8);
+  return Buffer.concat([head, encodeJson(v)]);
 }
 
-/** Parses and validates a vCPU blob; throws VcpuStateError naming every problem. */
-export function decodeVcpuState(blob: Uint8Array): VcpuState {
+/**
+ * A blob of format 2 or 1 as the plain value (format 1 kept `power` 'on' | 'off' beside the
+ * registers: read as that power, not parked, nothing pending). Refused fields throw StateError.
+ */
+function decodeValue(blob: Uint8Array): X86VcpuStateValue {
   const b = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
   if (b.length < 12 || b.toString('latin1', 0, 8) !== VCPU_MAGIC) throw new VcpuStateError('not an x86 vCPU state (bad magic)');
   const format = b.readUInt32LE(8);
@@ -83,58 +157,29 @@ export function decodeVcpuState(blob: Uint8Array): VcpuState {
   } catch (e) {
     throw new VcpuStateError((e as Error).message);
   }
-  const problems: string[] = [];
-  if (!isObj(j)) throw new VcpuStateError('x86 vCPU state is not an object');
-  let run: VcpuRunState | undefined;
+  if (!j || typeof j !== 'object' || Array.isArray(j)) throw new VcpuStateError('x86 vCPU state is not an object');
+  let value = j as Record<string, unknown>;
   if (format === 1) {
-    if (j.power !== 'on' && j.power !== 'off') problems.push(`power '${String(j.power)}' is not on/off`);
-    else run = { power: j.power, parked: false, pendingOn: null };
-  } else {
-    try {
-      validateVcpuRunState(j.run, 'run');
-      run = j.run as VcpuRunState;
-    } catch (e) {
-      problems.push(e instanceof StateError ? e.message : String(e));
-    }
+    const { power, ...rest } = value;
+    if (power !== 'on' && power !== 'off') throw new StateError('x86 vCPU state (format 1)', 'power', `must be on or off, got ${JSON.stringify(power)}`);
+    value = { run: { power, parked: false, pendingOn: null }, ...rest };
   }
-  const regs = j.regs as Regs;
-  if (!isObj(regs) || !REG_NAMES.every((n) => isU64(regs[n]))) problems.push('regs: not 18 u64 registers');
-  const sregs = j.sregs as Sregs;
-  if (!isObj(sregs)) problems.push('sregs missing');
-  else {
-    for (const n of SEGMENTS) {
-      const s = sregs[n] as unknown as Record<string, unknown>;
-      if (!isObj(s) || !isU64(s.base) || !isInt(s.limit, 0xffff_ffff) || !isInt(s.selector, 0xffff)) problems.push(`sregs.${n} is malformed`);
-    }
-    for (const k of ['cr0', 'cr2', 'cr3', 'cr4', 'cr8', 'efer', 'apicBase'] as const) if (!isU64(sregs[k])) problems.push(`sregs.${k} is not a u64`);
-    if (!isObj(sregs.gdt) || !isObj(sregs.idt)) problems.push('sregs gdt/idt malformed');
-    if (!Array.isArray(sregs.interruptBitmap) || sregs.interruptBitmap.length !== 4 || !sregs.interruptBitmap.every(isU64)) problems.push('sregs.interruptBitmap is not 4 u64');
-  }
-  let xsave: XsaveState | undefined;
-  try {
-    xsave = stateFromJson(j.xsave as XsaveStateJson);
-  } catch (e) {
-    problems.push(`xsave: ${(e as Error).message}`);
-  }
-  const xcrs = j.xcrs as Xcrs;
-  if (!isObj(xcrs) || !isInt(xcrs.nrXcrs, 16) || !Array.isArray(xcrs.xcrs) || !xcrs.xcrs.every((x) => isObj(x) && isInt(x.xcr, 0xffff_ffff) && isU64(x.value))) problems.push('xcrs malformed');
-  const msrs = j.msrs as [number, bigint][];
-  if (!Array.isArray(msrs) || !msrs.every((m) => Array.isArray(m) && m.length === 2 && isInt(m[0], 0xffff_ffff) && isU64(m[1]))) problems.push('msrs: not a list of (index, u64)');
-  const lapic = j.lapic === null ? undefined : bytes(j.lapic, 1024, 'lapic', problems);
-  const events = bytes(j.events, 64, 'events', problems);
-  const debugregs = bytes(j.debugregs, 128, 'debugregs', problems);
-  if (j.mpState !== null && !isInt(j.mpState, 16)) problems.push(`mpState ${String(j.mpState)} is not a KVM_MP_STATE`);
-  if (problems.length) throw new VcpuStateError(`x86 vCPU state refused:\n- ${problems.join('\n- ')}`);
-  return {
-    run: run!,
-    regs,
-    sregs,
-    xsave: xsave!,
-    xcrs,
-    msrs: msrs.map(([i, v]) => [i, v] as const),
-    ...(lapic ? { lapic } : {}),
-    events,
-    debugregs,
-    ...(j.mpState !== null ? { mpState: j.mpState as number } : {}),
-  };
+  validateX86VcpuState(value);
+  return value as unknown as X86VcpuStateValue;
+}
+
+/** The x86 vCPU state codec: plain value ⇄ blob (format 2; format 1 read), and the validating from_state. */
+export const x86VcpuCodec: VcpuStateCodec<X86VcpuStateValue, VcpuState> = Object.freeze({
+  encode: encodeValue,
+  decode: decodeValue,
+  validate: validateX86VcpuState,
+});
+
+export function encodeVcpuState(s: VcpuState): Uint8Array {
+  return encodeValue(x86VcpuStateValue(s) as X86VcpuStateValue);
+}
+
+/** Parses and validates a vCPU blob; throws StateError naming the field (VcpuStateError for a bad header). */
+export function decodeVcpuState(blob: Uint8Array): VcpuState {
+  return validateX86VcpuState(decodeValue(blob));
 }

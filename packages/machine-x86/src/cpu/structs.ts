@@ -1,5 +1,5 @@
 /**
- * KVM's x86 uAPI structs as plain values (layouts: shared/spec/x86-kvm-vmm.md §2), decoded from
+ * KVM's x86 uAPI structs as plain values (layouts: Linux include/uapi/linux/kvm.h and arch/x86/include/uapi/asm/kvm.h), decoded from
  * and encoded into the byte buffers `src/ffi/kvm.ts` fills. Pure: no KVM access here.
  */
 

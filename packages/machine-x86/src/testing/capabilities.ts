@@ -1,6 +1,6 @@
 /**
  * What this host's KVM can do, detected (not guessed) for tests that need more than kvm_pvm
- * offers (spec x86-kvm-vmm.md §6): SIMD at CPL0 ends in KVM_EXIT_INTERNAL_ERROR there.
+ * offers (kvm_pvm emulates CPL0 code): SIMD at CPL0 ends in KVM_EXIT_INTERNAL_ERROR there.
  */
 import { existsSync } from 'node:fs';
 import { X86Machine } from '../machine.js';

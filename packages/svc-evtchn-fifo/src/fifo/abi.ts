@@ -1,4 +1,4 @@
-/** FIFO ABI constants (xen/include/public/event_channel.h; spec sheet §3.1). */
+/** FIFO ABI constants (xen/include/public/event_channel.h). */
 export const EVTCHN_FIFO = Object.freeze({
   PRIORITY_MAX: 0,
   PRIORITY_DEFAULT: 7,

@@ -3,7 +3,7 @@ import { BUSY_BIT, EVTCHN_FIFO, LINK_MASK, LINKED_BIT, MASKED_BIT, PENDING_BIT }
 import type { FifoDomain } from './domain.js';
 
 /**
- * Xen's FIFO raise path (xen/common/event_fifo.c), step for step; spec sheet §3.6-3.8. Xen
+ * Xen's FIFO raise path (xen/common/event_fifo.c evtchn_fifo_set_pending, lock_old_queue), step for step. Xen
  * takes queue locks because its vCPUs run in parallel; Plugvisor handles hypercalls and VMM
  * raises one at a time, so the lock/retry loop always succeeds at its first try and is left
  * out, but every guest-visible step (bit order, LINK cmpxchg, BUSY, head/ready/upcall) is

@@ -5,7 +5,7 @@ import { BUSY_BIT, CONTROL_BLOCK, EVTCHN_FIFO, LINK_MASK, LINKED_BIT, MASKED_BIT
 
 /**
  * A TypeScript mirror of Linux's guest side of FIFO event channels
- * (drivers/xen/events/events_fifo.c and the upcall loop of events_base.c; spec sheet §5),
+ * (drivers/xen/events/events_fifo.c and the upcall loop of events_base.c),
  * working on guest RAM exactly as the kernel does: control block and event words through
  * atomic word operations, hypercalls with argument structs in RAM. One instance per domain;
  * `handlePort` is the IRQ handler (it gets the port after the ack cleared PENDING).
