@@ -133,9 +133,14 @@ export function validateX86VcpuState(value: unknown, component = 'x86 vCPU state
 const isU64 = (v: unknown): v is bigint => typeof v === 'bigint' && v >= 0n && v < 1n << 64n;
 const isInt = (v: unknown, max: number): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
 
-/** The plain value as a format-2 blob (validated first). */
+/** The plain value as a format-2 blob (validated first: a value may come from anywhere). */
 function encodeValue(v: X86VcpuStateValue): Uint8Array {
   validateX86VcpuState(v);
+  return encodeRaw(v);
+}
+
+/** A format-2 blob of a value known to be valid (the live vCPU's own state). */
+function encodeRaw(v: X86VcpuStateValue): Uint8Array {
   const head = Buffer.alloc(12);
   head.write(VCPU_MAGIC, 0, 'latin1');
   head.writeUInt32LE(VCPU_FORMAT, 8);
@@ -147,6 +152,13 @@ function encodeValue(v: X86VcpuStateValue): Uint8Array {
  * registers: read as that power, not parked, nothing pending). Refused fields throw StateError.
  */
 function decodeValue(blob: Uint8Array): X86VcpuStateValue {
+  const value = decodeRaw(blob);
+  validateX86VcpuState(value);
+  return value;
+}
+
+/** A blob's plain value, header checked and format 1 upgraded, fields not yet validated. */
+function decodeRaw(blob: Uint8Array): X86VcpuStateValue {
   const b = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
   if (b.length < 12 || b.toString('latin1', 0, 8) !== VCPU_MAGIC) throw new VcpuStateError('not an x86 vCPU state (bad magic)');
   const format = b.readUInt32LE(8);
@@ -164,7 +176,6 @@ function decodeValue(blob: Uint8Array): X86VcpuStateValue {
     if (power !== 'on' && power !== 'off') throw new StateError('x86 vCPU state (format 1)', 'power', `must be on or off, got ${JSON.stringify(power)}`);
     value = { run: { power, parked: false, pendingOn: null }, ...rest };
   }
-  validateX86VcpuState(value);
   return value as unknown as X86VcpuStateValue;
 }
 
@@ -175,11 +186,12 @@ export const x86VcpuCodec: VcpuStateCodec<X86VcpuStateValue, VcpuState> = Object
   validate: validateX86VcpuState,
 });
 
+/** The live vCPU's state as a blob (validated when it is read back, not when it is written). */
 export function encodeVcpuState(s: VcpuState): Uint8Array {
-  return encodeValue(x86VcpuStateValue(s) as X86VcpuStateValue);
+  return encodeRaw(x86VcpuStateValue(s) as X86VcpuStateValue);
 }
 
-/** Parses and validates a vCPU blob; throws StateError naming the field (VcpuStateError for a bad header). */
+/** Parses and validates a vCPU blob, once; throws StateError naming the field (VcpuStateError for a bad header). */
 export function decodeVcpuState(blob: Uint8Array): VcpuState {
-  return validateX86VcpuState(decodeValue(blob));
+  return validateX86VcpuState(decodeRaw(blob));
 }
