@@ -1,7 +1,6 @@
 import { BuildConduits, type ConduitDefinition, type MachineBackend } from '@plugvisor/core';
 import { arm64Backend } from '@plugvisor/machine-arm64';
 import { x86Backend } from '@plugvisor/machine-x86';
-import { x86HostReport } from './host-reports.js';
 
 /**
  * The machine backends this CLI ships, in preference order (the first is the default for raw
@@ -9,7 +8,7 @@ import { x86HostReport } from './host-reports.js';
  */
 export const BACKENDS: readonly MachineBackend[] = Object.freeze([
   arm64Backend,
-  x86Backend.hostReport ? x86Backend : Object.freeze({ ...x86Backend, hostReport: x86HostReport }),
+  x86Backend,
 ]);
 
 /**

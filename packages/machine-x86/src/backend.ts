@@ -4,6 +4,7 @@ import { X86Machine } from './machine.js';
 import { checkX86Snapshot, machineFromPlan } from './snapshot.js';
 import { kvmUnavailable } from './host.js';
 import { X86_PORT_CONDUIT } from './traps.js';
+import { x86HostReport } from './host-report.js';
 
 /** The x86 machine as a backend: x86-64 guests on Linux KVM; the x86-port hypercall conduit. */
 export const x86Backend: MachineBackend = Object.freeze({
@@ -21,4 +22,5 @@ export const x86Backend: MachineBackend = Object.freeze({
   },
   checkSnapshot: checkX86Snapshot,
   rebuild: (plan, o) => machineFromPlan(plan, o.console ? { console: o.console } : {}),
+  hostReport: x86HostReport,
 } satisfies MachineBackend);

@@ -1,11 +1,10 @@
 import type { HostReport } from '@plugvisor/core';
-import { kvmHost } from '@plugvisor/machine-x86';
+import { kvmHost } from './host.js';
 import { bitsOf, componentLabel, hex64, parseHostDump, type HostCapabilityDump } from '@plugvisor/xsave';
 
 /**
- * The x86 backend's host report (`MachineBackend.hostReport`): KVM's capabilities and the XSAVE
- * host capability dump. It belongs in machine-x86's backend descriptor; until that descriptor
- * carries it, backends.ts attaches this one (the only other place the CLI names a machine).
+ * The x86 backend's host report (`MachineBackend.hostReport`, what `plugvisor hosts` prints):
+ * KVM's capabilities and the XSAVE host capability dump pool baselines are computed from.
  */
 export function x86HostReport(name?: string): HostReport {
   const info = kvmHost();
