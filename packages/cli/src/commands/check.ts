@@ -1,4 +1,5 @@
 import { readFileSync, existsSync } from 'node:fs';
+import { readInputFile } from './guest-run.js';
 import { parseArgs } from 'node:util';
 import { checkBuilds, formatCompatReport, readAbiRecord, UsageError, validateAbiRecord, type AbiRecord } from '@plugvisor/core';
 import { defaultXcr0, kvmHost, kvmUnavailable, readX86Description } from '@plugvisor/machine-x86';
@@ -32,8 +33,7 @@ Exit status: 0 safe (every direction, every host), 3 refused somewhere, 2 bad in
 
 /** The VM's ABI record from a JSON record file or a snapshot stream. */
 export function readVmRecord(path: string): AbiRecord {
-  if (!existsSync(path)) throw new UsageError(`--vm ${path} does not exist`, 'BAD_INPUT_FILE');
-  const bytes = readFileSync(path);
+  const bytes = readInputFile(path, '--vm');
   if (bytes.subarray(0, 8).toString('latin1') === 'PLVSNAP\0') return readAbiRecord(bytes);
   let json: unknown;
   try {
@@ -88,8 +88,7 @@ export function readHostDumps(files: readonly string[]): HostCapabilities[] {
 
 /** The xsave ABI of the VM to check: from an x86 snapshot or an ABI JSON file. */
 function readVmXsaveAbi(path: string): XsaveAbi {
-  if (!existsSync(path)) throw new UsageError(`--vm ${path} does not exist`);
-  const bytes = readFileSync(path);
+  const bytes = readInputFile(path, '--vm');
   if (bytes.subarray(0, 8).toString('latin1') === 'PLVSNAP\0') {
     const d = readX86Description(bytes);
     if (!d?.xsave) throw new UsageError(`--vm ${path} is not a snapshot of an x86 VM: it has no xsave ABI`);

@@ -1,5 +1,44 @@
-import { writeFileSync, writeSync } from 'node:fs';
-import { saveSnapshot, type MachineImage, type SystemEvent, type Vm } from '@plugvisor/core';
+import { closeSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { saveSnapshot, UsageError, type MachineImage, type SystemEvent, type Vm } from '@plugvisor/core';
+
+/**
+ * Reads an operator-named input file (an image, a snapshot, a record) only if it is a
+ * non-empty regular file: a directory, a device or a FIFO (which would block forever) is bad
+ * operator input (exit 2), refused before anything is read.
+ */
+export function readInputFile(path: string, what: string): Buffer {
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    throw new UsageError(`${what} ${path} does not exist`, 'BAD_INPUT_FILE');
+  }
+  if (st.isDirectory()) throw new UsageError(`${what} ${path} is a directory`, 'BAD_INPUT_FILE');
+  if (!st.isFile()) throw new UsageError(`${what} ${path} is not a regular file`, 'BAD_INPUT_FILE');
+  if (st.size === 0) throw new UsageError(`${what} ${path}: ${what} is empty`, 'BAD_INPUT_FILE');
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new UsageError(`${what} ${path} cannot be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'BAD_INPUT_FILE');
+  }
+}
+
+/**
+ * Checks up front that an output file (a snapshot, a record) can be written, so a run is not
+ * lost after N traps: opened for appending (creating it if need be, leaving its contents).
+ */
+export function checkWritable(path: string, flag: string): void {
+  try {
+    const existing = statSync(path, { throwIfNoEntry: false });
+    if (existing?.isDirectory()) throw Object.assign(new Error(), { code: 'EISDIR' });
+    closeSync(openSync(path, 'a'));
+    if (!existing) unlinkSync(path); // only a probe: leave no empty file behind
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'EISDIR' ? 'is a directory' : code === 'ENOENT' ? 'is in a directory that does not exist' : `cannot be written (${code ?? (e as Error).message})`;
+    throw new UsageError(`${flag} ${path} ${why}`, 'BAD_ARGUMENT');
+  }
+}
 
 /**
  * Running a guest to its end, shared by `run` and `restore`: every way a run ends has its own
@@ -51,6 +90,9 @@ const say = (line: string) => writeSync(2, `plugvisor: ${line}\n`);
 export function runToEnd(vm: Vm, machine: GuestMachine, options: GuestRunOptions): number {
   try {
     const result = machine.run(options.snapshotAt ? { pauseAfterTraps: options.snapshotAt } : {});
+    if (options.snapshotAt && result.kind !== 'paused') {
+      say(`no snapshot was written: the run ended before ${options.snapshotAt} hypercall traps`);
+    }
     switch (result.kind) {
       case 'paused': {
         const bytes = saveSnapshot(vm, machine.image());

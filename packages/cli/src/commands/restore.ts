@@ -1,9 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { backendFor, decodeJson, planRestore, readStream, RecordType, SnapshotError, UsageError, type Arch, type MachineBackend } from '@plugvisor/core';
 import { BACKENDS } from '../backends.js';
 import { loadBuild } from '../build-file.js';
-import { consoleOut, runExitHelp, runToEnd } from './guest-run.js';
+import { checkWritable, consoleOut, readInputFile, runExitHelp, runToEnd } from './guest-run.js';
 import { parseSnapshotAt, snapshotOptions } from './run.js';
 
 export const restoreHelp = `plugvisor restore FILE [--build FILE] [--snapshot-at N] [--snapshot-file FILE]
@@ -25,10 +24,10 @@ export async function restoreCommand(argv: string[]): Promise<number> {
   });
   if (positionals.length !== 1) throw new UsageError('restore takes one snapshot file: plugvisor restore FILE');
   const file = positionals[0]!;
-  if (!existsSync(file)) throw new UsageError(`snapshot ${file} does not exist`, 'BAD_INPUT_FILE');
   const snapshotAt = parseSnapshotAt(values['snapshot-at']);
   const { hv } = await loadBuild(values.build);
-  const bytes = readFileSync(file);
+  const bytes = readInputFile(file, 'snapshot');
+  if (values['snapshot-file'] !== undefined) checkWritable(values['snapshot-file'], '--snapshot-file');
   let plan;
   let backend: MachineBackend;
   try {

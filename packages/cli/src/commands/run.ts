@@ -1,11 +1,11 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { AbiError, Hypervisor, ImageError, UsageError, backendFor, elfMachine, type RunnableMachine, type Vm, type VmOverrides } from '@plugvisor/core';
 import { poolBaseline } from '@plugvisor/xsave';
 import { BACKENDS } from '../backends.js';
 import { readHostDumps } from './check.js';
 import { loadBuild } from '../build-file.js';
-import { consoleOut, parseSize, runExitHelp, runToEnd } from './guest-run.js';
+import { checkWritable, consoleOut, parseSize, readInputFile, runExitHelp, runToEnd } from './guest-run.js';
 
 export const runHelp = `plugvisor run IMAGE [options]
 
@@ -30,13 +30,18 @@ hypercalls are OUT to port 0x600, port 0x604 powers off. Console output goes to 
   --record FILE          write the VM's ABI record (JSON) before it runs (for 'plugvisor check --vm')
 ${runExitHelp}`;
 
+/** The largest RAM every machine the CLI ships supports (arm64 and x86: 3 GiB). */
+const MAX_MEM = 3 * 2 ** 30;
+
 const num = (text: string, what: string): bigint => {
   try {
     if (!/^(0x[0-9a-f]+|\d+)$/i.test(text)) throw new Error();
-    return BigInt(text);
   } catch {
     throw new UsageError(`${what}: '${text}' is not a number (use 0x… for hex)`);
   }
+  const n = BigInt(text);
+  if (n >= 1n << 64n) throw new UsageError(`${what}: '${text}' is wider than 64 bits`);
+  return n;
 };
 
 function overridesFrom(values: { feature?: string[]; version?: string[]; 'set-reg'?: string[] }): VmOverrides {
@@ -97,14 +102,16 @@ export async function runCommand(argv: string[]): Promise<number> {
   });
   if (positionals.length !== 1) throw new UsageError('run takes one image: plugvisor run IMAGE [options]');
   const imagePath = positionals[0]!;
-  if (!existsSync(imagePath)) throw new UsageError(`image ${imagePath} does not exist`, 'BAD_INPUT_FILE');
   const vcpus = values.vcpus === undefined ? 1 : Number(values.vcpus);
   if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > 64) throw new UsageError(`--vcpus takes 1..64, got '${values.vcpus}'`);
   const mem = values.mem === undefined ? 128 << 20 : parseSize(values.mem);
   if (!mem || mem % 4096 !== 0) throw new UsageError(`--mem takes a size in whole 4 KiB pages (e.g. 128M), got '${values.mem}'`);
+  if (mem > MAX_MEM) throw new UsageError(`--mem ${values.mem} is more than the machine supports (at most 3G, i.e. 3072M)`);
   const snapshotAt = parseSnapshotAt(values['snapshot-at']);
   if (values.arch !== undefined && !backendFor(BACKENDS, values.arch)) throw new UsageError(`--arch takes ${BACKENDS.map((b) => b.arch).join(' or ')}, got '${values.arch}'`);
-  const image = readFileSync(imagePath);
+  const image = readInputFile(imagePath, 'image');
+  if (values['snapshot-file'] !== undefined) checkWritable(values['snapshot-file'], '--snapshot-file');
+  if (values.record !== undefined) checkWritable(values.record, '--record');
   const em = elfMachine(image);
   // An ELF image names its backend (e_machine); a raw image takes --arch, default the first
   // backend. An ELF for no backend goes to the default, whose loader names the mismatch.

@@ -1,0 +1,92 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { unicornAvailable } from '@plugvisor/machine-arm64';
+
+// Operator input ends in exit 2 and one line naming it — never a stack trace.
+const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
+const demo = fileURLToPath(new URL('../guests/bin/demo.elf', import.meta.url));
+const build = fileURLToPath(new URL('../builds/default.json', import.meta.url));
+const machineGuest = (name: string) => fileURLToPath(new URL(`../../machine-arm64/guests/bin/${name}.elf`, import.meta.url));
+const plugvisor = (...args: string[]) => {
+  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 60_000 });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+};
+const dir = mkdtempSync(join(tmpdir(), 'plugvisor-input-'));
+
+/** Exit 2, one line on stderr containing `naming`, no stack trace, no guest output. */
+const refused = (r: { code: number | null; out: string; err: string }, naming: string) => {
+  expect(r.code).toBe(2);
+  expect(r.err.trimEnd().split('\n')).toHaveLength(1);
+  expect(r.err).toContain(naming);
+  expect(r.err).not.toMatch(/^ {4}at /m);
+  expect(r.out).toBe('');
+};
+
+describe('operator input files', () => {
+  it('refuses a directory as the image, the snapshot or check --vm (exit 2)', () => {
+    refused(plugvisor('run', dir), `image ${dir} is a directory`);
+    refused(plugvisor('restore', dir), `snapshot ${dir} is a directory`);
+    refused(plugvisor('check', build, build, '--vm', dir), `--vm ${dir} is a directory`);
+  });
+
+  it('refuses an empty image and non-regular files (devices, FIFOs) before reading them', () => {
+    const empty = join(dir, 'empty.elf');
+    writeFileSync(empty, '');
+    refused(plugvisor('run', empty), 'image is empty');
+    refused(plugvisor('run', '/dev/null'), 'image /dev/null');
+    refused(plugvisor('run', '/dev/zero'), 'image /dev/zero is not a regular file');
+    const fifo = join(dir, 'fifo');
+    if (spawnSync('mkfifo', [fifo]).status === 0) refused(plugvisor('run', fifo), `image ${fifo} is not a regular file`);
+  });
+
+  it('refuses ELF program headers that are too small or past the end of the file (exit 2, not a RangeError)', () => {
+    const elf = readFileSync(demo);
+    const small = Buffer.from(elf);
+    small.writeUInt16LE(16, 54); // e_phentsize
+    const smallFile = join(dir, 'phentsize.elf');
+    writeFileSync(smallFile, small);
+    refused(plugvisor('run', smallFile), `image ${smallFile}: ELF program headers`);
+    const past = Buffer.from(elf);
+    past.writeBigUInt64LE(2n ** 64n - 8n, 32); // e_phoff
+    const pastFile = join(dir, 'phoff.elf');
+    writeFileSync(pastFile, past);
+    refused(plugvisor('run', pastFile), `image ${pastFile}: ELF program headers run past the end of the file`);
+  });
+});
+
+describe('run options', () => {
+  it('refuses --mem beyond what the machine supports, naming the limit', () => {
+    for (const mem of ['4G', '3073M', '99999999999999999999']) refused(plugvisor('run', demo, '--mem', mem), `--mem ${mem} is more than the machine supports (at most 3G`);
+  });
+
+  it('refuses a --set-reg id or value wider than 64 bits instead of truncating it', () => {
+    refused(plugvisor('run', demo, '--set-reg', '0x16030000000160000=0'), "--set-reg id: '0x16030000000160000' is wider than 64 bits");
+    refused(plugvisor('run', demo, '--set-reg', '0x6030000000160000=0x1ffffffffffffffff'), "--set-reg value: '0x1ffffffffffffffff' is wider than 64 bits");
+  });
+
+  it('refuses an unwritable --snapshot-file or --record before any guest code runs', () => {
+    refused(plugvisor('run', demo, '--snapshot-at', '1', '--snapshot-file', dir), `--snapshot-file ${dir} is a directory`);
+    refused(plugvisor('run', demo, '--snapshot-at', '1', '--snapshot-file', join(dir, 'no/such/x.snap')), 'is in a directory that does not exist');
+    refused(plugvisor('run', demo, '--record', dir), `--record ${dir} is a directory`);
+    refused(plugvisor('run', demo, '--record', join(dir, 'no/such/r.json')), `--record ${join(dir, 'no/such/r.json')} is in a directory that does not exist`);
+    refused(plugvisor('restore', join(dir, 'missing.snap')), 'does not exist');
+  });
+});
+
+describe.skipIf(!unicornAvailable())('--snapshot-at past the end of the run (arm64 on Unicorn)', () => {
+  it("keeps the run's own exit status and says no snapshot was written", () => {
+    const file = join(dir, 'never.snap');
+    const off = plugvisor('run', machineGuest('hello'), '--snapshot-at', '100000', '--snapshot-file', file);
+    expect(off.code).toBe(0);
+    expect(off.err).toContain('no snapshot was written: the run ended before 100000 hypercall traps');
+    expect(off.err).not.toMatch(/^ {4}at /m);
+    expect(existsSync(file)).toBe(false);
+    const fault = plugvisor('run', machineGuest('fault'), '--snapshot-at', '100000', '--snapshot-file', file);
+    expect(fault.code).toBe(10);
+    expect(fault.err).toContain('no snapshot was written');
+  });
+});
