@@ -129,13 +129,14 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
     return -1;
   }
 
-  /** Capabilities: 'counter-clock' (sampleClock) and 'interrupt-config' (configureInterrupt). */
+  /** Capabilities: 'counter-clock' (sampleClock) and 'interrupt-config' (configureInterrupt), made once. */
+  private readonly capabilities: Partial<MachineCapabilities> = Object.freeze({
+    'counter-clock': { sample: (c: 'virtual' | 'physical') => this.sampleClock(c) },
+    'interrupt-config': { configure: (i: number, t: 'level' | 'edge') => this.configureInterrupt(i, t) },
+  });
+
   capability<K extends CapabilityName>(name: K): MachineCapabilities[K] | undefined {
-    const caps: Partial<MachineCapabilities> = {
-      'counter-clock': { sample: (c) => this.sampleClock(c) },
-      'interrupt-config': { configure: (i, t) => this.configureInterrupt(i, t) },
-    };
-    return caps[name] as MachineCapabilities[K] | undefined;
+    return this.capabilities[name] as MachineCapabilities[K] | undefined;
   }
 
   configureInterrupt(intid: number, trigger: 'level' | 'edge'): void {

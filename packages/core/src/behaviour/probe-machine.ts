@@ -1,3 +1,4 @@
+import type { CapabilityName, MachineCapabilities } from '../machine/capabilities.js';
 import type { Machine, SystemEvent, VcpuContext, VcpuPowerState } from '../machine/machine.js';
 import { FlatGuestMemory } from '../machine/memory.js';
 import { RegisterFile } from '../machine/registers.js';
@@ -73,15 +74,14 @@ export class ProbeMachine implements Machine {
     this.effects.push(`irq(${vcpu},${intid},${level ? 1 : 0})`);
   }
 
-  configureInterrupt(intid: number, trigger: 'level' | 'edge'): void {
-    this.effects.push(`irq-config(${intid},${trigger})`);
-  }
+  /** Fixed clocks, entropy reading as ones, interrupt configuration logged as an effect. */
+  private readonly capabilities: MachineCapabilities = Object.freeze({
+    'counter-clock': { sample: () => ({ wallClockNs: PROBE_WALL_CLOCK_NS, counter: PROBE_COUNTER }) },
+    'interrupt-config': { configure: (intid: number, trigger: 'level' | 'edge') => void this.effects.push(`irq-config(${intid},${trigger})`) },
+    entropy: { fill: (out: Uint32Array) => void out.fill(0xffff_ffff) },
+  });
 
-  sampleClock(_counter: 'virtual' | 'physical'): { wallClockNs: bigint; counter: bigint } {
-    return { wallClockNs: PROBE_WALL_CLOCK_NS, counter: PROBE_COUNTER };
-  }
-
-  fillEntropy(out: Uint32Array): void {
-    out.fill(0xffff_ffff);
+  capability<K extends CapabilityName>(name: K): MachineCapabilities[K] | undefined {
+    return this.capabilities[name];
   }
 }

@@ -31,26 +31,7 @@ export interface MachineCapabilities {
 
 export type CapabilityName = keyof MachineCapabilities;
 
-/** Machines written before capabilities (e.g. the behaviour-probe machine) expose these methods directly. */
-interface LegacyAbilities {
-  sampleClock?(counter: 'virtual' | 'physical'): { wallClockNs: bigint; counter: bigint };
-  configureInterrupt?(intid: number, trigger: 'level' | 'edge'): void;
-  fillEntropy?(out: Uint32Array): void;
-}
-
 /** The machine's `name` capability, or undefined when it has none. */
 export function capabilityOf<K extends CapabilityName>(machine: Machine, name: K): MachineCapabilities[K] | undefined {
-  const own = machine.capability?.(name);
-  if (own) return own;
-  const m = machine as Machine & LegacyAbilities;
-  switch (name) {
-    case 'counter-clock':
-      return (m.sampleClock ? { sample: (c: 'virtual' | 'physical') => m.sampleClock!(c) } : undefined) as MachineCapabilities[K] | undefined;
-    case 'interrupt-config':
-      return (m.configureInterrupt ? { configure: (i: number, t: 'level' | 'edge') => m.configureInterrupt!(i, t) } : undefined) as MachineCapabilities[K] | undefined;
-    case 'entropy':
-      return (m.fillEntropy ? { fill: (out: Uint32Array) => m.fillEntropy!(out) } : undefined) as MachineCapabilities[K] | undefined;
-    default:
-      return undefined;
-  }
+  return machine.capability?.(name);
 }
