@@ -32,6 +32,6 @@ build_asm() { # name (no runtime)
   "$CC" "${CFLAGS[@]}" "${LDFLAGS[@]}" -o "$OUT/$1.elf" "$(compile "src/$1.S")"
 }
 
-for g in exceptions fault hello smp; do build_c "$g"; done
+for g in debug exceptions fault hello smp; do build_c "$g"; done
 for g in compute hvcloop; do build_asm "$g"; done
 echo "built: $(cd "$OUT" && ls *.elf | tr '\n' ' ')"

@@ -46,6 +46,19 @@ export function openVcpu(i: number, board: EngineBoard): Vcpu {
       // Other engines may hold stale translations of it: they drop them before they next run.
       if (crn === 7 && (crm === 1 || crm === 5) && (op1 === 0 || op1 === 3)) board.codeChanged();
     });
+    e.onMsr((op0, op1, crn, crm, op2, value) => {
+      // Self-hosted debug the engine cannot run is not armed; such a write is ignored (the
+      // register keeps its value) and no debug exception is ever generated:
+      // - DBGBCR<n>_EL1 / DBGWCR<n>_EL1 (op0 2, op1 0, CRn 0, op2 5 / 7) with E (bit 0) set
+      //   would arm a hardware breakpoint or watchpoint: Unicorn 2.0.1 crashes the host process
+      //   when a running translation block arms one (qemu/target/arm/helper.c
+      //   hw_breakpoint_update → cpu_breakpoint_insert);
+      // - MDSCR_EL1 (op0 2, op1 0, CRn 0, CRm 2, op2 2) with SS (bit 0) set would start software
+      //   step, whose exception the engine hands back without its syndrome.
+      // Disabling writes, and every other register, go through.
+      if (op0 !== 2 || op1 !== 0 || crn !== 0 || (value & 1n) === 0n) return false;
+      return op2 === 5 || op2 === 7 || (crm === 2 && op2 === 2);
+    });
     e.onInvalidMemory(board.memFault);
     return v;
   } catch (err) {

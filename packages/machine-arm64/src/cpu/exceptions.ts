@@ -25,12 +25,12 @@ export function deliverException(v: Vcpu, intno: number, pc: bigint, ram32: Uint
     case Excp.SWI: {
       // SVC: PC past it, preferred return = next instruction
       const imm = ((word(pc - 4n) ?? 0) >>> 5) & 0xffff;
-      v.takeException('sync', pc, (1n << 25n) | BigInt(EC.SVC64 << 26) | BigInt(imm));
+      v.takeException('sync', pc, (1n << 25n) | (BigInt(EC.SVC64) << 26n) | BigInt(imm));
       return undefined;
     }
     case Excp.BKPT: {
       const imm = ((word(pc) ?? 0) >>> 5) & 0xffff;
-      v.takeException('sync', pc, (1n << 25n) | BigInt(EC.BRK64 << 26) | BigInt(imm));
+      v.takeException('sync', pc, (1n << 25n) | (BigInt(EC.BRK64) << 26n) | BigInt(imm));
       return undefined;
     }
     case Excp.PREFETCH_ABORT:

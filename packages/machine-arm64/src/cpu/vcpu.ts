@@ -526,7 +526,7 @@ export class Vcpu {
 
   /** UNDEFINED instruction at `pc` (EC = 0, IL = 1). */
   injectUndef(pc: bigint): void {
-    this.takeException('sync', pc, ESR_IL | BigInt(EC.UNKNOWN << 26));
+    this.takeException('sync', pc, ESR_IL | (BigInt(EC.UNKNOWN) << 26n));
   }
 
   // ---- snapshot -------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ export const UC_PROT_ALL = 7;
 export const UC_HOOK_INTR = 1 << 0;
 export const UC_HOOK_INSN = 1 << 1;
 /** uc_arm64_insn: SYS (IC, DC, TLBI, AT ... instructions). */
+const UC_ARM64_INS_MSR = 2;
 const UC_ARM64_INS_SYS = 3;
 /** An instruction count no slice reaches: "no limit" for an engine in count mode. */
 export const UNLIMITED_COUNT = 2 ** 48;
@@ -459,6 +460,27 @@ export class UcEngine {
       return 0; // not handled: the instruction executes normally
     }, l.InsnSysHook);
     check('uc_hook_add(INSN SYS)', l.uc_hook_add(this.handle, this.hh, UC_HOOK_INSN, cb, null, 1, 0, 'int', UC_ARM64_INS_SYS));
+  }
+
+  /**
+   * Calls `fn(op0, op1, crn, crm, op2, value)` before the guest executes an MSR (register form)
+   * to a system register; `fn` returning true skips the instruction (the register keeps its
+   * value). Cost: one callback per such MSR executed (MSR immediate, e.g. `msr daifclr, #2`,
+   * is not hooked: Unicorn's qemu/target/arm/translate-a64.c hooks only handle_sys).
+   */
+  onMsr(fn: (op0: number, op1: number, crn: number, crm: number, op2: number, value: bigint) => boolean): void {
+    const l = load();
+    const cb = this.register((_uc: unknown, _reg: number, cp: unknown) => {
+      try {
+        // struct uc_arm64_cp_reg { u32 crn, crm, op0, op1, op2; u64 val; } (val at offset 24)
+        const f = koffi.decode(cp, 'uint32_t', 5) as number[];
+        return fn(f[2]!, f[3]!, f[0]!, f[1]!, f[4]!, BigInt(koffi.decode(cp, 24, 'uint64_t') as number | bigint)) ? 1 : 0;
+      } catch (e) {
+        this.fail(e);
+        return 0;
+      }
+    }, l.InsnSysHook);
+    check('uc_hook_add(INSN MSR)', l.uc_hook_add(this.handle, this.hh, UC_HOOK_INSN, cb, null, 1, 0, 'int', UC_ARM64_INS_MSR));
   }
 
   private register(fn: (...args: any[]) => unknown, proto: TypeObject): unknown {
