@@ -28,10 +28,21 @@ for s in "${RUNTIME[@]}"; do RT_OBJS+=("$(compile "$s")"); done
 build_c() { # name
   "$CC" "${CFLAGS[@]}" "${LDFLAGS[@]}" -o "$OUT/$1.elf" "${RT_OBJS[@]}" "$(compile "src/$1.c")"
 }
+build_variant() { # name source-name -DNAME=VALUE: one source built with a definition
+  local o="$OBJ/$1.o"
+  "$CC" "${CFLAGS[@]}" "$3" -c -o "$o" "src/$2.c"
+  "$CC" "${CFLAGS[@]}" "${LDFLAGS[@]}" -o "$OUT/$1.elf" "${RT_OBJS[@]}" "$o"
+}
 build_asm() { # name (no runtime)
   "$CC" "${CFLAGS[@]}" "${LDFLAGS[@]}" -o "$OUT/$1.elf" "$(compile "src/$1.S")"
 }
 
-for g in debug exceptions fault hello smp; do build_c "$g"; done
+for g in debug exceptions fault hello masked-counter smp; do build_c "$g"; done
+# CPU_ON at entry points vCPU 1 cannot run from (see src/cpu-on-bad.c)
+build_variant cpu-on-past-ram cpu-on-bad -DTARGET=0x48000000UL     # RAM ends at 0x4800_0000 (128 MiB)
+build_variant cpu-on-uart cpu-on-bad -DTARGET=0x09000000UL         # the PL011
+build_variant cpu-on-trampoline cpu-on-bad -DTARGET=0x04000100UL   # the hypervisor's EL3 eret
+build_variant cpu-on-bit63 cpu-on-bad -DTARGET=0x8000000040000000UL
+build_variant cpu-on-all-ones cpu-on-bad -DTARGET=0xffffffffffffffffUL
 for g in compute hvcloop; do build_asm "$g"; done
 echo "built: $(cd "$OUT" && ls *.elf | tr '\n' ' ')"

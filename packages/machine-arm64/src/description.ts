@@ -21,9 +21,9 @@ export interface Arm64MachineOptions {
   memSize?: number;
   /** Receives console output (UART data register writes). Default: process.stdout. */
   console?: (bytes: Uint8Array) => void;
-  /** Instructions per slice when several vCPUs are runnable (default 100000). */
+  /** Instructions per slice when several vCPUs are runnable or an interrupt waits for the guest to unmask it (default 100000). */
   sliceInstructions?: number;
-  /** Polling period while a single vCPU's interrupt waits for the guest to unmask it, µs (default 2000). */
+  /** @deprecated Not used: slices end on an instruction count, never on a timeout (README "vCPUs and MPIDR"). */
   sliceUs?: number;
   /**
    * Move trap registers through the engine's register memory when it can be found and proven

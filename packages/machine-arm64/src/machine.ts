@@ -9,10 +9,11 @@
  * Slices. A vCPU runs until something needs the host: a hypercall handler asked to stop
  * (power change, system event, pause, an interrupt for the running vCPU), a guest exception
  * that must be delivered, WFI (Unicorn ends the run on WFI: EXCP_HLT), or — when another vCPU
- * is runnable, or an interrupt waits for the guest to unmask it — the time slice ends
- * (uc_emu_start's timeout). So a vCPU spinning on a flag gets preempted and the vCPU that will
- * set the flag runs. A lone runnable vCPU with nothing pending runs with no timeout at all, so
- * the single-vCPU hot path pays nothing for scheduling.
+ * is runnable, or an interrupt waits for the guest to unmask it — the slice's instruction count
+ * runs out (uc_emu_start's count; never its timeout, see runEngine). So a vCPU spinning on a
+ * flag gets preempted and the vCPU that will set the flag runs. A lone runnable vCPU with
+ * nothing pending runs with no limit at all, so the single-vCPU hot path pays nothing for
+ * scheduling.
  *
  * Code written by one vCPU (or the host) is not seen by another engine's cache of translated
  * blocks (Unicorn keeps one TB cache per uc_engine: qemu/accel/tcg/translate-all.c): whenever the scheduler switches engines it flushes the incoming
@@ -21,7 +22,8 @@
 import { FlatGuestMemory, MachineRuntime, RuntimeMachine, YIELD, HALT, type VcpuExit, type CapabilityName, type MachineCapabilities, type Arch, type GuestMemory, type Machine, type MachineImage } from '@plugvisor/core';
 import { HostRam, UcMemType, UNLIMITED_COUNT, type MemFault } from './ffi/unicorn.js';
 import { openVcpu } from './board/engines.js';
-import { Layout } from './board/layout.js';
+import { Layout, entryProblem } from './board/layout.js';
+import { SAVED_SYSREGS, SCTLR_M, Sys } from './cpu/sysregs.js';
 import { Pl011 } from './devices/pl011.js';
 import { checkArm64Options, validateArm64Description, type Arm64MachineDescription, type Arm64MachineOptions } from './description.js';
 import { deliverException } from './cpu/exceptions.js';
@@ -43,7 +45,6 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
   readonly uart: Pl011;
   private readonly ram: HostRam;
   private readonly vcpus: Vcpu[] = [];
-  private readonly sliceUs: number;
   private readonly sliceInstructions: number;
   /** VcpuHost: the Machine handlers see through VcpuContext.machine. */
   get machine(): Machine {
@@ -64,7 +65,6 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
     const { vcpus: n, ramSize: size } = checkArm64Options(options);
     this.vcpuCount = n;
     this.ramSize = size;
-    this.sliceUs = options.sliceUs ?? 2000;
     this.sliceInstructions = options.sliceInstructions ?? 100_000;
     this.registerWindow = options.registerWindow ?? process.env.PLUGVISOR_ARM64_REGISTER_WINDOW !== '0';
     const sink = options.console ?? ((b: Uint8Array) => void process.stdout.write(b));
@@ -80,6 +80,7 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
         stop: (i) => {
           this.vcpus[i]!.kick = true;
         },
+        entryFault: (_i, entry, translated) => entryProblem(entry, translated, this.ramSize),
       },
       n,
     );
@@ -105,7 +106,8 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
   loadImage(bytes: Uint8Array, rawAddress: bigint = Layout.RAM_BASE): LoadedImage {
     const img = isElf(bytes) ? loadElf(bytes, this.memory) : loadRaw(bytes, this.memory, rawAddress);
     // Engines may hold translations of the old contents (one TB cache per engine).
-    for (const v of this.vcpus) for (const seg of img.segments) v.engine.removeCache(seg.start, seg.end);
+    // An empty segment (a zero-length raw image) has nothing to drop: uc_ctl refuses an empty range (UC_ERR_ARG).
+    for (const v of this.vcpus) for (const seg of img.segments) if (seg.end > seg.start) v.engine.removeCache(seg.start, seg.end);
     return img;
   }
 
@@ -214,31 +216,40 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
       this.seenGeneration[v.index] = this.codeGeneration;
     }
     try {
-      // Deliver an unmasked pending IRQ before running; if it is masked, poll with slices so
-      // an unmask (msr daifclr) is noticed within one slice.
+      // Deliver an unmasked pending IRQ before running; if it is masked, run in slices so an
+      // unmask (msr daifclr, eret) is noticed within one slice.
       let masked = false;
       if (v.gic.irqAsserted) {
         if (v.irqDeliverable()) v.takeException('irq', v.pc(), 0n);
         else masked = true;
       }
-      // Slices. A machine with several vCPUs slices by instruction count: Unicorn's timeout stops
-      // the engine from another thread, and a stop landing while a hook runs made Unicorn replay
-      // the trapping store (a console newline came out twice under load) or lose the stop (a
-      // spinning vCPU never yielded). A count stops on an instruction boundary and makes the
-      // interleaving deterministic. Unicorn drops every translation when count mode is turned
-      // off, so such a machine stays in it, with an effectively unlimited count when one vCPU
-      // runs alone. A single-vCPU machine runs unlimited, polling with the timeout only while an
-      // interrupt waits for the guest to unmask it.
-      const counted = this.vcpus.length > 1;
-      const count = counted ? (others || masked ? this.sliceInstructions : UNLIMITED_COUNT) : 0;
-      const timeout = !counted && masked ? this.sliceUs : 0;
+      // Slices end on an instruction count, on 1 vCPU as on N — never on uc_emu_start's timeout:
+      // the timeout stops the engine from Unicorn's timer thread (uc.c enable_emu_timer ->
+      // uc_emu_stop), and a stop landing while a hook runs made Unicorn execute the trapping
+      // instruction again (a store applied twice, a console line printed twice, registers
+      // corrupted) or lose the stop (a spinning vCPU never yielded). A count stops on an
+      // instruction boundary (uc.c hook_count_cb, a code hook run before every instruction) and
+      // makes the run deterministic. An engine runs without any limit (count 0: no code hook,
+      // the single-vCPU hot path) until it first needs a slice — another vCPU is runnable, or an
+      // interrupt waits for the guest to unmask it. From then on it stays counted (an unlimited
+      // count when it runs alone): a start with count 0 deletes the count hook and drops every
+      // translation (~100 ms), and adding the hook does not retranslate blocks translated
+      // without it (they would never count), so this engine's RAM translations are dropped once
+      // when it enters count mode.
+      let count: number;
+      if (others || masked) {
+        count = this.sliceInstructions;
+        if (!v.counted) {
+          v.counted = true;
+          this.dropTranslations(v);
+        }
+      } else count = v.counted ? UNLIMITED_COUNT : 0;
       v.kick = false;
       v.exception = null;
       this.memFault = undefined;
       const begin = v.pc();
-      this.uart.lineFlush = timeout === 0 && count === 0; // see Pl011.lineFlush
-      const rc = v.engine.start(begin, 0n, timeout, count);
-      if (timeout !== 0 || count !== 0) this.uart.flush();
+      const rc = v.engine.start(begin, 0n, 0, count);
+      this.uart.flush();
       const pc = v.pc();
       if (rc !== 0 || (this.memFault as MemFault | undefined)) {
         const f = this.memFault as MemFault | undefined;
@@ -252,7 +263,17 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
       if (v.kick || this.runtime.powerState(v.index) !== 'on') return undefined;
       if (pc === 0n) return new GuestFault(v.index, pc, 'jump to address 0');
       // WFI: the runtime parks the vCPU until an interrupt is pending (it may already be, e.g. masked).
-      if ((timeout === 0 || !v.engine.timedOut()) && v.stoppedAtWfi(pc)) return 'wfi';
+      if (v.stoppedAtWfi(pc)) return 'wfi';
+      // No progress: Unicorn 2.0.1 returns success without calling the invalid-fetch hook when
+      // the PC it starts at cannot be fetched (past RAM, a device); restarting would spin
+      // forever. Backstop to the runtime's entry check: a PC we cannot run from is a fault, and
+      // so is a slice without a count limit that ended where it began with nothing to stop it.
+      if (pc === begin) {
+        const mmuOn = (v.engine.readSys(Sys.SCTLR_EL1) & SCTLR_M) !== 0n;
+        const why = entryProblem(pc, mmuOn, this.ramSize);
+        if (why !== undefined) return new GuestFault(v.index, pc, `cannot execute there: ${why}`);
+        if (count === 0 || count === UNLIMITED_COUNT) return new GuestFault(v.index, pc, 'no progress: the engine ran no instruction from this address');
+      }
       return undefined;
     } catch (e) {
       if (e instanceof GuestFault) return e;
@@ -266,10 +287,16 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
     return arm64VcpuStateValue(this.vcpu(i).save());
   }
 
-  protected restoreCpu(i: number, state: Arm64VcpuState): void {
+  protected restoreCpu(i: number, state: Arm64VcpuState, enter: boolean): void {
     const v = this.vcpu(i);
-    v.restore(state);
-    this.dropTranslations(v);
+    v.restore(state, enter);
+    if (enter) this.dropTranslations(v);
+  }
+
+  /** A restored vCPU resumes at its PC, a virtual address when its SCTLR_EL1.M is set. */
+  protected override entryOf(state: Arm64VcpuState): { pc: bigint; translated: boolean } {
+    const sctlr = state.cpu.sysregs[SAVED_SYSREGS.indexOf(Sys.SCTLR_EL1)] ?? 0n;
+    return { pc: state.cpu.core[31]!, translated: (sctlr & SCTLR_M) !== 0n };
   }
 
   describe(): Arm64MachineDescription {

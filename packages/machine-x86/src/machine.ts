@@ -89,6 +89,9 @@ export class X86Machine extends RuntimeMachine<TrapRouter, X86VcpuStateValue, Vc
         runSlice: (i, slice) => this.runSlice(this.vcpus[i]!, slice.shared),
         // runSlice looks at runtime.stopRequested after every exit.
         stop: () => {},
+        // The entry runs in 64-bit mode through the identity map of the first 4 GiB
+        // (cpu/longmode.ts); guest code can only be in RAM, at guest-physical 0.
+        entryFault: (_i, entry) => (entry < BigInt(this.ramSize) ? undefined : `outside RAM (RAM is 0x0..0x${(this.ramSize - 1).toString(16)})`),
       },
       n,
     );

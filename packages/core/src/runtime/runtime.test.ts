@@ -151,3 +151,75 @@ describe('machine runtime', () => {
     expect(() => rt.restoreVcpu(1, { power: 'on-pending', parked: false, pendingOn: null })).toThrow(/vCPU 1 run state: pendingOn/);
   });
 });
+
+/** A backend that can run only from [0x1000, 0x3000), 4-byte aligned. */
+class CheckedCpus extends FakeCpus {
+  readonly asked: [number, bigint, boolean][] = [];
+  entryFault(vcpu: number, entry: bigint, translated: boolean): string | undefined {
+    this.asked.push([vcpu, entry, translated]);
+    if (entry & 3n) return 'misaligned';
+    return entry >= 0x1000n && entry < 0x3000n ? undefined : 'outside RAM';
+  }
+}
+
+function checked(n: number, step: (cpu: FakeCpus, vcpu: number) => VcpuExit) {
+  const cpu = new CheckedCpus(n, step);
+  const rt = new MachineRuntime(cpu, n);
+  cpu.runtime = rt;
+  return { cpu, rt };
+}
+
+describe('machine runtime: entry points are checked once, before the backend is touched', () => {
+  it('boot at an entry the backend cannot run from: the run is a guest fault naming vCPU 0 and the address; no reset, no slice', () => {
+    const { cpu, rt } = checked(1, () => YIELD);
+    rt.boot(0x9000n);
+    const r = rt.run();
+    expect(r.kind).toBe('fault');
+    if (r.kind !== 'fault') return;
+    expect(r.fault).toBeInstanceOf(GuestFault);
+    expect(r.fault.vcpu).toBe(0);
+    expect(r.fault.pc).toBe(0x9000n);
+    expect(r.fault.message).toBe('guest fault on vCPU 0 at PC 0x9000: cannot start there: outside RAM');
+    expect(cpu.resets).toEqual([]);
+    expect(cpu.slices).toEqual([]);
+  });
+
+  it('CPU_ON to a bad entry succeeds for the caller (as KVM) and the target, now on, stops the run with its fault', () => {
+    let calls = 0;
+    const { cpu, rt } = checked(2, (c, v) => {
+      if (v === 0 && calls++ === 0) c.runtime.powerOn(1, 0x2002n, 7n);
+      return calls > 3 ? { kind: 'system-event', event: { kind: 'off', vcpu: 0, data: [] } } : YIELD;
+    });
+    rt.boot(0x1000n);
+    const r = rt.run();
+    expect(r.kind === 'fault' && r.fault.message).toBe('guest fault on vCPU 1 at PC 0x2002: cannot start there: misaligned');
+    expect(rt.powerState(1)).toBe('on');
+    expect(cpu.resets).toEqual([[0, 0x1000n, 0n]]);
+    expect(cpu.slices.every((v) => v === 0)).toBe(true);
+    // Turning it off clears the fault (it can be turned on again): the run goes on.
+    rt.powerOff(1);
+    expect(rt.run()).toEqual({ kind: 'system-event', event: { kind: 'off', vcpu: 0, data: [] } });
+  });
+
+  it('a reset the backend refuses with a GuestFault is the vCPU\'s fault, not an exception out of run()', () => {
+    const { cpu, rt } = checked(1, () => YIELD);
+    cpu.reset = () => {
+      throw new GuestFault(0, 0x1000n, 'entering PSTATE 0x3c5 there failed');
+    };
+    rt.boot(0x1000n);
+    const r = rt.run();
+    expect(r.kind === 'fault' && r.fault.message).toBe('guest fault on vCPU 0 at PC 0x1000: entering PSTATE 0x3c5 there failed');
+  });
+
+  it('a restored vCPU given an entry fault reports it even when parked; the check itself is entryFault', () => {
+    const { cpu, rt } = checked(1, () => YIELD);
+    const fault = rt.entryFault(0, 0xffff_ffff_ffff_fff0n, true);
+    expect(fault?.message).toBe('guest fault on vCPU 0 at PC 0xfffffffffffffff0: cannot start there: outside RAM');
+    expect(cpu.asked.at(-1)).toEqual([0, 0xffff_ffff_ffff_fff0n, true]);
+    expect(rt.entryFault(0, 0x2000n)).toBeUndefined();
+    rt.restoreVcpu(0, { power: 'on', parked: true, pendingOn: null }, fault);
+    const r = rt.run();
+    expect(r).toEqual({ kind: 'fault', fault });
+    expect(cpu.slices).toEqual([]);
+  });
+});

@@ -47,6 +47,16 @@ export interface VcpuBackend {
   runSlice(vcpu: number, slice: Slice): VcpuExit;
   /** Asks the running vCPU to stop after the current trap (it returns 'yield'). */
   stop(vcpu: number): void;
+  /**
+   * Why vCPU `vcpu` cannot execute from `entry` (outside RAM, a device, misaligned, an address
+   * that wraps...), or undefined if it can. `translated`: the address is virtual (the restored
+   * vCPU has its MMU on), so only what holds for every translation can be checked. Asked before
+   * the engine is touched for every entry — boot (the image's entry point), a CPU_ON taking
+   * effect and a restored vCPU's PC — so an entry no CPU could fetch from ends as a guest fault
+   * naming the vCPU and the address instead of reaching the engine. A backend without it (a
+   * test double) accepts every entry.
+   */
+  entryFault?(vcpu: number, entry: bigint, translated: boolean): string | undefined;
 }
 
 /** Who hears about a pending CPU_ON taking effect (the core Vm's vcpuReset). */
@@ -72,6 +82,8 @@ export class MachineRuntime {
   private readonly power: VcpuPowerState[];
   private readonly parked: boolean[];
   private readonly pending: (Pending | null)[];
+  /** A vCPU that is on but could not be entered: the fault run() reports when it is scheduled. */
+  private readonly entryFaults: (GuestFault | null)[];
   private next = 0;
   private running = -1;
   private stopping = false;
@@ -88,6 +100,7 @@ export class MachineRuntime {
     this.power = Array.from({ length: vcpuCount }, () => 'off');
     this.parked = Array.from({ length: vcpuCount }, () => false);
     this.pending = Array.from({ length: vcpuCount }, () => null);
+    this.entryFaults = Array.from({ length: vcpuCount }, () => null);
   }
 
   /** The vCPU now in runSlice, or -1. */
@@ -110,10 +123,37 @@ export class MachineRuntime {
     this.next = i;
   }
 
-  /** Boot: vCPU 0 on at `entry` (context 0); the others off. */
+  /** Boot: vCPU 0 on at `entry` (context 0); the others off. An entry it cannot run from is the run's guest fault. */
   boot(entry: bigint): void {
-    this.backend.reset(0, entry, 0n);
+    this.enter(0, entry, 0n);
     this.power[0] = 'on';
+  }
+
+  /**
+   * The guest fault for vCPU `vcpu` starting at `entry`, or undefined if the backend can run it
+   * from there (VcpuBackend.entryFault). The one place every entry point is checked.
+   */
+  entryFault(vcpu: number, entry: bigint, translated = false): GuestFault | undefined {
+    this.check(vcpu);
+    const why = this.backend.entryFault?.(vcpu, entry, translated);
+    return why === undefined ? undefined : new GuestFault(vcpu, entry, `cannot start there: ${why}`);
+  }
+
+  /**
+   * Resets vCPU `i` to `entry` after checking it; a bad entry point, or a reset the backend
+   * refuses with a GuestFault, leaves the vCPU's registers alone and becomes its entry fault.
+   */
+  private enter(i: number, entry: bigint, context: bigint): void {
+    let fault = this.entryFault(i, entry);
+    if (!fault) {
+      try {
+        this.backend.reset(i, entry, context);
+      } catch (e) {
+        if (!(e instanceof GuestFault)) throw e;
+        fault = e;
+      }
+    }
+    this.entryFaults[i] = fault ?? null;
   }
 
   // ---- what services ask for (the Machine interface's power part) ------------------------------
@@ -136,6 +176,7 @@ export class MachineRuntime {
   powerOff(vcpu: number): void {
     this.check(vcpu);
     this.power[vcpu] = 'off';
+    this.entryFaults[vcpu] = null;
     this.parked[vcpu] = false;
     this.pending[vcpu] = null;
     if (vcpu === this.running) this.requestStop();
@@ -165,6 +206,15 @@ export class MachineRuntime {
   requestPause(reason = 'requested'): void {
     this.pauseReason = reason;
     this.requestStop();
+  }
+
+  /**
+   * The process owner gives up the run in progress from inside a trap handler that will never
+   * return (a hypercall watchdog stopped the thread there): the runtime is idle from now on, so
+   * the VM can be imaged as it is at the trap. Nothing may run again.
+   */
+  abandon(): void {
+    this.running = -1;
   }
 
   /** Counts one routed trap against the run's budget (call from the backend's trap path). */
@@ -216,6 +266,10 @@ export class MachineRuntime {
         if (power[i] === 'on-pending') this.applyPowerOn(i);
         if (power[i] !== 'on') continue;
         on++;
+        // A vCPU that is on but could not be entered stops the run, parked or not (KVM: the
+        // target of a CPU_ON to a bad entry point faults when it runs, arch/arm64/kvm/psci.c).
+        const entryFault = this.entryFaults[i];
+        if (entryFault) return { kind: 'fault', fault: entryFault };
         if (parked[i] && this.backend.interruptPending(i)) parked[i] = false;
         if (parked[i]) continue;
         runnable++;
@@ -247,10 +301,15 @@ export class MachineRuntime {
     }
   }
 
-  /** The safe point: a pending CPU_ON resets the vCPU to its entry and turns it on. */
+  /**
+   * The safe point: a pending CPU_ON resets the vCPU to its entry and turns it on. An entry point
+   * it cannot run from is not refused to the caller (PSCI allows INVALID_ADDRESS, but KVM does
+   * not check the address: arch/arm64/kvm/psci.c kvm_psci_vcpu_on); the target is on and its
+   * first turn is a guest fault naming it and the address.
+   */
   private applyPowerOn(i: number): void {
     const p = this.pending[i]!;
-    this.backend.reset(i, p.entry, p.context);
+    this.enter(i, p.entry, p.context);
     this.pending[i] = null;
     this.power[i] = 'on';
     this.parked[i] = false;
@@ -270,14 +329,19 @@ export class MachineRuntime {
     };
   }
 
-  /** Restores vCPU `i`'s scheduler state from {@link validateVcpuRunState}'s value. */
-  restoreVcpu(i: number, state: unknown): void {
+  /**
+   * Restores vCPU `i`'s scheduler state from {@link validateVcpuRunState}'s value. `entryFault`:
+   * the restored vCPU is on but cannot be entered (see RuntimeMachine.restoreVcpuState): the
+   * next run reports it when the vCPU is scheduled.
+   */
+  restoreVcpu(i: number, state: unknown, entryFault?: GuestFault): void {
     this.check(i);
     const s = validateVcpuRunState(state, `vCPU ${i} run state`);
     if (this.running >= 0) throw new MachineError('vCPU state can only be restored between runs');
     this.power[i] = s.power;
     this.parked[i] = s.parked;
     this.pending[i] = s.pendingOn;
+    this.entryFaults[i] = s.power === 'on' ? (entryFault ?? null) : null;
   }
 }
 
@@ -335,8 +399,19 @@ export abstract class RuntimeMachine<R extends RuntimeRouter = RuntimeRouter, V 
   abstract describe(): object;
   /** The CPU part of vCPU `i`'s state (everything but `run`), as the codec's plain value. */
   protected abstract saveCpu(i: number): Omit<V, 'run'>;
-  /** Writes a validated CPU state into vCPU `i` (the runtime then takes `state.run`). */
-  protected abstract restoreCpu(i: number, state: D): void;
+  /**
+   * Writes a validated CPU state into vCPU `i` (the runtime then takes `state.run`). `enter`
+   * false: the vCPU is on but its PC was refused (see entryOf): keep the registers as restored
+   * without entering them (they are saved back unchanged), the run reports the fault.
+   */
+  protected abstract restoreCpu(i: number, state: D, enter: boolean): void;
+  /**
+   * Where a restored vCPU that is on resumes, for the entry check (VcpuBackend.entryFault):
+   * its PC and whether that is a virtual address (MMU on). Undefined: nothing to check.
+   */
+  protected entryOf(_state: D): { readonly pc: bigint; readonly translated: boolean } | undefined {
+    return undefined;
+  }
   /** Writes out buffered console output (after every run, before an image). */
   protected abstract flushConsole(): void;
   /** Before every run, with the attached (started) router: e.g. prepare trap paths for it. */
@@ -385,12 +460,36 @@ export abstract class RuntimeMachine<R extends RuntimeRouter = RuntimeRouter, V 
     return { run: this.runtime.saveVcpu(i), ...this.saveCpu(i) } as unknown as V;
   }
 
-  /** Restores vCPU `i` from a plain value, validated first (StateError naming `vCPU i` and the field). */
+  /**
+   * Restores vCPU `i` from a plain value, validated first (StateError naming `vCPU i` and the
+   * field). A vCPU that is on at a PC it cannot run from (the runtime's entry check, or a
+   * GuestFault from the backend entering it) is restored as saved, not entered: the next run
+   * stops with that guest fault, naming the vCPU and the address.
+   */
   restoreVcpuState(i: number, state: unknown): void {
     this.assertIdle();
     const s = this.vcpuCodec.validate(state, `vCPU ${i} state`);
-    this.restoreCpu(i, s);
-    this.runtime.restoreVcpu(i, s.run);
+    const entry = s.run.power === 'on' ? this.entryOf(s) : undefined;
+    let fault = entry ? this.runtime.entryFault(i, entry.pc, entry.translated) : undefined;
+    if (!fault) {
+      try {
+        this.restoreCpu(i, s, true);
+      } catch (e) {
+        if (!(e instanceof GuestFault)) throw e;
+        fault = e;
+      }
+    }
+    if (fault) this.restoreCpu(i, s, false);
+    this.runtime.restoreVcpu(i, s.run, fault);
+  }
+
+  /**
+   * A vCPU state plain value (vcpuState's, possibly edited: a failure snapshot puts PC back on
+   * the trapping instruction) as a VCPU record payload, validated; no vCPU is touched, so it is
+   * safe from inside a trap handler.
+   */
+  encodeVcpuState(state: unknown): Uint8Array {
+    return this.vcpuCodec.encode(state as V);
   }
 
   /** vCPU `i`'s state as the snapshot's VCPU record payload. */
@@ -463,6 +562,11 @@ export abstract class RuntimeMachine<R extends RuntimeRouter = RuntimeRouter, V 
 
   systemEvent(event: SystemEvent): void {
     this.runtime.systemEvent(event);
+  }
+
+  /** See MachineRuntime.abandon: the run in progress is given up; the machine can be imaged, not run. */
+  abandonRun(): void {
+    this.runtime.abandon();
   }
 
   /** Ask run() to return { kind: 'paused' } after the current trap (e.g. to take a snapshot). */

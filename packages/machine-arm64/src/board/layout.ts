@@ -26,3 +26,29 @@ export const Layout = Object.freeze({
 export function ramEnd(ramSize: number): bigint {
   return Layout.RAM_BASE + BigInt(ramSize);
 }
+
+const U64_MAX = (1n << 64n) - 1n;
+
+/**
+ * Why a vCPU cannot execute from `pc`, or undefined if it can: the machine's entry check
+ * (MachineRuntime's VcpuBackend.entryFault) and its no-progress backstop. An A64 instruction
+ * address is a multiple of 4 whatever the translation (Arm ARM D1.3.5.1, PC alignment). With
+ * the MMU off (`translated` false) the address is physical: only RAM holds guest code — the
+ * ROM page is the hypervisor's trampoline, the UART and GIC CPU interface are devices (Unicorn
+ * 2.0.1 runs on without calling the invalid-fetch hook when a start address cannot be fetched,
+ * so these are refused here). A virtual address (MMU on) is the guest's translation to decide:
+ * a bad one ends as an instruction abort when the vCPU runs.
+ */
+export function entryProblem(pc: bigint, translated: boolean, ramSize: number): string | undefined {
+  if (pc < 0n || pc > U64_MAX) return 'not a 64-bit address';
+  if ((pc & 3n) !== 0n) return 'misaligned (an A64 instruction address is a multiple of 4)';
+  if (translated) return undefined;
+  const end = ramEnd(ramSize);
+  if (pc >= Layout.RAM_BASE && pc < end) return undefined;
+  const ram = `RAM is 0x${Layout.RAM_BASE.toString(16)}..0x${(end - 1n).toString(16)}`;
+  const inside = (base: bigint, size: number) => pc >= base && pc < base + BigInt(size);
+  if (inside(Layout.ROM_BASE, Layout.ROM_SIZE)) return `the hypervisor's trampoline ROM, not guest memory (${ram})`;
+  if (inside(Layout.UART_BASE, Layout.UART_SIZE)) return `a device (PL011 UART), not RAM (${ram})`;
+  if (inside(Layout.GICC_BASE, Layout.GICC_SIZE)) return `a device (GIC CPU interface), not RAM (${ram})`;
+  return `outside RAM (${ram})`;
+}

@@ -24,9 +24,9 @@ import type { Arm64VcpuState } from './state.js';
 import { Reg, WINDOW_PC, xReg, type RegBatch, type UcEngine } from '../ffi/unicorn.js';
 import type { TrapPath } from '../traps.js';
 import { compileWindowRoute, maskRegisters, type WindowRoute } from './transfer.js';
-import { Layout } from '../board/layout.js';
+import { Layout, entryProblem } from '../board/layout.js';
 import { GicCpuInterface } from '../devices/gicc.js';
-import { GuestFault, MachineError } from '../errors.js';
+import { GuestFault } from '../errors.js';
 import {
   HCR_RW,
   MODE_EL1H,
@@ -71,6 +71,8 @@ const VEC_IRQ = 0x80;
 export const Excp = Object.freeze({ UDEF: 1, SWI: 2, PREFETCH_ABORT: 3, DATA_ABORT: 4, BKPT: 7, HVC: 11, SMC: 13 });
 
 const WFI_INSN = 0xd503207f;
+/** The last 4-byte-aligned address: `pc + 4` would wrap past 2^64. */
+const LAST_WORD = (1n << 64n) - 4n;
 const RAM_BASE = Number(Layout.RAM_BASE);
 
 /** Batch mode: how one transfer class moves registers on one vCPU. */
@@ -130,6 +132,8 @@ export { parseVcpuBlob, type VcpuStateExtras } from './state.js';
 export class Vcpu {
   /** Set when something happened during a trap that needs the engine to stop after it. */
   kick = false;
+  /** The engine runs with Unicorn's instruction count (see Arm64Machine.runEngine): once set, stays set. */
+  counted = false;
   /** Set by the hook for a non-hypercall exception; handled by the run loop. */
   exception: TakenException | null = null;
   readonly gic = new GicCpuInterface();
@@ -414,11 +418,16 @@ export class Vcpu {
    * refuse that case (an exception from EL0 cannot be delivered on Unicorn 2.0.1: README).
    */
   private applyEntry(pstate: number, pc: bigint, spEl0: bigint, spEl1: bigint, sctlr: bigint, elrEl1: bigint): void {
+    // Callers pass entry points the runtime checked (MachineRuntime.entryFault); what holds for
+    // any address (alignment, 64 bits) is checked again here so no caller can hand the engine
+    // one it refuses (uc_ctl(TB_REMOVE_CACHE) on a range that wraps).
+    const bad = entryProblem(pc, true, this.host.ramSize);
+    if (bad !== undefined) throw new GuestFault(this.index, pc, `cannot start there: ${bad}`);
     const e = this.engine;
     // Unicorn checks the stop address (`until`) only when it translates a block: a block
     // already translated at `pc` would run straight past it. Drop it first — by physical
     // address while the MMU is off, otherwise (VA -> PA unknown here) the whole cache.
-    if ((e.readSys(Sys.SCTLR_EL1) & SCTLR_M) === 0n) e.removeCache(pc, pc + 4n);
+    if ((e.readSys(Sys.SCTLR_EL1) & SCTLR_M) === 0n) e.removeCache(pc, pc < LAST_WORD ? pc + 4n : pc + 3n);
     else this.host.dropTranslations(this);
     e.write64(Reg.SP_EL0, spEl0);
     e.write64(Reg.SP_EL1, spEl1);
@@ -430,15 +439,19 @@ export class Vcpu {
     const rc = e.start(Layout.ROM_BASE + BigInt(Layout.ROM_ERET), pc, 0);
     const now = e.read64(Reg.PC);
     if (rc !== 0 || now !== pc || (this.pstate() & 0xf) !== (pstate & 0xf)) {
-      throw new MachineError(
-        `vCPU ${this.index}: entering PSTATE 0x${pstate.toString(16)} at 0x${pc.toString(16)} failed ` +
-          `(uc_err ${rc}, PC 0x${now.toString(16)}, PSTATE 0x${this.pstate().toString(16)})`,
+      // The guest's state (a PC or PSTATE the engine cannot enter), not the host's: a guest
+      // fault naming the vCPU and the address, like any other the run reports.
+      throw new GuestFault(
+        this.index,
+        pc,
+        `entering PSTATE 0x${pstate.toString(16)} there failed (uc_err ${rc}, PC 0x${now.toString(16)}, PSTATE 0x${this.pstate().toString(16)})`,
       );
     }
     e.write64(Reg.ELR_EL1, elrEl1);
     // The block Unicorn translated at `pc` for the stop ("until") would stop every later run
-    // there: drop it (while the MMU is still off, so `pc` names the same page it did).
-    e.removeCache(pc, pc + 4n);
+    // there: drop it (while the MMU is still off, so `pc` names the same page it did). The
+    // range must not wrap past 2^64 (uc_ctl refuses it: UC_ERR_ARG).
+    e.removeCache(pc, pc < LAST_WORD ? pc + 4n : pc + 3n);
     if (sctlr & SCTLR_M) {
       e.writeSys(Sys.SCTLR_EL1, sctlr);
       this.flushTlb();
@@ -556,9 +569,13 @@ export class Vcpu {
     return { cpu: { core, vregs, sysregs }, gicc: this.gic.save() };
   }
 
-  /** Loads a validated state (validateArm64VcpuState) saved on any machine with the same board. */
-  restore({ cpu, run, gicc }: Arm64VcpuState): void {
-    this.assertNotEl0('restore');
+  /**
+   * Loads a validated state (validateArm64VcpuState) saved on any machine with the same board.
+   * `enter` false: the vCPU is on but its PC was refused by the entry check: its registers are
+   * kept as saved (like an off vCPU's) and the engine is not entered.
+   */
+  restore({ cpu, run, gicc }: Arm64VcpuState, enter = true): void {
+    if (enter) this.assertNotEl0('restore');
     const e = this.engine;
     const s = this.stateRegs;
     const c = cpu.core;
@@ -587,7 +604,8 @@ export class Vcpu {
     }
     this.gic.restore(gicc);
     this.exception = null;
-    this.held = run.power === 'on' ? undefined : cpu;
-    if (run.power === 'on') this.applyEntry(pstate, pc, spEl0, spEl1, sctlr, elrEl1);
+    const entered = run.power === 'on' && enter;
+    this.held = entered ? undefined : cpu;
+    if (entered) this.applyEntry(pstate, pc, spEl0, spEl1, sctlr, elrEl1);
   }
 }
