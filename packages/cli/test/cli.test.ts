@@ -149,6 +149,6 @@ describe('plugvisor check', () => {
   it('rejects a malformed record file', () => {
     const bad = join(dir, 'bad.json');
     writeFileSync(bad, '{"format": 1}');
-    expect(plugvisor('check', fixture('echo-full.json'), fixture('empty.json'), '--vm', bad)).toMatchObject({ code: 2, err: expect.stringContaining('malformed') });
+    expect(plugvisor('check', fixture('echo-full.json'), fixture('empty.json'), '--vm', bad)).toMatchObject({ code: 2, err: expect.stringContaining(`--vm ${bad}: ABI record: services must be an object`) });
   });
 });

@@ -76,7 +76,10 @@ export type SnapshotErrorCode =
   | 'UNKNOWN_MANDATORY'
   | 'DUPLICATE'
   | 'MISSING'
-  | 'INCOMPATIBLE';
+  | 'INCOMPATIBLE'
+  // a key was given: the stream carries no MAC record, or its HMAC-SHA-256 does not match
+  | 'UNSIGNED'
+  | 'BAD_MAC';
 
 /** A snapshot was refused, whole. `problems` names every record, feature or version at fault. */
 export class SnapshotError extends PlugvisorError<`SNAPSHOT_${SnapshotErrorCode}`> {

@@ -40,7 +40,7 @@ export { RegisterFile } from './machine/registers.js';
 export { FlatGuestMemory, type GuestMemory, type MemoryRegion } from './machine/memory.js';
 export type { Arch, Machine, SystemEvent, SystemEventKind, VcpuContext, VcpuPowerState } from './machine/machine.js';
 export { saveSnapshot, planRestore, finishRestore, type RestorableMachine, readAbiRecord, validateAbiRecord, PAGE_SIZE, type MachineImage, type RestorePlan, type RestoreOptions, type SavedMemory } from './snapshot/snapshot.js';
-export { StreamWriter, readStream, encodeJson, decodeJson, RecordType, OPTIONAL as OPTIONAL_RECORD, type StreamRecord } from './snapshot/stream.js';
+export { StreamWriter, readStream, verifyStream, encodeJson, decodeJson, RecordType, OPTIONAL as OPTIONAL_RECORD, MIN_SNAPSHOT_KEY_BYTES, type SnapshotKey, type StreamRecord } from './snapshot/stream.js';
 export { checkBuilds, formatCompatReport, type CompatReport, type CompatRow } from './compat/check.js';
 export { classifyAbiChange, bumpAtLeast, maxBump, type AbiChange, type Bump } from './abi/diff.js';
 export { packageVersion } from './util/package-version.js';

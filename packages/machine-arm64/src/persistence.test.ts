@@ -5,7 +5,7 @@ import { MachineRuntime, StateError, YIELD } from '@plugvisor/core';
 import { Arm64Machine } from './machine.js';
 import { TestRouter } from './testing/test-router.js';
 import { guestImage } from './testing/guests.js';
-import { arm64VcpuCodec, type Arm64VcpuStateValue } from './cpu/state.js';
+import { arm64VcpuCodec, parseVcpuBlob, type Arm64VcpuStateValue } from './cpu/state.js';
 import { Pl011 } from './devices/pl011.js';
 import { validateArm64Description } from './description.js';
 import { GicCpuInterface } from './devices/gicc.js';
@@ -127,6 +127,40 @@ describe('arm64 vCPU state and run state follow the persistence contract', () =>
       expect((err as StateError).component).toBe('vCPU 0 state run');
       expect((err as StateError).field).toBe('pendingOn');
       expect(m.vcpuState(0).run.power).toBe('on'); // nothing applied
+    } finally {
+      m.dispose();
+    }
+  });
+
+  it('PSTATE: only the AArch64 EL0t/EL1t/EL1h modes a guest runs in, no RES0 bits — refused by name as plain value and as blob', () => {
+    const m = driven();
+    try {
+      const good = m.vcpuState(0);
+      const withPstate = (p: bigint) => ({ ...good, core: good.core.map((v, i) => (i === 32 ? `0x${p.toString(16)}` : v)) });
+      const refused: Record<string, RegExp> = {
+        '0x10': /pstate\) 0x10 is an AArch32 mode/, // AArch32 User
+        '0xffffffff': /pstate\) 0xffffffff is an AArch32 mode/,
+        '0x3c9': /pstate\) 0x3c9 has mode M\[3:0\] = 0b1001/, // EL2h: the hypervisor's
+        '0x3cd': /pstate\) 0x3cd has mode M\[3:0\] = 0b1101/, // EL3h: the trampoline's
+        '0x3c1': /pstate\) 0x3c1 has mode M\[3:0\] = 0b0001/, // EL0 with SP_ELx: illegal
+        '0x20003c5': /pstate\) 0x20003c5 sets reserved \(RES0\) bits 0x2000000/, // TCO: no MTE on this CPU
+        '0x3e5': /pstate\) 0x3e5 sets reserved \(RES0\) bits 0x20/,
+        '0x1003c5': /pstate\) 0x100000003c5 is wider than 32 bits/,
+      };
+      for (const [hex, why] of Object.entries(refused)) {
+        const p = hex === '0x1003c5' ? 0x1_0000_0003c5n : BigInt(hex);
+        expect(() => m.restoreVcpuState(0, withPstate(p)), hex).toThrow(why);
+        expect(() => m.restoreVcpuState(0, withPstate(p)), hex).toThrow(StateError);
+        // the blob path (a snapshot's VCPU record) refuses the same value, as VcpuStateError
+        const blob = Buffer.from(arm64VcpuCodec.encode(good));
+        blob.writeBigUInt64LE(p, 16 + 32 * 8);
+        expect(() => parseVcpuBlob(blob), hex).toThrow(why);
+      }
+      expect(m.vcpuState(0)).toEqual(good); // nothing applied
+      for (const p of [0x0n, 0x3c4n, 0x3c5n, 0xf04003c5n, 0x3c0n]) {
+        m.restoreVcpuState(0, withPstate(p)); // EL0t, EL1t, EL1h with NZCV, PAN, DAIF
+        expect(BigInt(m.vcpuState(0).core[32]!) & 0xfn).toBe(p & 0xfn);
+      }
     } finally {
       m.dispose();
     }

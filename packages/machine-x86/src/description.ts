@@ -2,6 +2,7 @@ import type { GuestXsavePolicy, XsaveAbi } from '@plugvisor/xsave';
 import type { RawCpuidEntry } from './ffi/kvm.js';
 import { StateReader } from '@plugvisor/core';
 import { validateSerialState, type SerialState } from './devices/serial.js';
+import { validateCpuidEntries } from './cpu/cpuid.js';
 
 /** The board and device state a snapshot carries beside the per-vCPU blobs. */
 export interface X86MachineDescription {
@@ -57,7 +58,7 @@ export function validateX86Description(value: unknown, vcpuRecords: number): X86
   const irqchip = r.bool('irqchip');
   const nextVcpu = r.int('nextVcpu', 0, vcpus - 1);
   const serial = validateSerialState(r.raw('serial'), 'x86 machine description serial');
-  const cpuid = r.array('cpuid') as RawCpuidEntry[];
+  const cpuid = validateCpuidEntries(r.raw('cpuid'), 'x86 machine description');
   const xsave = r.object('xsave') && (r.raw('xsave') as XsaveAbi);
   const d = { board: 'plugvisor-pc', schema: 1, ramSize, vcpus, irqchip, serial, nextVcpu, xsave, cpuid } as const;
   if (r.raw('vm') === undefined) return d;

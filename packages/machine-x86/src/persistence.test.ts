@@ -53,6 +53,11 @@ describe('x86 machine description: one validating function for restore checks an
     ['ier', { serial: { ...good.serial, ier: 0x40 } }],
     ['clock', { vm: { clock: -1n, irqchip: null } }],
     ['board', { board: 'plugvisor-virt' }],
+    ['cpuid', { cpuid: {} }],
+    ['cpuid', { cpuid: Array(257).fill({ function: 0, index: 0, flags: 0, eax: 0, ebx: 0, ecx: 0, edx: 0 }) }],
+    ['cpuid[0].eax', { cpuid: [{ function: 0, index: 0, flags: 0, eax: -1, ebx: 0, ecx: 0, edx: 0 }] }],
+    ['cpuid[0].function', { cpuid: [{ function: 2 ** 32, index: 0, flags: 0, eax: 0, ebx: 0, ecx: 0, edx: 0 }] }],
+    ['cpuid[1]', { cpuid: [{ function: 0, index: 0, flags: 0, eax: 0, ebx: 0, ecx: 0, edx: 0 }, null] }],
   ])('refuses a bad %s by name', (field, patch) => {
     let err: unknown;
     try {
@@ -107,6 +112,15 @@ withKvm('x86 vCPU state and run state follow the persistence contract (/dev/kvm)
           { path: 'events', value: 'abc' },
           { path: 'xsave', value: { format: 9 } },
           { path: 'mpState', value: 99 },
+          // combinations KVM_SET_SREGS / KVM_SET_XCRS refuse (EINVAL), refused by name before the ioctl
+          { path: 'sregs.cr0', value: 0x8000_0000n }, // PG without PE
+          { path: 'sregs.cr0', value: 0x1_0000_0011n }, // bits 63:32
+          { path: 'sregs.cr4', value: 0n }, // long mode without PAE
+          { path: 'sregs.efer', value: 0x400n }, // LMA without LME
+          { path: 'sregs.cr3', value: 1n << 60n },
+          { path: 'sregs.apicBase', value: 0xfee0_0001n },
+          { path: 'xcrs.xcrs', value: [] }, // nrXcrs says 1
+          { path: 'xcrs.xcrs', value: [{ xcr: 0, value: 0x6n }] }, // XCR0 without x87
         ],
       });
       expect(problems).toEqual([]);

@@ -87,7 +87,7 @@ export function createPvTimeService(): ServicePlugin<PvTimeState> {
       create: () => ({ bases: [] }),
       save: (s): StateValue => s.bases,
       load(data) {
-        if (!Array.isArray(data) || !data.every((b) => b === null || (typeof b === 'bigint' && b % 64n === 0n))) {
+        if (!Array.isArray(data) || !data.every((b) => b === null || (typeof b === 'bigint' && b >= 0n && b < 1n << 64n && b % 64n === 0n))) {
           throw new AbiError('EINVAL', 'pvtime-bases state is not a list of 64-byte aligned addresses');
         }
         return { bases: [...(data as Array<bigint | null>)] };

@@ -84,7 +84,7 @@ export function loadDomain(data: StateValue, vm: Vm, hooks: XenEvtchnHooks): Xen
   if (!Array.isArray(data.vcpuInfo)) bad('vcpuInfo is not a list');
   d.vcpuInfo = (data.vcpuInfo as unknown[]).map((e, i) => {
     if (e === null) return { view: d.dummy, word: 0, gfn: null, offset: 0 };
-    if (!Array.isArray(e) || typeof e[0] !== 'bigint' || !isInt(e[1], 0, PAGE_SIZE - 48) || e[1] % 8) return bad(`vcpuInfo[${i}]`);
+    if (!Array.isArray(e) || typeof e[0] !== 'bigint' || e[0] < 0n || e[0] >= 1n << 52n || !isInt(e[1], 0, PAGE_SIZE - 48) || e[1] % 8) return bad(`vcpuInfo[${i}]`);
     return { view: d.dummy, word: 0, gfn: e[0] as bigint, offset: e[1] as number };
   });
   if (!Array.isArray(data.vmmPorts) || data.vmmPorts[0] !== -1 || !data.vmmPorts.every((x) => isInt(x, -1, t.valid - 1))) bad('vmmPorts');

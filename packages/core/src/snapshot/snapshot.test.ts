@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Conduits, Hypervisor, planRestore, readStream, saveSnapshot, SnapshotError, StreamWriter, RecordType, type Vm } from '../index.js';
+import { Conduits, Hypervisor, OPTIONAL_RECORD, planRestore, readAbiRecord, readStream, saveSnapshot, SnapshotError, StreamWriter, RecordType, UsageError, verifyStream, type Vm } from '../index.js';
 import { createEchoService, ECHO, MemoryMachine, type EchoOptions } from '../testing/index.js';
-import { encodeJson } from './stream.js';
+import { decodeJson, encodeJson } from './stream.js';
 
 const build = (opts: EchoOptions = {}, name = 'b') => Hypervisor.compose([createEchoService(opts)], { name });
 
@@ -148,10 +148,143 @@ describe('restore refusals name what is at fault', () => {
       return w.finish();
     };
     expect(refusal(rebuild([...recs, recs[0]!]), hv).message).toContain('second ABI record');
-    expect(refusal(rebuild(recs.filter((r) => r.type !== RecordType.VCPU)), hv).problems).toEqual(['no VCPU record for vCPU 0', 'no VCPU record for vCPU 1']);
+    expect(refusal(rebuild(recs.filter((r) => r.type !== RecordType.VCPU)), hv).problems).toEqual([
+      expect.stringMatching(/^MACHINE record at byte \d+: vcpus is 2 but the stream has 0 VCPU records$/),
+    ]);
+    const vcpu1 = recs.findIndex((r) => r.type === RecordType.VCPU && r.payload[0] === 1);
+    const renumbered = recs.map((r, i) => (i === vcpu1 ? { ...r, payload: Uint8Array.from(r.payload, (b, k) => (k === 0 ? 7 : b)) } : r));
+    expect(refusal(rebuild(renumbered), hv).problems).toEqual(['no VCPU record for vCPU 1', 'VCPU record for vCPU 7 of a 2-vCPU machine']);
     expect(() => planRestore(snapshotOf(vm, m), hv, { arch: 'x86_64' })).toThrow(/snapshot is of an arm64 machine; this backend runs x86_64/);
   });
 });
+
+describe('edited and resealed records: each field validated before anything is built', () => {
+  const hv = build();
+  const { vm, m } = runningVm(hv, { features: { 'echo-counter': true } });
+  const recs = readStream(snapshotOf(vm, m));
+  /** The stream with record `type`'s JSON payload edited, CRCs and END digest recomputed (they have no key). */
+  const resealed = (type: number, edit: (v: Record<string, unknown>) => void) => {
+    const w = new StreamWriter();
+    for (const r of recs) {
+      if (r.type !== type) { w.record(r.type, r.payload, r.optional); continue; }
+      const v = decodeJson(r.payload, 'test') as Record<string, unknown>;
+      edit(v);
+      w.record(r.type, encodeJson(v), r.optional);
+    }
+    return w.finish();
+  };
+  const refusedWith = (bytes: Uint8Array) => {
+    try {
+      planRestore(bytes, hv, { arch: 'arm64' });
+    } catch (e) {
+      expect(e).toBeInstanceOf(SnapshotError);
+      return (e as SnapshotError).message;
+    }
+    throw new Error('accepted');
+  };
+
+  it('a vCPU count of 2^53 is refused at once, bounded by the stream (nothing allocated for it)', () => {
+    const t = performance.now();
+    const before = process.memoryUsage().heapUsed;
+    expect(refusedWith(resealed(RecordType.MACHINE, (v) => (v.vcpus = 2 ** 53)))).toMatch(/MACHINE record at byte \d+: vcpus must be an integer in 1\.\.4294967295, got 9007199254740992/);
+    expect(refusedWith(resealed(RecordType.MACHINE, (v) => (v.vcpus = 4096)))).toMatch(/vcpus is 4096 but the stream has 2 VCPU records/);
+    expect(performance.now() - t).toBeLessThan(1000);
+    expect(process.memoryUsage().heapUsed - before).toBeLessThan(64 << 20);
+  });
+
+  it('every structural field is named: MACHINE, ABI, SERVICE_STATE', () => {
+    expect(refusedWith(resealed(RecordType.MACHINE, (v) => (v.arch = null)))).toMatch(/MACHINE record at byte \d+: arch must be one of arm64, x86_64, got null/);
+    expect(refusedWith(resealed(RecordType.MACHINE, (v) => ((v.memory as { size: unknown }[])[0]!.size = 0.5)))).toMatch(/memory\[0\]: size must be an integer/);
+    expect(refusedWith(resealed(RecordType.MACHINE, (v) => (v.memory = {})))).toMatch(/memory must be an array/);
+    expect(refusedWith(resealed(RecordType.MACHINE, (v) => (v.description = [])))).toMatch(/description must be an object, got \[\]/);
+    expect(refusedWith(resealed(RecordType.ABI, (v) => ((v.build as { name: unknown }).name = -1)))).toContain('ABI record: build.name must be a string');
+    expect(refusedWith(resealed(RecordType.ABI, (v) => ((v.build as { hash: unknown }).hash = true)))).toContain('ABI record: build.hash must be a lowercase hex string, got true');
+    expect(refusedWith(resealed(RecordType.ABI, (v) => (v.started = 0)))).toContain('ABI record: started must be a boolean, got 0');
+    // a 65-bit firmware register value is not a register value
+    const reg = resealed(RecordType.ABI, (v) => {
+      const regs = (v.record as { registers: Record<string, string> }).registers;
+      regs['0x6030000000160000'] = '0x1' + '0'.repeat(16);
+    });
+    expect(refusedWith(reg)).toContain('ABI record: registers.0x6030000000160000 must be a u64 (0x and 1..16 hex digits), got "0x10000000000000000"');
+    expect(refusedWith(resealed(RecordType.SERVICE_STATE, (v) => (v.schema = 0.5)))).toMatch(/SERVICE_STATE record at byte \d+: schema must be an integer/);
+    expect(refusedWith(resealed(RecordType.SERVICE_STATE, (v) => (v.stateId = {})))).toMatch(/SERVICE_STATE record at byte \d+: stateId must be a state id/);
+    // a malformed record is reported once, not also as missing
+    expect(refusedWith(resealed(RecordType.ABI, (v) => (v.build = null)))).not.toContain('no ABI record');
+  });
+
+  it("a VCPU record's reserved head bytes must be zero", () => {
+    const w = new StreamWriter();
+    for (const r of recs) w.record(r.type, r.type === RecordType.VCPU ? Uint8Array.from(r.payload, (b, k) => (k === 5 ? 1 : b)) : r.payload, r.optional);
+    expect(refusedWith(w.finish())).toMatch(/VCPU record at byte \d+: reserved head bytes 4\.\.7 are 0x100; they must be 0/);
+  });
+});
+
+describe('a keyed MAC: HMAC-SHA-256 over the stream', () => {
+  const hv = build();
+  const { vm, m } = runningVm(hv, { features: { 'echo-counter': true } });
+  const image = () => ({ arch: 'arm64' as const, description: { board: 'memory' }, vcpus: m.vcpus.map((v) => Uint8Array.of(v.index)), memory: m.memory.regions() });
+  const key = new Uint8Array(32).fill(7);
+  const other = new Uint8Array(32).fill(8);
+  const signed = saveSnapshot(vm, image(), { key });
+  const unsigned = saveSnapshot(vm, image());
+  const code = (f: () => unknown) => {
+    try {
+      f();
+    } catch (e) {
+      if (e instanceof SnapshotError) return `${e.snapshotCode}: ${e.message}`;
+      throw e;
+    }
+    return 'accepted';
+  };
+
+  it('a signed stream restores with its key, and without one (noted: the MAC was not checked)', () => {
+    expect(planRestore(signed, hv, { key }).notes).toEqual([]);
+    expect(planRestore(signed, hv).notes).toEqual(['the snapshot is signed (MAC record); no key was given, so its MAC was not checked']);
+    expect(verifyStream(signed, { key })).toMatchObject({ signed: true, authenticated: true });
+    expect(readAbiRecord(signed, { key }).format).toBe(1);
+    // the MAC is one optional record before END: every other record is as an unsigned stream has it
+    expect(readStream(signed).map((r) => [r.type, r.payload])).toEqual(readStream(unsigned).map((r) => [r.type, r.payload]));
+  });
+
+  it('with a key: an unsigned stream, another key, or an edited and resealed stream is refused by name', () => {
+    expect(code(() => planRestore(unsigned, hv, { key }))).toBe('UNSIGNED: snapshot is not signed (no MAC record) and a snapshot key was given');
+    expect(code(() => planRestore(signed, hv, { key: other }))).toMatch(/^BAD_MAC: MAC record at byte \d+: HMAC-SHA-256 mismatch/);
+    // edit the ABI record and reseal (fresh CRCs and END digest, the old MAC record kept)
+    const recs = readStream(signed);
+    const abi = decodeJson(recs[0]!.payload, 'test') as { started: boolean };
+    abi.started = !abi.started;
+    const w = new StreamWriter();
+    w.record(recs[0]!.type, encodeJson(abi));
+    for (const r of recs.slice(1)) w.record(r.type, r.payload, r.optional);
+    const raw = Buffer.from(signed);
+    const macAt = raw.length - 56 - 56; // MAC record (20 + 36) then END (20 + 36)
+    expect(raw.readUInt32LE(macAt) >>> 0).toBe((RecordType.MAC | OPTIONAL_RECORD) >>> 0);
+    const forged = resealWithRecord(w, raw.subarray(macAt + 16, macAt + 52));
+    expect(code(() => planRestore(forged, hv))).toBe('accepted'); // no key: integrity only
+    expect(code(() => planRestore(forged, hv, { key }))).toMatch(/^BAD_MAC: /);
+    // stripping the MAC record and resealing
+    const stripped = new StreamWriter();
+    for (const r of recs) stripped.record(r.type, r.payload, r.optional);
+    expect(code(() => planRestore(stripped.finish(), hv, { key }))).toMatch(/^UNSIGNED: /);
+  });
+
+  it('a MAC record must be the last record before END; a short key is refused', () => {
+    const w = new StreamWriter();
+    const recs = readStream(signed);
+    const macPayload = Buffer.from(signed).subarray(signed.byteLength - 112 + 16, signed.byteLength - 112 + 52);
+    w.record(RecordType.MAC, macPayload, true);
+    for (const r of recs) w.record(r.type, r.payload, r.optional);
+    expect(code(() => planRestore(w.finish(), hv))).toMatch(/^BAD_RECORD: MAC record at byte 16 is followed by ABI, not END/);
+    expect(() => saveSnapshot(vm, image(), { key: new Uint8Array(15) })).toThrow(/snapshot key is 15 bytes; it must be at least 16 bytes/);
+    expect(() => planRestore(signed, hv, { key: new Uint8Array(0) })).toThrow(UsageError);
+  });
+});
+
+/** Finishes `w` after appending an optional MAC record with `payload` (as a forger would keep an old one). */
+function resealWithRecord(w: StreamWriter, payload: Uint8Array): Uint8Array {
+  w.record(RecordType.MAC, payload, true);
+  return w.finish();
+}
 
 describe('property: every corruption of a valid snapshot is refused whole', () => {
   const hv = build();

@@ -5,7 +5,8 @@ import type { Arch, Machine } from '../machine/machine.js';
 import type { MemoryRegion } from '../machine/memory.js';
 import type { StateValue } from '../plugin/service.js';
 import { Vm, type SavedServiceState } from '../vm.js';
-import { StreamWriter, decodeJson, encodeJson, readStream, recordName, RecordType, type StreamRecord } from './stream.js';
+import { StateError, StateReader } from '../runtime/persist.js';
+import { StreamWriter, decodeJson, encodeJson, recordName, RecordType, verifyStream, type SnapshotKey, type StreamRecord } from './stream.js';
 
 /**
  * Saving a VM into the stream, and restoring one: integrity first, then structure, then the
@@ -32,8 +33,9 @@ interface AbiPayload {
   readonly record: AbiRecord;
 }
 
-export function saveSnapshot(vm: Vm, machine: MachineImage): Uint8Array {
-  const w = new StreamWriter();
+/** Writes the VM and its machine as a stream; with `options.key`, signed (a MAC record: stream.ts). */
+export function saveSnapshot(vm: Vm, machine: MachineImage, options: SnapshotKey = {}): Uint8Array {
+  const w = new StreamWriter(options);
   const payload: AbiPayload = {
     build: { name: vm.hv.name, hash: vm.hv.manifest().hash },
     started: vm.started,
@@ -151,10 +153,13 @@ export interface RestorePlan {
   readonly notes: readonly string[];
 }
 
-export interface RestoreOptions {
+export interface RestoreOptions extends SnapshotKey {
   /** The destination backend's architecture: a different one is refused. */
   readonly arch?: Arch;
-  /** Backend check of its own part (description, vCPU blobs, memory layout); returns problems. */
+  /**
+   * Backend check of its own part (description, vCPU blobs, memory layout); returns problems.
+   * (`key`, when given, must have signed the stream: an unsigned or mis-signed one is refused.)
+   */
   readonly checkMachine?: (description: StateValue, vcpus: readonly Uint8Array[], memory: readonly SavedMemory[]) => string[];
 }
 
@@ -173,86 +178,157 @@ class Problems {
 
 const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
 
+/** At most this many characters in a name, hash or id string of a structural record. */
+const MAX_NAME = 256;
+const isName = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= MAX_NAME;
+/** A u64 as the ABI record writes it: 0x and 1..16 lowercase hex digits. */
+const U64_HEX = /^0x[0-9a-f]{1,16}$/;
+
 function parseAbiPayload(v: unknown): AbiPayload | string {
-  if (!isObject(v) || !isObject(v.build) || typeof v.started !== 'boolean' || !isObject(v.record)) return 'ABI record is malformed';
+  if (!isObject(v)) return 'ABI record is not an object';
+  if (!isObject(v.build)) return `ABI record: build must be an object, got ${show(v.build)}`;
+  if (!isName(v.build.name)) return `ABI record: build.name must be a string of 1..${MAX_NAME} characters, got ${show(v.build.name)}`;
+  if (typeof v.build.hash !== 'string' || !/^[0-9a-f]{1,128}$/.test(v.build.hash)) return `ABI record: build.hash must be a lowercase hex string, got ${show(v.build.hash)}`;
+  if (typeof v.started !== 'boolean') return `ABI record: started must be a boolean, got ${show(v.started)}`;
+  if (!isObject(v.record)) return `ABI record: record must be an object, got ${show(v.record)}`;
   const checked = validateAbiRecord(v.record);
   return typeof checked === 'string' ? checked : (v as unknown as AbiPayload);
 }
 
-/** Structural check of an ABI record read from a file or stream: the record, or what is wrong. */
+function show(v: unknown): string {
+  const s = typeof v === 'bigint' ? `${v}n` : (JSON.stringify(v) ?? String(v));
+  return s.length > 60 ? `${s.slice(0, 60)}…` : s;
+}
+
+/** Structural check of an ABI record read from a file or stream: the record, or what is wrong (naming the field). */
 export function validateAbiRecord(r: unknown): AbiRecord | string {
   if (!isObject(r)) return 'ABI record is not an object';
-  if (r.format !== 1) return `ABI record format ${String(r.format)} is not understood`;
-  if (!isObject(r.services) || !isObject(r.features) || !isObject(r.versions) || !isObject(r.registers)) return 'ABI record is malformed';
-  for (const [name, f] of Object.entries(r.features)) {
-    if (!isObject(f) || typeof f.service !== 'string' || typeof f.enabled !== 'boolean' || !Array.isArray(f.calls))
-      return `ABI record feature '${name}' is malformed`;
+  if (r.format !== 1) return `ABI record format ${show(r.format)} is not understood`;
+  for (const k of ['services', 'features', 'versions', 'registers'] as const) {
+    if (!isObject(r[k])) return `ABI record: ${k} must be an object, got ${show(r[k])}`;
   }
-  for (const [name, s] of Object.entries(r.versions)) {
-    if (!isObject(s) || typeof s.service !== 'string' || typeof s.name !== 'string' || typeof s.value !== 'number')
-      return `ABI record version '${name}' is malformed`;
+  for (const [name, f] of Object.entries(r.features as Record<string, unknown>)) {
+    const ok = isObject(f) && isName(f.service) && typeof f.enabled === 'boolean' && Array.isArray(f.calls) && f.calls.every(isName);
+    if (!ok) return `ABI record: features.${name} must be { service, enabled, calls: [names] }, got ${show(f)}`;
   }
-  for (const [name, s] of Object.entries(r.services)) {
-    if (!isObject(s) || typeof s.version !== 'string') return `ABI record service '${name}' is malformed`;
+  for (const [name, s] of Object.entries(r.versions as Record<string, unknown>)) {
+    const ok = isObject(s) && isName(s.service) && isName(s.name) && typeof s.value === 'number' && Number.isInteger(s.value) && s.value >= 0 && s.value <= 0xffff_ffff;
+    if (!ok) return `ABI record: versions.${name} must be { service, name, value: u32 }, got ${show(s)}`;
   }
-  for (const [id, val] of Object.entries(r.registers)) {
-    if (!/^0x[0-9a-f]+$/.test(id) || typeof val !== 'string' || !/^0x[0-9a-f]+$/.test(val)) return `ABI record register ${id} is malformed`;
+  for (const [name, s] of Object.entries(r.services as Record<string, unknown>)) {
+    let ok = isObject(s) && isName(s.version);
+    if (ok && (s as Record<string, unknown>).state !== undefined) {
+      const st = (s as Record<string, unknown>).state;
+      ok = isObject(st) && isName(st.id) && Number.isInteger(st.version) && (st.version as number) >= 0 && (st.version as number) <= 0x7fff_ffff;
+    }
+    if (!ok) return `ABI record: services.${name} must be { version, state?: { id, version } }, got ${show(s)}`;
+  }
+  for (const [id, val] of Object.entries(r.registers as Record<string, unknown>)) {
+    if (!U64_HEX.test(id)) return `ABI record: registers key ${show(id)} is not a u64 register id (0x and 1..16 hex digits)`;
+    if (typeof val !== 'string' || !U64_HEX.test(val)) return `ABI record: registers.${id} must be a u64 (0x and 1..16 hex digits), got ${show(val)}`;
   }
   if (r.behaviour !== undefined) {
-    if (!isObject(r.behaviour)) return 'ABI record behaviour is malformed';
+    if (!isObject(r.behaviour)) return `ABI record: behaviour must be an object, got ${show(r.behaviour)}`;
     for (const [name, b] of Object.entries(r.behaviour)) {
       const ok =
         isObject(b) &&
         typeof b.digest === 'string' &&
         isObject(b.calls) &&
         Object.values(b.calls).every((c) => isObject(c) && Object.values(c).every((o) => typeof o === 'string'));
-      if (!ok) return `ABI record behaviour of feature '${name}' is malformed`;
+      if (!ok) return `ABI record: behaviour.${name} must be { digest, calls: { call: { input: output } } }, got ${show(b)}`;
     }
   }
   return r as unknown as AbiRecord;
 }
 
-function parseServiceState(v: unknown): SavedServiceState | undefined {
-  if (!isObject(v) || typeof v.service !== 'string' || typeof v.stateId !== 'string' || !Number.isInteger(v.schema)) return undefined;
+/** A SERVICE_STATE record's frame (the service validates `data` itself, in its `load`). */
+function parseServiceState(v: unknown, where: string): SavedServiceState {
+  const r = new StateReader(where, v);
+  if (!isName(r.raw('service'))) r.fail('service', `must be a package name of 1..${MAX_NAME} characters, got ${show(r.raw('service'))}`);
+  if (!isName(r.raw('stateId'))) r.fail('stateId', `must be a state id of 1..${MAX_NAME} characters, got ${show(r.raw('stateId'))}`);
+  r.int('schema', 0, 0x7fff_ffff);
+  if (r.raw('data') === undefined) r.fail('data', 'is missing');
   return v as unknown as SavedServiceState;
+}
+
+interface MachinePayload {
+  arch: Arch;
+  vcpus: number;
+  memory: Array<{ gpa: bigint; size: number }>;
+  description: StateValue;
+}
+
+/**
+ * The MACHINE record, field by field; counts are bounded by what the stream holds before any
+ * loop runs over them (`vcpus` by its VCPU records, `memory` by its MEMORY records).
+ */
+function parseMachine(v: unknown, where: string, vcpuRecords: number, memoryRecords: number): MachinePayload {
+  const r = new StateReader(where, v);
+  const arch = r.oneOf('arch', ['arm64', 'x86_64'] as const);
+  const vcpus = r.int('vcpus', 1, 0xffff_ffff);
+  if (vcpus !== vcpuRecords) r.fail('vcpus', `is ${vcpus} but the stream has ${vcpuRecords} VCPU records`);
+  const memory = r.array('memory');
+  if (memory.length !== memoryRecords) r.fail('memory', `lists ${memory.length} RAM regions but the stream has ${memoryRecords} MEMORY records`);
+  const layout = memory.map((m, i) => {
+    const e = new StateReader(`${where} memory[${i}]`, m);
+    return { gpa: e.bigint('gpa'), size: e.int('size', 1, 2 ** 40) };
+  });
+  if (!isObject(r.raw('description'))) r.fail('description', `must be an object, got ${show(r.raw('description'))}`);
+  return { arch, vcpus, memory: layout, description: r.raw('description') as StateValue };
 }
 
 /** Verifies a snapshot against the destination build and returns a ready plan, or refuses. */
 export function planRestore(bytes: Uint8Array, hv: Hypervisor, options: RestoreOptions = {}): RestorePlan {
-  const records = readStream(bytes); // integrity: throws on the first broken byte
+  // integrity (and with a key, authenticity): throws on the first broken byte
+  const { records, signed } = verifyStream(bytes, { key: options.key });
   const problems = new Problems();
   const notes: string[] = [];
+  if (signed && !options.key) notes.push('the snapshot is signed (MAC record); no key was given, so its MAC was not checked');
+  const vcpuRecords = records.filter((r) => r.type === RecordType.VCPU).length;
+  const memoryRecords = records.filter((r) => r.type === RecordType.MEMORY).length;
+  const seen = new Set<number>();
 
   let abi: AbiPayload | undefined;
-  let machine: { arch: Arch; vcpus: number; memory: Array<{ gpa: bigint; size: number }>; description: StateValue } | undefined;
+  let machine: MachinePayload | undefined;
   const states = new Map<string, SavedServiceState>();
   const vcpus = new Map<number, Uint8Array>();
   const memory: SavedMemory[] = [];
 
   for (const rec of records) {
     const where = `${recordName(rec.type)} record at byte ${rec.offset}`;
+    const once = rec.type === RecordType.ABI || rec.type === RecordType.MACHINE;
+    if (once && seen.has(rec.type)) { problems.add('DUPLICATE', `second ${where}`); continue; }
+    seen.add(rec.type);
     switch (rec.type) {
       case RecordType.ABI: {
-        if (abi) { problems.add('DUPLICATE', `second ${where}`); break; }
-        const parsed = parseAbiPayload(decodeJson(rec.payload, 'ABI'));
-        if (typeof parsed === 'string') problems.add('BAD_RECORD', parsed);
+        const json = jsonOf(rec, problems);
+        if (json === NOT_JSON) break;
+        const parsed = parseAbiPayload(json);
+        if (typeof parsed === 'string') problems.add('BAD_RECORD', `${parsed} (${where})`);
         else abi = parsed;
         break;
       }
       case RecordType.MACHINE: {
-        if (machine) { problems.add('DUPLICATE', `second ${where}`); break; }
-        const m = decodeJson(rec.payload, 'MACHINE');
-        const layoutOk =
-          isObject(m) && Array.isArray(m.memory) && m.memory.every((r) => isObject(r) && typeof r.gpa === 'bigint' && Number.isInteger(r.size));
-        if (!isObject(m) || !layoutOk || (m.arch !== 'arm64' && m.arch !== 'x86_64') || !Number.isInteger(m.vcpus) || (m.vcpus as number) < 1)
-          problems.add('BAD_RECORD', `${where} is malformed`);
-        else machine = m as unknown as NonNullable<typeof machine>;
+        const json = jsonOf(rec, problems);
+        if (json === NOT_JSON) break;
+        try {
+          machine = parseMachine(json, where, vcpuRecords, memoryRecords);
+        } catch (e) {
+          problems.add('BAD_RECORD', (e as Error).message);
+        }
         break;
       }
       case RecordType.SERVICE_STATE: {
-        const s = parseServiceState(decodeJson(rec.payload, 'SERVICE_STATE'));
-        if (!s) problems.add('BAD_RECORD', `${where} is malformed`);
-        else if (states.has(s.service)) problems.add('DUPLICATE', `second state record for ${s.service}`);
+        let s: SavedServiceState;
+        const json = jsonOf(rec, problems);
+        if (json === NOT_JSON) break;
+        try {
+          s = parseServiceState(json, where);
+        } catch (e) {
+          problems.add('BAD_RECORD', (e as Error).message);
+          break;
+        }
+        if (states.has(s.service)) problems.add('DUPLICATE', `second state record for ${s.service}`);
         else states.set(s.service, s);
         break;
       }
@@ -260,6 +336,7 @@ export function planRestore(bytes: Uint8Array, hv: Hypervisor, options: RestoreO
         if (rec.payload.byteLength < 8) { problems.add('BAD_RECORD', `${where} is too short`); break; }
         const dv = new DataView(rec.payload.buffer, rec.payload.byteOffset, rec.payload.byteLength);
         const index = dv.getUint32(0, true);
+        if (dv.getUint32(4, true) !== 0) { problems.add('BAD_RECORD', `${where}: reserved head bytes 4..7 are 0x${dv.getUint32(4, true).toString(16)}; they must be 0`); break; }
         if (vcpus.has(index)) problems.add('DUPLICATE', `second VCPU record for vCPU ${index}`);
         else vcpus.set(index, rec.payload.subarray(8));
         break;
@@ -277,9 +354,10 @@ export function planRestore(bytes: Uint8Array, hv: Hypervisor, options: RestoreO
         else problems.add('UNKNOWN_MANDATORY', `unknown mandatory ${where}: written by a newer build?`);
     }
   }
-  if (!abi) problems.add('MISSING', 'no ABI record');
-  if (!machine) problems.add('MISSING', 'no MACHINE record');
+  if (!seen.has(RecordType.ABI)) problems.add('MISSING', 'no ABI record');
+  if (!seen.has(RecordType.MACHINE)) problems.add('MISSING', 'no MACHINE record');
   if (machine) {
+    // machine.vcpus equals the number of VCPU records (parseMachine): bounded by the file
     for (let i = 0; i < machine.vcpus; i++) if (!vcpus.has(i)) problems.add('MISSING', `no VCPU record for vCPU ${i}`);
     for (const i of vcpus.keys()) if (i >= machine.vcpus) problems.add('BAD_RECORD', `VCPU record for vCPU ${i} of a ${machine.vcpus}-vCPU machine`);
   }
@@ -287,8 +365,8 @@ export function planRestore(bytes: Uint8Array, hv: Hypervisor, options: RestoreO
     // every region the machine had, and nothing else
     const want = machine.memory.map((r) => `0x${r.gpa.toString(16)}+${r.size}`).sort();
     const have = memory.map((r) => `0x${r.gpa.toString(16)}+${r.size}`).sort();
-    for (const r of want) if (!have.includes(r)) problems.add('MISSING', `no MEMORY record for RAM region ${r}`);
-    for (const r of have) if (!want.includes(r)) problems.add('BAD_RECORD', `MEMORY record ${r} is not a RAM region of the machine`);
+    for (const r of want) if (!have.includes(r)) problems.add('MISSING', `MACHINE record: memory lists RAM region ${r} (gpa+size); no MEMORY record holds it`);
+    for (const r of have) if (!want.includes(r)) problems.add('BAD_RECORD', `MEMORY record ${r} (gpa+size) is not a RAM region the MACHINE record's memory lists`);
   }
   const sorted = [...memory].sort((a, b) => (a.gpa < b.gpa ? -1 : 1));
   for (let i = 1; i < sorted.length; i++) {
@@ -315,22 +393,22 @@ export function planRestore(bytes: Uint8Array, hv: Hypervisor, options: RestoreO
     if (!saved) {
       const wasThere = record.services[service.name]?.state;
       if (wasThere && used.has(service.name) && decl.mandatory !== false)
-        problems.add('MISSING', `no state record for ${service.name} (state '${decl.id}')`);
+        problems.add('MISSING', `no SERVICE_STATE record with service ${service.name} (state '${decl.id}')`);
       else loaded.set(service.name, service.state.create(vm)); // new to this VM, and off for it
       continue;
     }
     if (saved.stateId !== decl.id) {
-      problems.add('INCOMPATIBLE', `${service.name}: state '${saved.stateId}' is not the '${decl.id}' this version keeps`);
+      problems.add('INCOMPATIBLE', `SERVICE_STATE record of ${service.name}: stateId '${saved.stateId}' is not the '${decl.id}' this version keeps`);
       continue;
     }
     if (saved.schema > decl.version || saved.schema < (decl.minReadable ?? decl.version)) {
-      problems.add('INCOMPATIBLE', `${service.name}: state schema ${saved.schema} not readable (reads ${decl.minReadable ?? decl.version}..${decl.version})`);
+      problems.add('INCOMPATIBLE', `SERVICE_STATE record of ${service.name}: schema ${saved.schema} not readable (reads ${decl.minReadable ?? decl.version}..${decl.version})`);
       continue;
     }
     try {
       loaded.set(service.name, service.state.load(saved.data, saved.schema, vm));
     } catch (e) {
-      problems.add('BAD_RECORD', `${service.name}: state refused: ${(e as Error).message}`);
+      problems.add('BAD_RECORD', `SERVICE_STATE record of ${service.name}: state refused: ${messageOf(e)}`);
     }
   }
   for (const name of states.keys()) {
@@ -339,7 +417,14 @@ export function planRestore(bytes: Uint8Array, hv: Hypervisor, options: RestoreO
     notes.push(`set aside the state of ${name}: not in this build, and the VM does not use it`);
   }
   const vcpuList = [...vcpus.entries()].sort((a, b) => a[0] - b[0]).map(([, blob]) => blob);
-  for (const p of options.checkMachine?.(machine!.description, vcpuList, memory) ?? []) problems.add('INCOMPATIBLE', p);
+  let machineProblems: string[] = [];
+  try {
+    machineProblems = options.checkMachine?.(machine!.description, vcpuList, memory) ?? [];
+  } catch (e) {
+    // a backend check must return its problems; one that throws is still a refusal, not a crash
+    machineProblems = [`machine check failed: ${messageOf(e)}`];
+  }
+  for (const p of machineProblems) problems.add('INCOMPATIBLE', p);
   problems.throwIfAny('snapshot refused');
 
   vm.adoptStates(loaded, abi!.started);
@@ -353,6 +438,24 @@ export function planRestore(bytes: Uint8Array, hv: Hypervisor, options: RestoreO
     source: { build: abi!.build.name, hash: abi!.build.hash },
     notes,
   };
+}
+
+const NOT_JSON = Symbol('not JSON');
+
+/** A record's JSON payload, or NOT_JSON (and a problem) if it is not JSON. */
+function jsonOf(rec: StreamRecord, problems: Problems): unknown {
+  try {
+    return decodeJson(rec.payload, `${recordName(rec.type)} record at byte ${rec.offset}:`);
+  } catch (e) {
+    problems.add('BAD_RECORD', (e as Error).message);
+    return NOT_JSON;
+  }
+}
+
+function messageOf(e: unknown): string {
+  if (e instanceof StateError || e instanceof PlugvisorError) return e.message;
+  if (e instanceof Error) return `${e.name}: ${e.message}`;
+  return String(e);
 }
 
 /** A machine a restore plan can finish: the core's Machine plus the backend's router hookup. */
@@ -378,9 +481,9 @@ export function finishRestore(plan: RestorePlan, machine: RestorableMachine): vo
   machine.attach(plan.vm);
 }
 
-/** Reads only the ABI record of a snapshot (for `plugvisor check --vm SNAPSHOT`). */
-export function readAbiRecord(bytes: Uint8Array): AbiRecord {
-  for (const rec of readStream(bytes)) {
+/** Reads only the ABI record of a snapshot (for `plugvisor check --vm SNAPSHOT`); with a key, authenticated first. */
+export function readAbiRecord(bytes: Uint8Array, options: SnapshotKey = {}): AbiRecord {
+  for (const rec of verifyStream(bytes, options).records) {
     if (rec.type !== RecordType.ABI) continue;
     const parsed = parseAbiPayload(decodeJson(rec.payload, 'ABI'));
     if (typeof parsed === 'string') throw new SnapshotError('BAD_RECORD', parsed);

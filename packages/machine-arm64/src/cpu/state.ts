@@ -20,7 +20,41 @@
 import { StateError, StateReader, hex64, hexBytes, validateVcpuRunState, type VcpuPowerState, type VcpuRunState, type VcpuStateCodec } from '@plugvisor/core';
 import { validateGiccState, type GiccState } from '../devices/gicc.js';
 import { VcpuStateError } from '../errors.js';
-import { SAVED_SYSREGS } from './sysregs.js';
+import { PSTATE_BTYPE, PSTATE_DAIF, PSTATE_IL, PSTATE_PAN, PSTATE_SS, PSTATE_SSBS, PSTATE_UAO, SAVED_SYSREGS } from './sysregs.js';
+
+/**
+ * PSTATE as SPSR_ELx holds it for an exception taken from AArch64 (Arm ARM C5.2.18 SPSR_EL1):
+ * N Z C V [31:28], DIT [24], UAO [23], PAN [22], SS [21], IL [20], SSBS [12], BTYPE [11:10],
+ * D A I F [9:6], M[4] (0 = AArch64) and M[3:0]. Every other bit is RES0 for the features of
+ * Unicorn 2.0.1's `max` CPU (QEMU 5.0 target/arm: no MTE, so TCO [25] too); QEMU's
+ * aarch64_pstate_valid_mask drops them silently, so a state carrying one was not saved here.
+ */
+const PSTATE_DIT = 1 << 24;
+const PSTATE_KNOWN = (0xf000_0000 | PSTATE_DIT | PSTATE_UAO | PSTATE_PAN | PSTATE_SS | PSTATE_IL | PSTATE_SSBS | PSTATE_BTYPE | PSTATE_DAIF | 0x1f) >>> 0;
+/**
+ * The modes a guest vCPU runs in on this machine: EL0t (0b0000), EL1t (0b0100), EL1h (0b0101),
+ * all AArch64 (M[4] = 0). Reset and CPU_ON enter EL1h (vcpu.ts reset); EL2 and EL3 belong to
+ * the hypervisor (its EL3 trampoline), AArch32 modes (M[4] = 1) and EL0h (0b0001, an illegal
+ * mode: Arm ARM D1.12.3 "Illegal return events from AArch64 state") cannot be entered.
+ */
+const GUEST_MODES: ReadonlyMap<number, string> = new Map([
+  [0b0000, 'EL0t'],
+  [0b0100, 'EL1t'],
+  [0b0101, 'EL1h'],
+]);
+
+/** Refuses a saved PSTATE this machine cannot enter; returns why, or undefined. */
+export function pstateProblem(pstate: bigint): string | undefined {
+  const hex = `0x${pstate.toString(16)}`;
+  if (pstate >= 1n << 32n) return `${hex} is wider than 32 bits`;
+  const p = Number(pstate);
+  if (p & 0x10) return `${hex} is an AArch32 mode (M[4] set); this machine runs AArch64 EL0/EL1 only`;
+  const mode = GUEST_MODES.get(p & 0xf);
+  if (mode === undefined) return `${hex} has mode M[3:0] = 0b${(p & 0xf).toString(2).padStart(4, '0')}; a guest runs in EL0t, EL1t or EL1h`;
+  const reserved = (p & ~PSTATE_KNOWN) >>> 0;
+  if (reserved !== 0) return `${hex} sets reserved (RES0) bits 0x${reserved.toString(16)}`;
+  return undefined;
+}
 
 const BLOB_MAGIC = 0x55504341_5650n; // "PVAPCU" marker, little-endian in the blob
 const BLOB_VERSION = 1;
@@ -121,6 +155,8 @@ export function parseVcpuBlob(blob: Uint8Array): Arm64VcpuState {
   const vregs = Array.from({ length: 32 }, (_, i) => new Uint8Array(b.subarray(o + 16 * i, o + 16 * i + 16)));
   o += 32 * 16;
   const sysregs = Array.from({ length: nSys }, (_, i) => b.readBigUInt64LE(o + 8 * i));
+  const bad = pstateProblem(core[32]!);
+  if (bad) throw new VcpuStateError(`arm64 vCPU state: core entry 32 (pstate) ${bad}`);
   return { cpu: { core, vregs, sysregs }, run: candidate as VcpuRunState, gicc };
 }
 
@@ -142,7 +178,8 @@ export function validateArm64VcpuState(value: unknown, component = 'arm64 vCPU s
   const run = r.raw('run');
   validateVcpuRunState(run, `${component} run`);
   const core = r.u64List('core', 37);
-  if (core[32]! >= 1n << 32n) r.fail('core', `entry 32 (pstate) ${hex64(core[32]!)} is wider than 32 bits`);
+  const bad = pstateProblem(core[32]!);
+  if (bad) r.fail('core', `entry 32 (pstate) ${bad}`);
   const vregs = r.array('vregs', 32).map((x, i) => {
     if (typeof x !== 'string' || !/^[0-9a-f]{32}$/.test(x)) r.fail('vregs', `entry ${i} must be 16 bytes of lowercase hex, got ${JSON.stringify(x)}`);
     return new Uint8Array(Buffer.from(x as string, 'hex'));

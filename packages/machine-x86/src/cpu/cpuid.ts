@@ -7,6 +7,7 @@
  */
 import { MASK, bit, guestCpuid0d, type XsaveAbi } from '@plugvisor/xsave';
 import type { RawCpuidEntry } from '../ffi/kvm.js';
+import { StateError } from '@plugvisor/core';
 
 const b = (n: number): number => (1 << n) >>> 0;
 
@@ -65,3 +66,27 @@ export function withApicId(cpuid: readonly RawCpuidEntry[], apicId: number): Raw
   });
 }
 
+
+/** At most this many CPUID entries (Linux arch/x86/include/asm/kvm_host.h KVM_MAX_CPUID_ENTRIES). */
+export const MAX_CPUID_ENTRIES = 256;
+const CPUID_FIELDS = ['function', 'index', 'flags', 'eax', 'ebx', 'ecx', 'edx'] as const;
+
+/**
+ * Validates a saved CPUID table (struct kvm_cpuid_entry2: every field a u32) before it reaches
+ * KVM_SET_CPUID2: throws StateError naming `cpuid[i].field`.
+ */
+export function validateCpuidEntries(value: unknown, component: string): RawCpuidEntry[] {
+  if (!Array.isArray(value) || value.length > MAX_CPUID_ENTRIES) {
+    throw new StateError(component, 'cpuid', `must be an array of at most ${MAX_CPUID_ENTRIES} entries, got ${Array.isArray(value) ? `${value.length} entries` : JSON.stringify(value) ?? String(value)}`);
+  }
+  return value.map((e, i) => {
+    if (!e || typeof e !== 'object' || Array.isArray(e)) throw new StateError(component, `cpuid[${i}]`, 'must be an object of u32 fields function, index, flags, eax, ebx, ecx, edx');
+    for (const f of CPUID_FIELDS) {
+      const v = (e as Record<string, unknown>)[f];
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffff_ffff) {
+        throw new StateError(component, `cpuid[${i}].${f}`, `must be a u32, got ${typeof v === 'bigint' ? `${v}n` : (JSON.stringify(v) ?? String(v))}`);
+      }
+    }
+    return e as RawCpuidEntry;
+  });
+}

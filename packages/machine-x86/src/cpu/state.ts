@@ -94,6 +94,7 @@ export function validateX86VcpuState(value: unknown, component = 'x86 vCPU state
     t.int('limit', 0, 0xffff);
   }
   for (const k of ['cr0', 'cr2', 'cr3', 'cr4', 'cr8', 'efer', 'apicBase']) sr.bigint(k);
+  checkControlRegisters(sr);
   const bitmap = sr.array('interruptBitmap', 4);
   if (!bitmap.every((x) => typeof x === 'bigint' && x >= 0n && x < 1n << 64n)) sr.fail('interruptBitmap', 'is not 4 u64s');
   let xsave: XsaveState;
@@ -103,10 +104,12 @@ export function validateX86VcpuState(value: unknown, component = 'x86 vCPU state
     r.fail('xsave', `is refused: ${(e as Error).message}`);
   }
   const xr = r.object('xcrs');
-  xr.int('nrXcrs', 0, 16);
+  const nrXcrs = xr.int('nrXcrs', 0, 16);
+  if (xr.array('xcrs').length !== nrXcrs) xr.fail('xcrs', `holds ${xr.array('xcrs').length} entries; nrXcrs says ${nrXcrs}`);
   xr.int('flags', 0, 0xffff_ffff);
   xr.array('xcrs').forEach((x, i) => {
     if (!x || typeof x !== 'object' || !isInt((x as { xcr: unknown }).xcr, 0xffff_ffff) || !isU64((x as { value: unknown }).value)) xr.fail('xcrs', `entry ${i} is not { xcr, value: u64 }`);
+    if ((x as { xcr: number }).xcr === 0) checkXcr0((x as { value: bigint }).value, xr);
   });
   const msrs = r.array('msrs') as [number, bigint][];
   msrs.forEach((m, i) => {
@@ -128,6 +131,54 @@ export function validateX86VcpuState(value: unknown, component = 'x86 vCPU state
     debugregs,
     ...(mpState !== undefined ? { mpState } : {}),
   };
+}
+
+const CR0_PE = 1n;
+const CR0_NW = 1n << 29n;
+const CR0_CD = 1n << 30n;
+const CR0_PG = 1n << 31n;
+const CR4_PAE = 1n << 5n;
+const EFER_LME = 1n << 8n;
+const EFER_LMA = 1n << 10n;
+
+/**
+ * The control-register combinations KVM_SET_SREGS refuses with EINVAL (Linux arch/x86/kvm/x86.c
+ * kvm_is_valid_sregs and kvm_is_valid_cr0; Intel SDM vol. 3A 2.5 and 9.8.5): CR0 bits 63:32
+ * set, NW without CD, PG without PE; long mode active (EFER.LME with CR0.PG) without CR4.PAE or
+ * EFER.LMA; EFER.LMA or a 64-bit code segment outside long mode. Refused here, naming the
+ * field, instead of by the ioctl after the snapshot was accepted. (CR4 and EFER reserved bits
+ * depend on the host's CPUID: KVM still checks those.)
+ */
+function checkControlRegisters(sr: StateReader): void {
+  const cr0 = sr.raw('cr0') as bigint;
+  const cr4 = sr.raw('cr4') as bigint;
+  const efer = sr.raw('efer') as bigint;
+  const hex = (v: bigint) => `0x${v.toString(16)}`;
+  if (cr0 >> 32n) sr.fail('cr0', `${hex(cr0)} sets bits 63:32 (reserved)`);
+  if (cr0 & CR0_NW && !(cr0 & CR0_CD)) sr.fail('cr0', `${hex(cr0)} sets NW without CD`);
+  if (cr0 & CR0_PG && !(cr0 & CR0_PE)) sr.fail('cr0', `${hex(cr0)} sets PG without PE`);
+  if (cr4 >> 32n) sr.fail('cr4', `${hex(cr4)} sets bits 63:32 (reserved)`);
+  if (efer & EFER_LME && cr0 & CR0_PG) {
+    if (!(cr4 & CR4_PAE)) sr.fail('cr4', `${hex(cr4)} lacks PAE while long mode is on (EFER.LME and CR0.PG)`);
+    if (!(efer & EFER_LMA)) sr.fail('efer', `${hex(efer)} lacks LMA while long mode is on (EFER.LME and CR0.PG)`);
+  } else {
+    if (efer & EFER_LMA) sr.fail('efer', `${hex(efer)} sets LMA outside long mode (EFER.LME and CR0.PG not both set)`);
+    const cs = sr.object('cs');
+    if (cs.raw('l') !== 0) sr.fail('cs', 'is a 64-bit code segment (l = 1) outside long mode');
+  }
+  // no physical address is wider than 52 bits (SDM vol. 3A 4.1.4: MAXPHYADDR is at most 52)
+  const cr3 = sr.raw('cr3') as bigint;
+  if (cr3 >> 52n) sr.fail('cr3', `${hex(cr3)} is beyond the widest physical address (52 bits)`);
+  // IA32_APIC_BASE: bits 0-7 and 9 reserved, the base below MAXPHYADDR (Linux arch/x86/kvm/lapic.c kvm_apic_set_base)
+  const apicBase = sr.raw('apicBase') as bigint;
+  if (apicBase & 0x2ffn || apicBase >> 52n) sr.fail('apicBase', `${hex(apicBase)} sets reserved bits`);
+}
+
+/** XCR0 as XSETBV accepts it (SDM vol. 1 13.3): x87 (bit 0) always set, AVX (bit 2) only with SSE (bit 1), bit 63 reserved. */
+function checkXcr0(value: bigint, xr: StateReader): void {
+  if (value >> 63n) xr.fail('xcrs', `XCR0 0x${value.toString(16)} sets bit 63 (reserved)`);
+  if (!(value & 1n)) xr.fail('xcrs', `XCR0 0x${value.toString(16)} lacks x87 (bit 0), which is always set`);
+  if (value & 4n && !(value & 2n)) xr.fail('xcrs', `XCR0 0x${value.toString(16)} enables AVX (bit 2) without SSE (bit 1)`);
 }
 
 const isU64 = (v: unknown): v is bigint => typeof v === 'bigint' && v >= 0n && v < 1n << 64n;
