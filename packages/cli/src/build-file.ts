@@ -1,8 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createRequire, isBuiltin } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { checkServiceOptions, ComposeError, Hypervisor, optionsSchemaOf, UsageError, type ServicePlugin } from '@plugvisor/core';
+import { checkServiceOptions, ComposeError, describeThrown, Hypervisor, optionsSchemaOf, UsageError, type ServicePlugin } from '@plugvisor/core';
 import { BACKEND_CONDUITS } from './backends.js';
 
 /**
@@ -69,6 +69,7 @@ function resolveFrom(path: string, ref: ServiceRef): string {
     if (!existsSync(file)) throw new UsageError(`build file ${path}: module ${ref.module} does not exist`, 'BAD_BUILD_FILE');
     return file;
   }
+  if (isBuiltin(ref.package!)) throw new UsageError(`build file ${path}: ${ref.package} is a Node.js built-in module, not a service package`, 'BAD_BUILD_FILE');
   for (const base of [path, fileURLToPath(import.meta.url)]) {
     try {
       return createRequire(base).resolve(ref.package!);
@@ -80,10 +81,22 @@ function resolveFrom(path: string, ref: ServiceRef): string {
 }
 
 /** An error's message on one line (a factory's own message may span several). */
-const oneLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).replace(/\s*\n\s*/g, '; ');
+const oneLine = (e: unknown) => (e instanceof Error ? e.message : describeThrown(e)).replace(/\s*\n\s*/g, '; ');
 
 const isPlugin = (v: unknown): v is ServicePlugin =>
   !!v && typeof v === 'object' && typeof (v as ServicePlugin).name === 'string' && typeof (v as ServicePlugin).apply === 'function';
+
+/** What is missing from a plugin's plain data (ServiceDecl), or undefined: checked before composing. */
+function declarationProblem(p: ServicePlugin): string | undefined {
+  if (typeof p.version !== 'string') return 'has no "version" string';
+  const surface = (p as { surface?: unknown }).surface;
+  if (!surface || typeof surface !== 'object') return 'has no "surface" (its declared calls, features and versions)';
+  for (const key of ['calls', 'features'] as const) {
+    const v = (surface as Record<string, unknown>)[key];
+    if (v !== undefined && !Array.isArray(v)) return `surface.${key} is not an array`;
+  }
+  return undefined;
+}
 
 /**
  * Loads and composes a build file. The build is composed with the conduits of every backend
@@ -94,31 +107,41 @@ export async function loadBuild(path: string = DEFAULT_BUILD): Promise<LoadedBui
   const abs = resolve(path);
   const spec = parseSpec(abs);
   const plugins: ServicePlugin<any>[] = [];
-  for (const entry of spec.services) {
+  for (const [i, entry] of spec.services.entries()) {
     const ref: ServiceRef = typeof entry === 'string' ? { package: entry } : entry;
     const service = ref.package ?? ref.module!;
+    // Every message names the build file and the entry (its index and what it names).
+    const at = `build file ${abs}: services[${i}]: service ${service}`;
     const file = resolveFrom(abs, ref);
+    if (statSync(file, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`${at}: ${file} is a directory, not a module`, 'BAD_BUILD_FILE');
     let mod: { default?: unknown };
     try {
       mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
     } catch (e) {
-      throw new UsageError(`build file ${abs}: service ${service} failed to load: ${oneLine(e)}`, 'BAD_BUILD_FILE');
+      throw new UsageError(`${at} failed to load: ${describeThrown(e)}`, 'BAD_BUILD_FILE');
     }
     const exported = mod.default;
-    const notAService = () => new UsageError(`build file ${abs}: ${service} does not export a service (default export: plugin or factory)`, 'BAD_BUILD_FILE');
+    const notAService = (why = 'does not export a service (default export: plugin or factory)') => new UsageError(`${at} ${why}`, 'BAD_BUILD_FILE');
     if (typeof exported !== 'function' && !isPlugin(exported)) throw notAService();
     const options = ref.options ?? {};
-    const problem = checkServiceOptions(optionsSchemaOf(exported), options);
-    if (problem) throw new UsageError(`build file ${abs}: service ${service}: ${problem.message}`, 'BAD_OPTION');
+    let problem;
+    try {
+      problem = checkServiceOptions(optionsSchemaOf(exported), options);
+    } catch (e) {
+      throw notAService(`declares an options schema that cannot be read: ${describeThrown(e)}`);
+    }
+    if (problem) throw new UsageError(`${at}: ${problem.message}`, 'BAD_OPTION');
     let plugin: unknown = exported;
     if (typeof exported === 'function') {
       try {
         plugin = (exported as (o?: unknown) => unknown)(options);
       } catch (e) {
-        throw new UsageError(`build file ${abs}: service ${service} refused its options ${JSON.stringify(options)}: ${oneLine(e)}`, 'BAD_OPTION');
+        throw new UsageError(`${at} refused its options ${JSON.stringify(options)}: ${oneLine(e)}`, 'BAD_OPTION');
       }
     }
-    if (!isPlugin(plugin)) throw notAService();
+    if (!isPlugin(plugin)) throw notAService(typeof exported === 'function' ? 'has a factory that returned no plugin (an object with "name" and "apply")' : undefined);
+    const bad = declarationProblem(plugin);
+    if (bad) throw notAService(`is not a valid service: the plugin ${bad}`);
     plugins.push(plugin);
   }
   try {

@@ -1,4 +1,4 @@
-import { PlugvisorError, UsageError } from '@plugvisor/core';
+import { PlugvisorError, ServiceFailure, UsageError } from '@plugvisor/core';
 import { abiCommand, abiHelp } from './commands/abi.js';
 import { checkCommand, checkHelp } from './commands/check.js';
 import { demoCommand, demoHelp } from './commands/demo.js';
@@ -7,7 +7,7 @@ import { restoreCommand, restoreHelp } from './commands/restore.js';
 import { runCommand, runHelp } from './commands/run.js';
 
 /** Exit statuses of the CLI itself (guest runs add their own, see `plugvisor run --help`). */
-export const Exit = Object.freeze({ OK: 0, FAILURE: 1, USAGE: 2, REFUSED: 3 });
+export const Exit = Object.freeze({ OK: 0, FAILURE: 1, USAGE: 2, REFUSED: 3, SERVICE_FAILURE: 14 });
 
 interface Command {
   readonly run: (argv: string[]) => Promise<number>;
@@ -52,6 +52,12 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof UsageError || code.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`plugvisor ${name}: ${(e as Error).message}\n`);
       return Exit.USAGE;
+    }
+    if (e instanceof ServiceFailure) {
+      // A service failed outside a guest run (creating the VM, restoring it): exit 14, one line.
+      process.stderr.write(`plugvisor ${name}: service failure: ${e.message}\n`);
+      if (process.env.PLUGVISOR_DEBUG === '1') process.stderr.write(`${(e.cause as Error)?.stack ?? String(e.cause)}\n`);
+      return Exit.SERVICE_FAILURE;
     }
     if (e instanceof PlugvisorError) {
       process.stderr.write(`plugvisor ${name}: ${e.message}\n`);

@@ -58,6 +58,39 @@ describe('operator input files', () => {
   });
 });
 
+describe('more operator input files', () => {
+  it('names the image and the segment of an ELF segment outside guest RAM (exit 2)', () => {
+    const elf = Buffer.from(readFileSync(demo));
+    const phoff = Number(elf.readBigUInt64LE(32));
+    for (let i = 0; i < elf.readUInt16LE(56); i++) {
+      const ph = phoff + i * 56;
+      if (elf.readUInt32LE(ph) !== 1) continue; // PT_LOAD
+      elf.writeBigUInt64LE(0x1_0000_0000n, ph + 24); // p_paddr: past the 128M of RAM
+      break;
+    }
+    const file = join(dir, 'past-ram.elf');
+    writeFileSync(file, elf);
+    refused(plugvisor('run', file), `image ${file}: ELF segment 0 [0x100000000, +0x`);
+  });
+
+  it('refuses check --vm on a snapshot cut short (exit 2 naming the file and the damage, not exit 1)', () => {
+    const snap = join(dir, 'whole.snap');
+    if (!unicornAvailable()) return;
+    expect(plugvisor('run', demo, '--vcpus', '2', '--snapshot-at', '50', '--snapshot-file', snap).code).toBe(0);
+    const whole = readFileSync(snap);
+    for (const [n, damage] of [
+      [8, 'shorter than its header'],
+      [16, 'inside a record header'],
+      [40, 'the stream ends first'],
+    ] as const) {
+      const cut = join(dir, `cut-${n}.snap`);
+      writeFileSync(cut, whole.subarray(0, n));
+      refused(plugvisor('check', build, build, '--vm', cut), `--vm ${cut} is a damaged snapshot: `);
+      expect(plugvisor('check', build, build, '--vm', cut).err).toContain(damage);
+    }
+  });
+});
+
 describe('run options', () => {
   it('refuses --mem beyond what the machine supports, naming the limit', () => {
     for (const mem of ['4G', '3073M', '99999999999999999999']) refused(plugvisor('run', demo, '--mem', mem), `--mem ${mem} is more than the machine supports (at most 3G`);
@@ -74,6 +107,16 @@ describe('run options', () => {
     refused(plugvisor('run', demo, '--record', dir), `--record ${dir} is a directory`);
     refused(plugvisor('run', demo, '--record', join(dir, 'no/such/r.json')), `--record ${join(dir, 'no/such/r.json')} is in a directory that does not exist`);
     refused(plugvisor('restore', join(dir, 'missing.snap')), 'does not exist');
+  });
+});
+
+describe.skipIf(!unicornAvailable())('plugvisor demo', () => {
+  it('--snapshot-at past the demo guest\'s end: exit 2 naming demo, no ENOENT', () => {
+    const r = plugvisor('demo', '--snapshot-at', '100000000');
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('plugvisor demo: no snapshot to restore: the demo guest finished before 100000000 hypercall traps');
+    expect(r.err).not.toContain('ENOENT');
+    expect(r.err).not.toMatch(/^ {4}at /m);
   });
 });
 

@@ -111,3 +111,93 @@ export class UsageError extends PlugvisorError<UsageErrorCode> {
     super(code, message);
   }
 }
+
+/** Where in a service's life a failure happened: one of its call handlers, a hook tap, its state handler. */
+export type ServiceFailurePhase =
+  | 'call'
+  | 'vmCreate'
+  | 'firstRun'
+  | 'vcpuReset'
+  | 'snapshotSave'
+  | 'snapshotRestore'
+  | 'state create'
+  | 'state save';
+
+/** What a ServiceFailure knows of where it happened. */
+export interface ServiceFailureSite {
+  /** The service package and version (`?` if the tap's name is no service of the build). */
+  readonly service: string;
+  readonly version: string;
+  readonly phase: ServiceFailurePhase;
+  /** For a call: its function id (the id register's low word, as the guest passed it) and declared name. */
+  readonly call?: { readonly id: number; readonly name: string };
+  /** The vCPU the call trapped on (a call, vcpuReset). */
+  readonly vcpu?: number;
+}
+
+/** What a hypercall watchdog reports as the cause of a handler that never returned. */
+export class HypercallTimeout extends Error {
+  constructor(readonly seconds: number) {
+    super(`the handler did not return within ${seconds} s (hypercall watchdog)`);
+    this.name = 'HypercallTimeout';
+  }
+}
+
+/** An error's gist on one line: `TypeError: …` for an Error, the value otherwise (a thrown string, undefined). */
+export function describeThrown(e: unknown): string {
+  let text: string;
+  if (e instanceof Error) text = `${e.name}: ${e.message}`;
+  else if (typeof e === 'string') text = `threw the string ${JSON.stringify(e)}`;
+  else {
+    let s: string;
+    try {
+      s = typeof e === 'object' && e !== null ? JSON.stringify(e) ?? String(e) : String(e);
+    } catch {
+      s = Object.prototype.toString.call(e);
+    }
+    text = `threw ${s}`;
+  }
+  text = text.replace(/\s*\n\s*/g, '; ');
+  return text.length > 300 ? text.slice(0, 297) + '...' : text;
+}
+
+/**
+ * A service failed: a call handler, a hook tap or its state handler threw (or, seen by a
+ * watchdog, never returned). Not the guest's doing and not the operator's: the VM stops with
+ * this internal error, which names the service package and version, the call (id and name),
+ * the vCPU and, once the machine owner located it, the PC of the trapping instruction. `cause`
+ * is what was thrown (anything: an Error, a string, undefined).
+ */
+export class ServiceFailure extends PlugvisorError<'SERVICE_FAILURE'> {
+  /** The guest PC of the trapping instruction, set by whoever owns the machine (locate). */
+  pc: bigint | undefined;
+
+  constructor(
+    readonly site: ServiceFailureSite,
+    override readonly cause: unknown,
+  ) {
+    super('SERVICE_FAILURE', '');
+    this.message = this.describe();
+  }
+
+  /** Records the trapping instruction's PC and puts it in the message. */
+  locate(pc: bigint | undefined): this {
+    this.pc = pc;
+    this.message = this.describe();
+    return this;
+  }
+
+  /** One line: `service P@V failed in call 0x… NAME on vCPU n at PC 0x…: TypeError: …`. */
+  describe(): string {
+    const s = this.site;
+    const where =
+      s.phase === 'call'
+        ? `call 0x${((s.call?.id ?? 0) >>> 0).toString(16).padStart(8, '0')} ${s.call?.name ?? '?'}`
+        : s.phase === 'state create' || s.phase === 'state save'
+          ? `its ${s.phase} handler`
+          : `its ${s.phase} hook`;
+    const vcpu = s.vcpu !== undefined ? ` on vCPU ${s.vcpu}` : '';
+    const pc = this.pc !== undefined ? ` at PC 0x${this.pc.toString(16)}` : '';
+    return `service ${s.service}@${s.version} failed in ${where}${vcpu}${pc}: ${describeThrown(this.cause)}`;
+  }
+}

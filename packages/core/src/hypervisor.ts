@@ -2,7 +2,7 @@ import type { BehaviourOracle } from './abi/behaviour.js';
 import { AbiCatalog } from './abi/catalog.js';
 import { buildManifest, type BuildManifest } from './abi/manifest.js';
 import { VmAbi } from './abi/vm-abi.js';
-import { AbiError, ComposeError } from './errors.js';
+import { AbiError, ComposeError, describeThrown, PlugvisorError } from './errors.js';
 import { behaviourOracle } from './behaviour/transcript.js';
 import { createHooks, type HypervisorHooks } from './plugin/hooks.js';
 import type { ServicePlugin } from './plugin/service.js';
@@ -52,8 +52,22 @@ export class Hypervisor {
    * a service calling on a conduit the build was not given fails composition (ComposeError).
    */
   static compose(services: readonly ServicePlugin<any>[], options: { name?: string; conduits?: readonly ConduitDefinition[] } = {}): Hypervisor {
-    const hv = new Hypervisor(options.name ?? 'custom', services, new BuildConduits(options.conduits));
-    for (const s of hv.services) s.apply(hv);
+    let hv: Hypervisor;
+    try {
+      hv = new Hypervisor(options.name ?? 'custom', services, new BuildConduits(options.conduits));
+    } catch (e) {
+      if (e instanceof PlugvisorError) throw e;
+      // A plugin whose declarations are not the shape ServiceDecl says (a service bug).
+      throw new ComposeError(`cannot compose the build: a service's declarations are malformed: ${describeThrown(e)}`);
+    }
+    for (const s of hv.services) {
+      try {
+        s.apply(hv);
+      } catch (e) {
+        if (e instanceof ComposeError) throw e;
+        throw new ComposeError(`cannot compose the build: ${s.name}@${s.version}: apply() failed: ${describeThrown(e)}`);
+      }
+    }
     hv.checkHandlers();
     return hv;
   }

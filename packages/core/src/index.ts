@@ -35,7 +35,7 @@ export { createHooks, type HypervisorHooks } from './plugin/hooks.js';
 export { Hypervisor, type VmOverrides } from './hypervisor.js';
 export { Vm, type SavedServiceState } from './vm.js';
 export { Conduits, smcccReturn, type Conduit } from './router/conduits.js';
-export { DispatchTable, isExposed } from './router/router.js';
+export { DispatchTable, isExposed, hypercallHeartbeat, callInFlight } from './router/router.js';
 export { RegisterFile } from './machine/registers.js';
 export { FlatGuestMemory, type GuestMemory, type MemoryRegion } from './machine/memory.js';
 export type { Arch, Machine, SystemEvent, SystemEventKind, VcpuContext, VcpuPowerState } from './machine/machine.js';

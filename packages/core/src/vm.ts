@@ -1,6 +1,7 @@
 import { recordOf, type AbiRecord } from './abi/record.js';
 import type { VmAbi } from './abi/vm-abi.js';
-import { PlugvisorError } from './errors.js';
+import { PlugvisorError, ServiceFailure, type ServiceFailurePhase } from './errors.js';
+import type { SyncHook } from 'tapable';
 import type { Hypervisor } from './hypervisor.js';
 import type { Machine, VcpuContext } from './machine/machine.js';
 import type { ServiceBinding, ServicePlugin, StateValue } from './plugin/service.js';
@@ -36,10 +37,38 @@ export class Vm {
     }
   }
 
-  /** Creates every service's fresh per-VM state and runs the vmCreate hook. */
+  /** Creates every service's fresh per-VM state and runs the vmCreate hook (ServiceFailure if a service throws). */
   initialiseServices(): void {
-    for (const b of this.bindings.values()) b.state = b.service.state?.create(this);
-    this.hv.hooks.vmCreate.call(this);
+    for (const b of this.bindings.values()) {
+      try {
+        b.state = b.service.state?.create(this);
+      } catch (e) {
+        throw this.failure(b.service.name, 'state create', e);
+      }
+    }
+    this.runHook(this.hv.hooks.vmCreate, 'vmCreate', [this]);
+  }
+
+  /**
+   * Runs a lifecycle hook's taps in order (the order tapable's `call` runs them), each inside the
+   * service boundary: whatever a tap throws becomes a ServiceFailure naming the tap's service.
+   * Lifecycle hooks are not on the trap path; calls are contained in the dispatcher (router.ts).
+   */
+  private runHook<A extends unknown[]>(hook: SyncHook<A>, phase: ServiceFailurePhase, args: A, vcpu?: number): void {
+    for (const tap of hook.taps) {
+      try {
+        (tap.fn as (...a: A) => void)(...args);
+      } catch (e) {
+        throw this.failure(tap.name, phase, e, vcpu);
+      }
+    }
+  }
+
+  /** A ServiceFailure of service `name` (a tap's name: the service that tapped) in `phase`. */
+  private failure(name: string, phase: ServiceFailurePhase, cause: unknown, vcpu?: number): ServiceFailure {
+    if (cause instanceof ServiceFailure) return cause;
+    const version = this.bindings.get(name)?.service.version ?? '?';
+    return new ServiceFailure({ service: name, version, phase, ...(vcpu !== undefined ? { vcpu } : {}) }, cause);
   }
 
   get machine(): Machine {
@@ -68,7 +97,7 @@ export class Vm {
   start(): void {
     if (this.table) return;
     this.compile();
-    this.hv.hooks.firstRun.call(this);
+    this.runHook(this.hv.hooks.firstRun, 'firstRun', [this]);
   }
 
   private compile(): void {
@@ -123,7 +152,7 @@ export class Vm {
   }
 
   vcpuReset(vcpu: number): void {
-    this.hv.hooks.vcpuReset.call(this, vcpu);
+    this.runHook(this.hv.hooks.vcpuReset, 'vcpuReset', [this, vcpu], vcpu);
   }
 
   binding<S>(service: ServicePlugin<S> | string): ServiceBinding<S> {
@@ -141,14 +170,23 @@ export class Vm {
     return recordOf(this.abi, this.hv);
   }
 
-  /** Every stateful service's state, for the snapshot stream. */
+  /**
+   * Every stateful service's state, for the snapshot stream. A snapshotSave tap or a state
+   * handler's `save` that throws is a ServiceFailure: nothing is returned, so no stream is written.
+   */
   saveServiceStates(): SavedServiceState[] {
-    this.hv.hooks.snapshotSave.call(this);
+    this.runHook(this.hv.hooks.snapshotSave, 'snapshotSave', [this]);
     const out: SavedServiceState[] = [];
     for (const { service, state } of this.bindings.values()) {
       const decl = service.surface.state;
       if (!decl || !service.state) continue;
-      out.push({ service: service.name, stateId: decl.id, schema: decl.version, data: service.state.save(state, this) });
+      let data: StateValue;
+      try {
+        data = service.state.save(state, this);
+      } catch (e) {
+        throw this.failure(service.name, 'state save', e);
+      }
+      out.push({ service: service.name, stateId: decl.id, schema: decl.version, data });
     }
     return out;
   }
@@ -158,6 +196,6 @@ export class Vm {
     for (const [name, state] of states) this.bindings.get(name)!.state = state;
     // A VM that had run resumes frozen; its first run already happened on the source.
     if (started) this.compile();
-    this.hv.hooks.snapshotRestore.call(this);
+    this.runHook(this.hv.hooks.snapshotRestore, 'snapshotRestore', [this]);
   }
 }

@@ -1,7 +1,7 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { readInputFile } from './guest-run.js';
 import { parseArgs } from 'node:util';
-import { checkBuilds, formatCompatReport, readAbiRecord, UsageError, validateAbiRecord, type AbiRecord } from '@plugvisor/core';
+import { checkBuilds, formatCompatReport, readAbiRecord, SnapshotError, UsageError, validateAbiRecord, type AbiRecord } from '@plugvisor/core';
 import { defaultXcr0, kvmHost, kvmUnavailable, readX86Description } from '@plugvisor/machine-x86';
 import {
   checkXsaveRestore,
@@ -34,7 +34,15 @@ Exit status: 0 safe (every direction, every host), 3 refused somewhere, 2 bad in
 /** The VM's ABI record from a JSON record file or a snapshot stream. */
 export function readVmRecord(path: string): AbiRecord {
   const bytes = readInputFile(path, '--vm');
-  if (bytes.subarray(0, 8).toString('latin1') === 'PLVSNAP\0') return readAbiRecord(bytes);
+  if (bytes.subarray(0, 8).toString('latin1') === 'PLVSNAP\0') {
+    try {
+      return readAbiRecord(bytes);
+    } catch (e) {
+      // A damaged or cut snapshot is a bad input file (exit 2), named with what is wrong.
+      if (e instanceof SnapshotError) throw new UsageError(`--vm ${path} is a damaged snapshot: ${e.message.replace(/\s*\n\s*/g, '; ')}`, 'BAD_INPUT_FILE');
+      throw e;
+    }
+  }
   let json: unknown;
   try {
     json = JSON.parse(bytes.toString('utf8'));

@@ -1,10 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadBuild } from '../build-file.js';
+import { parseSnapshotAt } from './run.js';
 
 export const demoHelp = `plugvisor demo [--snapshot-at N]
 
@@ -25,7 +26,7 @@ function plugvisor(args: string[]): { code: number; out: string } {
 
 export async function demoCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { 'snapshot-at': { type: 'string' } }, strict: true });
-  const at = values['snapshot-at'] ?? '20000';
+  const at = String(parseSnapshotAt(values['snapshot-at'] ?? '20000'));
   const { hv } = await loadBuild();
   const say = (s: string) => process.stdout.write(s + '\n');
 
@@ -43,6 +44,10 @@ export async function demoCommand(argv: string[]): Promise<number> {
     const first = plugvisor(['run', DEMO_GUEST, '--vcpus', '2', '--snapshot-at', at, '--snapshot-file', snap]);
     process.stdout.write(first.out);
     if (first.code !== 0) return first.code;
+    if (!existsSync(snap)) {
+      process.stderr.write(`plugvisor demo: no snapshot to restore: the demo guest finished before ${at} hypercall traps (it makes about 24000; use a smaller --snapshot-at)\n`);
+      return 2;
+    }
 
     say(`\n== process 2: restore the snapshot (${statSync(snap).size} bytes) and let the guest finish`);
     const second = plugvisor(['restore', snap]);

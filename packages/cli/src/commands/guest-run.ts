@@ -1,5 +1,6 @@
-import { closeSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
-import { saveSnapshot, UsageError, type MachineImage, type SystemEvent, type Vm } from '@plugvisor/core';
+import { closeSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { callInFlight, describeThrown, saveSnapshot, ServiceFailure, UsageError, type MachineImage, type SystemEvent, type Vm } from '@plugvisor/core';
+import { hardExit, startWatchdog, type Watchdog } from '../watchdog.js';
 
 /**
  * Reads an operator-named input file (an image, a snapshot, a record) only if it is a
@@ -55,16 +56,45 @@ export const RunExit = Object.freeze({
   HIBERNATE_OFF: 21, // PSCI SYSTEM_OFF2 (hibernate)
   SUSPEND: 22, // PSCI SYSTEM_SUSPEND
   CRASH: 23,
+  SERVICE_FAILURE: 14, // a service's handler, hook or state handler threw, or a handler never returned (watchdog)
 });
+
+/** The hypercall watchdog's default timeout (seconds). */
+export const DEFAULT_HYPERCALL_TIMEOUT = 10;
 
 export const runExitHelp = `Exit status: 0 the guest powered off (PSCI SYSTEM_OFF; x86: port 0x604 value 0) or the
 snapshot was written; 10 guest fault (message names vCPU, PC/RIP, cause); 11 hang (all vCPUs
 wait forever); 12 all vCPUs off; 20 reset (SYSTEM_RESET/RESET2; x86: 0x604 value 1);
 21 hibernate-off (SYSTEM_OFF2); 22 suspend (SYSTEM_SUSPEND); 23 crash (x86: 0x604 value 2);
+14 service failure (a service threw, or a hypercall did not return within --hypercall-timeout:
+one line names the service package@version, the call, the vCPU and the PC);
 1 failure; 2 bad input; 3 snapshot refused.`;
+
+export const failureOptionsHelp = `  --snapshot-on-failure FILE
+                         if a service fails, write the VM as it was before the failing call
+                         (registers at the trap, PC on the HVC/SMC) so 'plugvisor restore FILE
+                         --build FIXED' runs the call again on a fixed build. RAM a handler wrote
+                         before it failed cannot be undone and stays written
+  --hypercall-timeout SECONDS
+                         stop the VM (exit 14) when a hypercall handler has not returned after
+                         SECONDS (default ${DEFAULT_HYPERCALL_TIMEOUT}; 0 turns the watchdog off)`;
+
+export const failureOptions = {
+  'snapshot-on-failure': { type: 'string' },
+  'hypercall-timeout': { type: 'string' },
+} as const;
+
+/** Parses --hypercall-timeout: seconds, 0 (off) up to a day; the default when absent. */
+export function parseHypercallTimeout(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_HYPERCALL_TIMEOUT;
+  const n = /^\d+(\.\d+)?$/.test(text) ? Number(text) : NaN;
+  if (!(n >= 0 && n <= 86400)) throw new UsageError(`--hypercall-timeout takes seconds from 0 (off) to 86400, got '${text}'`);
+  return n;
+}
 
 /** What `run`/`restore` need of a machine: the arm64 and the x86 machine both fit. */
 export interface GuestMachine {
+  readonly arch?: string;
   run(options?: { pauseAfterTraps?: number }):
     | { readonly kind: 'system-event'; readonly event: SystemEvent }
     | { readonly kind: 'fault'; readonly fault: { readonly message: string } }
@@ -73,11 +103,20 @@ export interface GuestMachine {
     | { readonly kind: 'paused'; readonly reason: string };
   image(): MachineImage;
   dispose(): void;
+  /** The vCPU's state as a plain value, and such a value as a VCPU record (RuntimeMachine). */
+  vcpuState?(i: number): unknown;
+  encodeVcpuState?(state: unknown): Uint8Array;
+  /** Gives up the run in progress, from inside a handler that never returns (RuntimeMachine). */
+  abandonRun?(): void;
 }
 
 export interface GuestRunOptions {
   readonly snapshotAt?: number;
   readonly snapshotFile?: string;
+  /** Where to write the VM as before a failing call (--snapshot-on-failure). */
+  readonly snapshotOnFailure?: string;
+  /** Hypercall watchdog timeout in seconds; 0 = off (default DEFAULT_HYPERCALL_TIMEOUT). */
+  readonly hypercallTimeout?: number;
 }
 
 /** Console sink: synchronous, so guest output and our messages keep their order. */
@@ -87,8 +126,100 @@ export const consoleOut = (bytes: Uint8Array) => {
 
 const say = (line: string) => writeSync(2, `plugvisor: ${line}\n`);
 
-export function runToEnd(vm: Vm, machine: GuestMachine, options: GuestRunOptions): number {
+/**
+ * Where the trap of a failed call is, on a machine that can say: the PC of the trapping
+ * instruction, and how to put the vCPU back on it so a restored VM executes the call again.
+ *
+ * arm64 (Unicorn): the interrupt hook for HVC/SMC runs after the instruction, with PC past it
+ * (machine-arm64's cpu/vcpu.ts reads the immediate from the word at PC - 4; QEMU's
+ * target/arm/translate-a64.c disas_exc ends the TB with PC = next instruction for HVC and
+ * SMC), and A64 instructions are 4 bytes. A handler that throws never has its results written
+ * back (the transfer writes back after dispatch returns), so every other register is the
+ * guest's at the trap. RAM the handler wrote before it failed cannot be undone.
+ */
+function trapOf(machine: GuestMachine, vcpu: number): { pc: bigint; image(): MachineImage } | undefined {
+  if (machine.arch !== 'arm64' || !machine.vcpuState || !machine.encodeVcpuState) return undefined;
+  const state = machine.vcpuState(vcpu) as { core?: unknown };
+  if (!Array.isArray(state?.core) || typeof state.core[31] !== 'string') return undefined;
+  const core = state.core as string[];
+  const pc = BigInt.asUintN(64, BigInt(core[31]!) - 4n);
+  // The image with this vCPU's record edited; the engine is not written (from inside a stuck
+  // handler, a register write or a translation flush could unwind Unicorn under our feet).
+  const rewound = { ...state, core: core.map((r, i) => (i === 31 ? `0x${pc.toString(16).padStart(16, '0')}` : r)) };
+  return {
+    pc,
+    image: () => {
+      const img = machine.image();
+      const vcpus = [...img.vcpus];
+      vcpus[vcpu] = machine.encodeVcpuState!(rewound);
+      return { ...img, vcpus };
+    },
+  };
+}
+
+/** Writes `bytes` whole or not at all: a temporary file beside `file`, then rename(2). */
+function writeWhole(file: string, bytes: Uint8Array): void {
+  const tmp = `${file}.${process.pid}.tmp`;
   try {
+    writeFileSync(tmp, bytes);
+    renameSync(tmp, file);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+}
+
+/**
+ * A service failed during the run: name it on one line (package@version, call, vCPU, PC),
+ * write the VM as before the failing call if asked, and return exit 14. A snapshot that cannot
+ * be taken (a snapshotSave tap or a state handler failing too) is named on the same line and
+ * leaves no file behind.
+ */
+function serviceFailed(vm: Vm, machine: GuestMachine, failure: ServiceFailure, options: GuestRunOptions): number {
+  const inCall = failure.site.phase === 'call' && failure.site.vcpu !== undefined;
+  const trap = inCall ? trapOf(machine, failure.site.vcpu!) : undefined;
+  failure.locate(trap?.pc);
+  let note = '';
+  const file = options.snapshotOnFailure;
+  if (file !== undefined) {
+    if (!inCall) note = '; no snapshot written: the failure was not in a hypercall';
+    else if (!trap) note = `; no snapshot written: the ${machine.arch ?? ''} machine cannot put a vCPU back on its trap`;
+    else {
+      try {
+        const bytes = saveSnapshot(vm, trap.image());
+        writeWhole(file, bytes);
+        note = `; the VM as before the call is in ${file} (${bytes.byteLength} bytes): 'plugvisor restore ${file} --build FIXED' runs it again`;
+      } catch (e) {
+        note = `; no snapshot written: ${e instanceof ServiceFailure ? e.message : describeThrown(e)}`;
+      }
+    }
+  }
+  say(`service failure: ${failure.message}${note}`);
+  if (process.env.PLUGVISOR_DEBUG === '1') writeSync(2, `${(failure.cause as Error)?.stack ?? String(failure.cause)}\n`);
+  return RunExit.SERVICE_FAILURE;
+}
+
+export async function runToEnd(vm: Vm, machine: GuestMachine, options: GuestRunOptions): Promise<number> {
+  const seconds = options.hypercallTimeout ?? DEFAULT_HYPERCALL_TIMEOUT;
+  let watchdog: Watchdog | undefined;
+  try {
+    // onStall runs on this thread, paused inside the stuck handler (watchdog.ts): it never returns to it.
+    let probing = true;
+    watchdog = await startWatchdog(seconds, () => {
+      const failure = callInFlight(seconds);
+      if (!failure) return;
+      if (probing) {
+        say(`service failure: ${failure.message} (a behaviour probe of the build, before the guest ran)`);
+        hardExit(RunExit.SERVICE_FAILURE);
+      }
+      machine.abandonRun?.();
+      hardExit(serviceFailed(vm, machine, failure, options));
+    });
+    // A snapshot carries the build's manifest hash, whose behaviour transcripts run every handler
+    // on probe inputs (core behaviour/transcript.ts). Computed now, before the guest runs: after
+    // a service failed, its handlers must not run again to write the failure snapshot.
+    if (options.snapshotAt !== undefined || options.snapshotOnFailure !== undefined) vm.hv.manifest();
+    probing = false;
     const result = machine.run(options.snapshotAt ? { pauseAfterTraps: options.snapshotAt } : {});
     if (options.snapshotAt && result.kind !== 'paused') {
       say(`no snapshot was written: the run ended before ${options.snapshotAt} hypercall traps`);
@@ -97,7 +228,7 @@ export function runToEnd(vm: Vm, machine: GuestMachine, options: GuestRunOptions
       case 'paused': {
         const bytes = saveSnapshot(vm, machine.image());
         const file = options.snapshotFile ?? 'plugvisor.snap';
-        writeFileSync(file, bytes);
+        writeWhole(file, bytes);
         say(`snapshot after ${options.snapshotAt} hypercall traps written to ${file} (${bytes.byteLength} bytes); continue it with 'plugvisor restore ${file}'`);
         return RunExit.SNAPSHOT_WRITTEN;
       }
@@ -117,7 +248,12 @@ export function runToEnd(vm: Vm, machine: GuestMachine, options: GuestRunOptions
         say('every vCPU is off and no system event was requested');
         return RunExit.ALL_OFF;
     }
+    throw new Error(`unknown run result ${(result as { kind: string }).kind}`);
+  } catch (e) {
+    if (e instanceof ServiceFailure) return serviceFailed(vm, machine, e, options);
+    throw e;
   } finally {
+    watchdog?.stop();
     machine.dispose();
   }
 }

@@ -2,10 +2,10 @@ import { parseArgs } from 'node:util';
 import { backendFor, decodeJson, planRestore, readStream, RecordType, SnapshotError, UsageError, type Arch, type MachineBackend } from '@plugvisor/core';
 import { BACKENDS } from '../backends.js';
 import { loadBuild } from '../build-file.js';
-import { checkWritable, consoleOut, readInputFile, runExitHelp, runToEnd } from './guest-run.js';
+import { checkWritable, consoleOut, failureOptions, failureOptionsHelp, parseHypercallTimeout, readInputFile, runExitHelp, runToEnd } from './guest-run.js';
 import { parseSnapshotAt, snapshotOptions } from './run.js';
 
-export const restoreHelp = `plugvisor restore FILE [--build FILE] [--snapshot-at N] [--snapshot-file FILE]
+export const restoreHelp = `plugvisor restore FILE [--build FILE] [--snapshot-at N] [--snapshot-file FILE] [--snapshot-on-failure FILE] [--hypercall-timeout S]
 
 Continues a snapshotted VM, on this build or another, on the machine of its architecture
 (arm64 on Unicorn; x86-64 on /dev/kvm, in a new VM with the source's CPUID and xsave ABI). Everything is checked first — the
@@ -13,12 +13,13 @@ stream's integrity, then that this build reproduces the VM's guest ABI exactly (
 has on, with the same calls; each selected version; service major versions and state), then
 every service's state and the machine's — and a refusal names every problem (exit 3) before
 anything runs.
+${failureOptionsHelp}
 ${runExitHelp}`;
 
 export async function restoreCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
-    options: { build: { type: 'string' }, ...snapshotOptions },
+    options: { build: { type: 'string' }, ...snapshotOptions, ...failureOptions },
     allowPositionals: true,
     strict: true,
   });
@@ -28,6 +29,8 @@ export async function restoreCommand(argv: string[]): Promise<number> {
   const { hv } = await loadBuild(values.build);
   const bytes = readInputFile(file, 'snapshot');
   if (values['snapshot-file'] !== undefined) checkWritable(values['snapshot-file'], '--snapshot-file');
+  if (values['snapshot-on-failure'] !== undefined) checkWritable(values['snapshot-on-failure'], '--snapshot-on-failure');
+  const hypercallTimeout = parseHypercallTimeout(values['hypercall-timeout']);
   let plan;
   let backend: MachineBackend;
   try {
@@ -47,7 +50,7 @@ export async function restoreCommand(argv: string[]): Promise<number> {
   }
   for (const note of plan.notes) process.stderr.write(`plugvisor restore: ${note}\n`);
   const machine = backend.rebuild(plan, { console: consoleOut });
-  return runToEnd(plan.vm, machine, { snapshotAt, snapshotFile: values['snapshot-file'] });
+  return runToEnd(plan.vm, machine, { snapshotAt, snapshotFile: values['snapshot-file'], snapshotOnFailure: values['snapshot-on-failure'], hypercallTimeout });
 }
 
 /** The machine architecture a snapshot was taken on (its MACHINE record); arm64 if it has none. */

@@ -5,7 +5,7 @@ import { poolBaseline } from '@plugvisor/xsave';
 import { BACKENDS } from '../backends.js';
 import { readHostDumps } from './check.js';
 import { loadBuild } from '../build-file.js';
-import { checkWritable, consoleOut, parseSize, readInputFile, runExitHelp, runToEnd } from './guest-run.js';
+import { checkWritable, consoleOut, failureOptions, failureOptionsHelp, parseHypercallTimeout, parseSize, readInputFile, runExitHelp, runToEnd } from './guest-run.js';
 
 export const runHelp = `plugvisor run IMAGE [options]
 
@@ -28,6 +28,7 @@ hypercalls are OUT to port 0x600, port 0x604 powers off. Console output goes to 
   --snapshot-at N        after N hypercall traps, write a snapshot and stop
   --snapshot-file FILE   where the snapshot goes (default plugvisor.snap)
   --record FILE          write the VM's ABI record (JSON) before it runs (for 'plugvisor check --vm')
+${failureOptionsHelp}
 ${runExitHelp}`;
 
 /** The largest RAM every machine the CLI ships supports (arm64 and x86: 3 GiB). */
@@ -96,6 +97,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       hosts: { type: 'string', multiple: true },
       record: { type: 'string' },
       ...snapshotOptions,
+      ...failureOptions,
     },
     allowPositionals: true,
     strict: true,
@@ -112,6 +114,8 @@ export async function runCommand(argv: string[]): Promise<number> {
   const image = readInputFile(imagePath, 'image');
   if (values['snapshot-file'] !== undefined) checkWritable(values['snapshot-file'], '--snapshot-file');
   if (values.record !== undefined) checkWritable(values.record, '--record');
+  if (values['snapshot-on-failure'] !== undefined) checkWritable(values['snapshot-on-failure'], '--snapshot-on-failure');
+  const hypercallTimeout = parseHypercallTimeout(values['hypercall-timeout']);
   const em = elfMachine(image);
   // An ELF image names its backend (e_machine); a raw image takes --arch, default the first
   // backend. An ELF for no backend goes to the default, whose loader names the mismatch.
@@ -154,5 +158,5 @@ export async function runCommand(argv: string[]): Promise<number> {
   }
   vm.attachMachine(machine);
   machine.attach(vm);
-  return runToEnd(vm, machine, { snapshotAt, snapshotFile: values['snapshot-file'] });
+  return runToEnd(vm, machine, { snapshotAt, snapshotFile: values['snapshot-file'], snapshotOnFailure: values['snapshot-on-failure'], hypercallTimeout });
 }

@@ -1,3 +1,4 @@
+import { ServiceFailure } from '../errors.js';
 import { createHash } from 'node:crypto';
 import type { ResultDecl } from '../abi/signature.js';
 import type { CallDecl } from '../abi/surface.js';
@@ -145,7 +146,9 @@ export class ProbeRunner {
     this.load(call, conduit, probe, background);
     try {
       vm.dispatch(conduit, this.machine.vcpus[0]!);
-    } catch (e) {
+    } catch (thrown) {
+      // The dispatcher wraps what a handler throws (router.ts): record the handler's own error.
+      const e = thrown instanceof ServiceFailure ? thrown.cause : thrown;
       return `threw: ${(e as Error).name}: ${(e as Error).message}`;
     }
     return observe(this.machine, resultsOf(call, conduit), probe.fill);

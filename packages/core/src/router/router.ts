@@ -7,14 +7,23 @@ import type { VcpuContext } from '../machine/machine.js';
 import type { HypervisorHooks } from '../plugin/hooks.js';
 import type { ServiceBinding } from '../plugin/service.js';
 import { RegisterFile } from '../machine/registers.js';
+import { HypercallTimeout, ServiceFailure } from '../errors.js';
 import type { BuildConduits } from './build-conduits.js';
 import type { ConduitDefinition } from './conduits.js';
 
 type CallHook = SyncHook<[VcpuContext, ServiceBinding<any>]>;
 
+/** Who answers a route, for a ServiceFailure: the call's declared name, its service package and version. */
+interface CallSite {
+  readonly name: string;
+  readonly service: string;
+  readonly version: string;
+}
+
 /** One exposed call: the hook its service tapped, the service's per-VM binding, its register masks. */
 interface Route {
   readonly hook: CallHook;
+  readonly site: CallSite;
   readonly binding: ServiceBinding<any>;
   /** [read, write] (RegisterTransfer). */
   readonly masks: readonly [number, number];
@@ -158,7 +167,8 @@ export class DispatchTable {
       this.exposedCalls.add(decl.name);
       const conduit = conduits.get(decl.conduit)!; // the catalog checked the build has it
       const c = conduits.indexOf(conduit);
-      const route = { hook: hooks.call.get(decl.name)!, binding: bindingOf(service.name), masks: callMasks(decl, conduit) };
+      const site: CallSite = Object.freeze({ name: decl.name, service: service.name, version: service.version });
+      const route = { hook: hooks.call.get(decl.name)!, site, binding: bindingOf(service.name), masks: callMasks(decl, conduit) };
       if (decl.subOf) {
         const list = subs.get(decl.subOf.call) ?? [];
         list.push({ ...route, value: decl.subOf.value >>> 0 });
@@ -218,8 +228,80 @@ export class DispatchTable {
   }
 }
 
+// ---- service containment ---------------------------------------------------------------------
+//
+// A handler is service code: whatever it throws (an Error, a TypeError, a string, undefined) is
+// caught where the dispatcher calls it and becomes a ServiceFailure naming the service package
+// and version, the call (id and name) and the vCPU; the machine owner adds the PC and stops the
+// VM. A handler that never returns cannot be caught on this thread: the dispatcher keeps a
+// heartbeat in shared memory that a watchdog thread of the process owner watches (the CLI's
+// watchdog.ts), and the call in flight, which `callInFlight` turns into the same failure.
+//
+// Per dispatch this costs six int32 stores into shared memory (sequence, busy, vCPU, id, the
+// call's site number, not busy) and a try/catch, which V8's optimising compiler keeps in
+// optimised code while nothing throws.
+
 /**
- * Generates `function (vcpu) { switch (id) { case N: hN.call(vcpu, bN); return; ... } }`. A
+ * The hypercall heartbeat and the call in flight, one per process, as plain int32 stores (no
+ * object store, so no write barrier): [0] a sequence number bumped as every dispatch starts,
+ * [1] 1 while a dispatch (a handler) runs, [2] the dispatching vCPU's index, [3] the function
+ * id, [4] the call's site number (SITES). In a SharedArrayBuffer: a watchdog thread reads [0]
+ * and [1] (Atomics.load; racy, which is enough to see the same busy call for seconds on end).
+ */
+const HEARTBEAT = new Int32Array(new SharedArrayBuffer(20));
+const BEAT_SEQ = 0;
+const BEAT_BUSY = 1;
+const BEAT_VCPU = 2;
+const BEAT_ID = 3;
+const BEAT_SITE = 4;
+
+/** The shared heartbeat words (see HEARTBEAT), for a watchdog thread: pass `.buffer` to a worker. */
+export function hypercallHeartbeat(): Int32Array {
+  return HEARTBEAT;
+}
+
+/** Every call site of every compiled table, numbered once per service, version and call (bounded). */
+const SITES: CallSite[] = [];
+const SITE_NUMBERS = new Map<string, number>();
+function siteNumber(site: CallSite): number {
+  const key = `${site.service}@${site.version}:${site.name}`;
+  let n = SITE_NUMBERS.get(key);
+  if (n === undefined) {
+    n = SITES.length;
+    SITES.push(site);
+    SITE_NUMBERS.set(key, n);
+  }
+  return n;
+}
+
+/**
+ * The call whose handler is running now, as the ServiceFailure a watchdog reports (cause: a
+ * HypercallTimeout of `seconds`), or undefined when no handler runs. Call it on the dispatching
+ * thread (e.g. from a debugger pause of it).
+ */
+export function callInFlight(seconds: number): ServiceFailure | undefined {
+  const site = SITES[HEARTBEAT[BEAT_SITE]!];
+  if (HEARTBEAT[BEAT_BUSY] === 0 || HEARTBEAT[BEAT_SITE]! < 0 || !site) return undefined;
+  return failureOf(site, HEARTBEAT[BEAT_ID]! >>> 0, HEARTBEAT[BEAT_VCPU]!, new HypercallTimeout(seconds));
+}
+
+function failureOf(site: CallSite, id: number, vcpu: number, cause: unknown): ServiceFailure {
+  return new ServiceFailure({ service: site.service, version: site.version, phase: 'call', call: { id, name: site.name }, vcpu }, cause);
+}
+
+/** The dispatcher's catch: a handler threw `e` (a failure from a nested boundary passes through). */
+function contain(e: unknown): never {
+  HEARTBEAT[BEAT_BUSY] = 0;
+  const site = SITES[HEARTBEAT[BEAT_SITE]!];
+  if (e instanceof ServiceFailure || HEARTBEAT[BEAT_SITE]! < 0 || !site) throw e;
+  throw failureOf(site, HEARTBEAT[BEAT_ID]! >>> 0, HEARTBEAT[BEAT_VCPU]!, e);
+}
+
+/**
+ * Generates `function (vcpu) { switch (id) { case N: hN.call(vcpu, bN); return; ... } }`, inside
+ * the service boundary: the heartbeat and the call in flight are stored first, each case records
+ * its call's site number before calling its hook and clears the busy word after, and a throw
+ * goes to `contain` (see "service containment" above). A
  * parent with exposed sub-ops gets a nested switch on its selector register's low word:
  * `case 32: switch (vcpu.regs.u32[0]) { case 4: hS.call(vcpu, bS); return; ... } hP.call(vcpu, bP); return;`
  * — the registers are not touched and nothing is re-entered; a selector value no exposed sub-op
@@ -232,40 +314,53 @@ function compileConduit(conduit: ConduitDefinition, exact: readonly ExactRoute[]
   const word = conduit.functionIdWord;
   if (!Number.isInteger(word) || word < 0) throw new Error(`conduit ${conduit.name}: bad functionIdWord`);
   // One const per route: V8 then knows each case's call target and can inline it.
-  const lines = ['"use strict";', ...routes.map((_, i) => `const h${i} = h[${i}], b${i} = b[${i}];`), 'return function dispatch(vcpu) {', `  const id = vcpu.regs.u32[${word}];`];
+  // `call(i)`: record the call's site, run its hook, clear busy (see "service containment" above).
+  const call = (i: number) => `beat[${BEAT_SITE}] = ${siteNumber(routes[i]!.site)}; h${i}.call(vcpu, b${i}); beat[${BEAT_BUSY}] = 0; return;`;
+  const lines = [
+    '"use strict";',
+    ...routes.map((_, i) => `const h${i} = h[${i}], b${i} = b[${i}];`),
+    'return function dispatch(vcpu) {',
+    `  const id = vcpu.regs.u32[${word}];`,
+    `  beat[${BEAT_SEQ}] = (beat[${BEAT_SEQ}] + 1) | 0;`,
+    `  beat[${BEAT_BUSY}] = 1;`,
+    `  beat[${BEAT_VCPU}] = vcpu.index;`,
+    `  beat[${BEAT_ID}] = id;`,
+    '  try {',
+  ];
+  const notSupportedCall = `beat[${BEAT_SITE}] = -1; notSupported(vcpu.regs); beat[${BEAT_BUSY}] = 0; return;`;
   const high = conduit.functionIdHighWord;
   if (high !== undefined) {
     if (!Number.isInteger(high) || high < 0) throw new Error(`conduit ${conduit.name}: bad functionIdHighWord`);
-    lines.push(`  if (vcpu.regs.u32[${high}] !== 0) { notSupported(vcpu.regs); return; }`);
+    lines.push(`  if (vcpu.regs.u32[${high}] !== 0) { ${notSupportedCall} }`);
   }
   if (exact.length) {
     lines.push('  switch (id) {');
     exact.forEach((r, i) => {
-      if (!r.subs?.length) return void lines.push(`    case ${r.id >>> 0}: h${i}.call(vcpu, b${i}); return;`);
+      if (!r.subs?.length) return void lines.push(`    case ${r.id >>> 0}: ${call(i)}`);
       lines.push(`    case ${r.id >>> 0}:`, `      switch (vcpu.regs.u32[${r.selector! * 2}]) {`);
-      for (const sr of r.subs) {
-        const k = subIndex.get(sr)!;
-        lines.push(`        case ${sr.value >>> 0}: h${k}.call(vcpu, b${k}); return;`);
-      }
-      lines.push('      }', `      h${i}.call(vcpu, b${i}); return;`);
+      for (const sr of r.subs) lines.push(`        case ${sr.value >>> 0}: ${call(subIndex.get(sr)!)}`);
+      lines.push('      }', `      ${call(i)}`);
     });
     lines.push('  }');
   }
   ranges.forEach((r, j) => {
-    const i = exact.length + j;
-    lines.push(`  if (id >= ${r.first >>> 0} && id <= ${r.last >>> 0}) { h${i}.call(vcpu, b${i}); return; }`);
+    lines.push(`  if (id >= ${r.first >>> 0} && id <= ${r.last >>> 0}) { ${call(exact.length + j)} }`);
   });
-  lines.push('  notSupported(vcpu.regs);', '};');
+  lines.push(`  ${notSupportedCall}`, '  } catch (e) {', '    contain(e);', '  }', '};');
   // Objects reach the generated code as arguments, never as source text: only integers are inlined.
-  const factory = new Function('notSupported', 'h', 'b', lines.join('\n')) as (
+  const factory = new Function('notSupported', 'h', 'b', 'beat', 'contain', lines.join('\n')) as (
     notSupported: ConduitDefinition['notSupported'],
     h: readonly CallHook[],
     b: readonly ServiceBinding<any>[],
+    beat: Int32Array,
+    containFn: typeof contain,
   ) => (vcpu: VcpuContext) => void;
   return factory(
     conduit.notSupported,
     routes.map((r) => r.hook),
     routes.map((r) => r.binding),
+    HEARTBEAT,
+    contain,
   );
 }
 
