@@ -121,6 +121,7 @@ export type ServiceFailurePhase =
   | 'snapshotSave'
   | 'snapshotRestore'
   | 'state create'
+  | 'state load'
   | 'state save';
 
 /** What a ServiceFailure knows of where it happened. */
@@ -193,7 +194,7 @@ export class ServiceFailure extends PlugvisorError<'SERVICE_FAILURE'> {
     const where =
       s.phase === 'call'
         ? `call 0x${((s.call?.id ?? 0) >>> 0).toString(16).padStart(8, '0')} ${s.call?.name ?? '?'}`
-        : s.phase === 'state create' || s.phase === 'state save'
+        : s.phase === 'state create' || s.phase === 'state load' || s.phase === 'state save'
           ? `its ${s.phase} handler`
           : `its ${s.phase} hook`;
     const vcpu = s.vcpu !== undefined ? ` on vCPU ${s.vcpu}` : '';

@@ -1,5 +1,5 @@
 import { readFileSync, existsSync } from 'node:fs';
-import { readInputFile } from './guest-run.js';
+import { readInputFile, readSnapshotKey } from './guest-run.js';
 import { parseArgs } from 'node:util';
 import { checkBuilds, formatCompatReport, readAbiRecord, SnapshotError, UsageError, validateAbiRecord, type AbiRecord } from '@plugvisor/core';
 import { defaultXcr0, kvmHost, kvmUnavailable, readX86Description } from '@plugvisor/machine-x86';
@@ -17,7 +17,7 @@ import {
 } from '@plugvisor/xsave';
 import { loadBuild } from '../build-file.js';
 
-export const checkHelp = `plugvisor check A B [--vm RECORD] [--json]
+export const checkHelp = `plugvisor check A B [--vm RECORD [--snapshot-key FILE]] [--json]
 plugvisor check --hosts DUMP[,DUMP...] [--vm SNAPSHOT] [--json]
 
 Is moving VMs from build A to build B safe? Upgrade (A's VMs onto B) and rollback (B's VMs
@@ -32,14 +32,18 @@ creates by default (when /dev/kvm is here). Builds A B may be given too: both ch
 Exit status: 0 safe (every direction, every host), 3 refused somewhere, 2 bad input.`;
 
 /** The VM's ABI record from a JSON record file or a snapshot stream. */
-export function readVmRecord(path: string): AbiRecord {
+export function readVmRecord(path: string, key: { key?: Uint8Array } = {}): AbiRecord {
   const bytes = readInputFile(path, '--vm');
   if (bytes.subarray(0, 8).toString('latin1') === 'PLVSNAP\0') {
     try {
-      return readAbiRecord(bytes);
+      return readAbiRecord(bytes, key);
     } catch (e) {
       // A damaged or cut snapshot is a bad input file (exit 2), named with what is wrong.
-      if (e instanceof SnapshotError) throw new UsageError(`--vm ${path} is a damaged snapshot: ${e.message.replace(/\s*\n\s*/g, '; ')}`, 'BAD_INPUT_FILE');
+      if (e instanceof SnapshotError) {
+        const why = e.message.replace(/\s*\n\s*/g, '; ');
+        const unauthentic = e.code === 'SNAPSHOT_UNSIGNED' || e.code === 'SNAPSHOT_BAD_MAC';
+        throw new UsageError(`--vm ${path} ${unauthentic ? 'is refused' : 'is a damaged snapshot'}: ${why}`, 'BAD_INPUT_FILE');
+      }
       throw e;
     }
   }
@@ -57,7 +61,7 @@ export function readVmRecord(path: string): AbiRecord {
 export async function checkCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
-    options: { vm: { type: 'string' }, json: { type: 'boolean' }, hosts: { type: 'string', multiple: true } },
+    options: { vm: { type: 'string' }, json: { type: 'boolean' }, hosts: { type: 'string', multiple: true }, 'snapshot-key': { type: 'string' } },
     allowPositionals: true,
     strict: true,
   });
@@ -66,7 +70,7 @@ export async function checkCommand(argv: string[]): Promise<number> {
   if (hostFiles.length && positionals.length === 0) return checkHosts(hostFiles, values.vm, !!values.json);
   if (positionals.length !== 2) throw new UsageError('check takes two build files: plugvisor check A B (or --hosts DUMP...)');
   const [a, b] = await Promise.all(positionals.map((p) => loadBuild(p)));
-  const record = values.vm ? readVmRecord(values.vm) : undefined;
+  const record = values.vm ? readVmRecord(values.vm, readSnapshotKey(values['snapshot-key'])) : undefined;
   const report = checkBuilds(a!.hv, b!.hv, record);
   process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : formatCompatReport(report));
   const builds = report.upgrade.safe && report.rollback.safe ? 0 : 3;

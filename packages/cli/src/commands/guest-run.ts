@@ -1,5 +1,5 @@
 import { closeSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
-import { callInFlight, describeThrown, saveSnapshot, ServiceFailure, UsageError, type MachineImage, type SystemEvent, type Vm } from '@plugvisor/core';
+import { callInFlight, describeThrown, MIN_SNAPSHOT_KEY_BYTES, saveSnapshot, ServiceFailure, UsageError, type MachineImage, type SystemEvent, type Vm } from '@plugvisor/core';
 import { hardExit, startWatchdog, type Watchdog } from '../watchdog.js';
 
 /**
@@ -77,12 +77,25 @@ export const failureOptionsHelp = `  --snapshot-on-failure FILE
                          before it failed cannot be undone and stays written
   --hypercall-timeout SECONDS
                          stop the VM (exit 14) when a hypercall handler has not returned after
-                         SECONDS (default ${DEFAULT_HYPERCALL_TIMEOUT}; 0 turns the watchdog off)`;
+                         SECONDS (default ${DEFAULT_HYPERCALL_TIMEOUT}; 0 turns the watchdog off)
+  --snapshot-key FILE    sign every snapshot written with HMAC-SHA-256 under the key in FILE
+                         (at least 16 bytes, e.g. head -c 32 /dev/urandom > KEY); with it,
+                         restore refuses a snapshot that is unsigned or signed with another
+                         key (exit 3)`;
 
 export const failureOptions = {
   'snapshot-on-failure': { type: 'string' },
   'hypercall-timeout': { type: 'string' },
+  'snapshot-key': { type: 'string' },
 } as const;
+
+/** Reads --snapshot-key FILE: a regular, non-empty file whose bytes are the HMAC key (at least MIN_SNAPSHOT_KEY_BYTES). */
+export function readSnapshotKey(path: string | undefined): { key?: Uint8Array } {
+  if (path === undefined) return {};
+  const key = readInputFile(path, '--snapshot-key');
+  if (key.byteLength < MIN_SNAPSHOT_KEY_BYTES) throw new UsageError(`--snapshot-key ${path}: a key of ${key.byteLength} bytes is too short; it takes at least ${MIN_SNAPSHOT_KEY_BYTES}`);
+  return { key };
+}
 
 /** Parses --hypercall-timeout: seconds, 0 (off) up to a day; the default when absent. */
 export function parseHypercallTimeout(text: string | undefined): number {
@@ -117,6 +130,8 @@ export interface GuestRunOptions {
   readonly snapshotOnFailure?: string;
   /** Hypercall watchdog timeout in seconds; 0 = off (default DEFAULT_HYPERCALL_TIMEOUT). */
   readonly hypercallTimeout?: number;
+  /** HMAC key every snapshot written is signed with (--snapshot-key). */
+  readonly snapshotKey?: Uint8Array;
 }
 
 /** Console sink: synchronous, so guest output and our messages keep their order. */
@@ -186,7 +201,7 @@ function serviceFailed(vm: Vm, machine: GuestMachine, failure: ServiceFailure, o
     else if (!trap) note = `; no snapshot written: the ${machine.arch ?? ''} machine cannot put a vCPU back on its trap`;
     else {
       try {
-        const bytes = saveSnapshot(vm, trap.image());
+        const bytes = saveSnapshot(vm, trap.image(), { key: options.snapshotKey });
         writeWhole(file, bytes);
         note = `; the VM as before the call is in ${file} (${bytes.byteLength} bytes): 'plugvisor restore ${file} --build FIXED' runs it again`;
       } catch (e) {
@@ -226,7 +241,7 @@ export async function runToEnd(vm: Vm, machine: GuestMachine, options: GuestRunO
     }
     switch (result.kind) {
       case 'paused': {
-        const bytes = saveSnapshot(vm, machine.image());
+        const bytes = saveSnapshot(vm, machine.image(), { key: options.snapshotKey });
         const file = options.snapshotFile ?? 'plugvisor.snap';
         writeWhole(file, bytes);
         say(`snapshot after ${options.snapshotAt} hypercall traps written to ${file} (${bytes.byteLength} bytes); continue it with 'plugvisor restore ${file}'`);

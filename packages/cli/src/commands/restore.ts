@@ -2,10 +2,10 @@ import { parseArgs } from 'node:util';
 import { backendFor, decodeJson, planRestore, readStream, RecordType, SnapshotError, UsageError, type Arch, type MachineBackend } from '@plugvisor/core';
 import { BACKENDS } from '../backends.js';
 import { loadBuild } from '../build-file.js';
-import { checkWritable, consoleOut, failureOptions, failureOptionsHelp, parseHypercallTimeout, readInputFile, runExitHelp, runToEnd } from './guest-run.js';
+import { checkWritable, consoleOut, failureOptions, failureOptionsHelp, parseHypercallTimeout, readInputFile, readSnapshotKey, runExitHelp, runToEnd } from './guest-run.js';
 import { parseSnapshotAt, snapshotOptions } from './run.js';
 
-export const restoreHelp = `plugvisor restore FILE [--build FILE] [--snapshot-at N] [--snapshot-file FILE] [--snapshot-on-failure FILE] [--hypercall-timeout S]
+export const restoreHelp = `plugvisor restore FILE [--build FILE] [--snapshot-at N] [--snapshot-file FILE] [--snapshot-on-failure FILE] [--hypercall-timeout S] [--snapshot-key FILE]
 
 Continues a snapshotted VM, on this build or another, on the machine of its architecture
 (arm64 on Unicorn; x86-64 on /dev/kvm, in a new VM with the source's CPUID and xsave ABI). Everything is checked first — the
@@ -31,16 +31,17 @@ export async function restoreCommand(argv: string[]): Promise<number> {
   if (values['snapshot-file'] !== undefined) checkWritable(values['snapshot-file'], '--snapshot-file');
   if (values['snapshot-on-failure'] !== undefined) checkWritable(values['snapshot-on-failure'], '--snapshot-on-failure');
   const hypercallTimeout = parseHypercallTimeout(values['hypercall-timeout']);
+  const snapshotKey = readSnapshotKey(values['snapshot-key']);
   let plan;
   let backend: MachineBackend;
   try {
-    const arch = snapshotArch(bytes);
+    const arch = snapshotArch(bytes, snapshotKey);
     const found = backendFor(BACKENDS, arch);
     if (!found) throw new SnapshotError('INCOMPATIBLE', `the snapshot's machine is ${arch}; this build has backends for ${BACKENDS.map((b) => b.arch).join(', ')}`);
     backend = found;
     const why = backend.unavailable();
     if (why) throw new UsageError(why, 'HOST_UNAVAILABLE');
-    plan = planRestore(bytes, hv, { arch, checkMachine: backend.checkSnapshot });
+    plan = planRestore(bytes, hv, { arch, checkMachine: backend.checkSnapshot, ...snapshotKey });
   } catch (e) {
     if (e instanceof SnapshotError) {
       process.stderr.write(`plugvisor restore: ${file} refused: ${e.message}\n`);
@@ -50,12 +51,13 @@ export async function restoreCommand(argv: string[]): Promise<number> {
   }
   for (const note of plan.notes) process.stderr.write(`plugvisor restore: ${note}\n`);
   const machine = backend.rebuild(plan, { console: consoleOut });
-  return runToEnd(plan.vm, machine, { snapshotAt, snapshotFile: values['snapshot-file'], snapshotOnFailure: values['snapshot-on-failure'], hypercallTimeout });
+  return runToEnd(plan.vm, machine, { snapshotAt, snapshotFile: values['snapshot-file'], snapshotOnFailure: values['snapshot-on-failure'], hypercallTimeout, snapshotKey: snapshotKey.key });
 }
 
 /** The machine architecture a snapshot was taken on (its MACHINE record); arm64 if it has none. */
-export function snapshotArch(bytes: Uint8Array): Arch {
-  for (const rec of readStream(bytes)) {
+export function snapshotArch(bytes: Uint8Array, key: { key?: Uint8Array } = {}): Arch {
+  // with a key, authenticated before any record is believed (even the backend it names)
+  for (const rec of readStream(bytes, key)) {
     if (rec.type !== RecordType.MACHINE) continue;
     const m = decodeJson(rec.payload, 'MACHINE') as { arch?: unknown };
     return typeof m?.arch === 'string' && m.arch ? m.arch : 'arm64';

@@ -5,7 +5,7 @@ import { poolBaseline } from '@plugvisor/xsave';
 import { BACKENDS } from '../backends.js';
 import { readHostDumps } from './check.js';
 import { loadBuild } from '../build-file.js';
-import { checkWritable, consoleOut, failureOptions, failureOptionsHelp, parseHypercallTimeout, parseSize, readInputFile, runExitHelp, runToEnd } from './guest-run.js';
+import { checkWritable, consoleOut, failureOptions, failureOptionsHelp, parseHypercallTimeout, parseSize, readInputFile, readSnapshotKey, runExitHelp, runToEnd } from './guest-run.js';
 
 export const runHelp = `plugvisor run IMAGE [options]
 
@@ -116,6 +116,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   if (values.record !== undefined) checkWritable(values.record, '--record');
   if (values['snapshot-on-failure'] !== undefined) checkWritable(values['snapshot-on-failure'], '--snapshot-on-failure');
   const hypercallTimeout = parseHypercallTimeout(values['hypercall-timeout']);
+  const snapshotKey = readSnapshotKey(values['snapshot-key']);
   const em = elfMachine(image);
   // An ELF image names its backend (e_machine); a raw image takes --arch, default the first
   // backend. An ELF for no backend goes to the default, whose loader names the mismatch.
@@ -158,5 +159,5 @@ export async function runCommand(argv: string[]): Promise<number> {
   }
   vm.attachMachine(machine);
   machine.attach(vm);
-  return runToEnd(vm, machine, { snapshotAt, snapshotFile: values['snapshot-file'], snapshotOnFailure: values['snapshot-on-failure'], hypercallTimeout });
+  return runToEnd(vm, machine, { snapshotAt, snapshotFile: values['snapshot-file'], snapshotOnFailure: values['snapshot-on-failure'], hypercallTimeout, snapshotKey: snapshotKey.key });
 }

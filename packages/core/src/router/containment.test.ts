@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { callInFlight, ComposeError, Conduits, defineService, Hypervisor, hypercallHeartbeat, ServiceFailure, type CallHandler } from '../index.js';
+import { callInFlight, ComposeError, Conduits, defineService, Hypervisor, hypercallHeartbeat, planRestore, saveSnapshot, ServiceFailure, SnapshotError, StateError, type CallHandler } from '../index.js';
 import { MemoryMachine } from '../testing/index.js';
 
 /**
@@ -9,7 +9,7 @@ import { MemoryMachine } from '../testing/index.js';
  */
 const ID = 0xc600_0010;
 
-function build(handler: CallHandler<{ n: number }>, taps: { save?: () => void; restore?: () => void; create?: () => void; saveState?: () => unknown } = {}) {
+function build(handler: CallHandler<{ n: number }>, taps: { save?: () => void; restore?: () => void; create?: () => void; saveState?: () => unknown; load?: () => void } = {}) {
   return Hypervisor.compose([
     defineService<{ n: number }>({
       name: '@x/faulty',
@@ -22,7 +22,7 @@ function build(handler: CallHandler<{ n: number }>, taps: { save?: () => void; r
       state: {
         create: () => (taps.create?.(), { n: 0 }),
         save: (s) => (taps.saveState ? (taps.saveState() as number) : s.n),
-        load: (d) => ({ n: d as number }),
+        load: (d) => (taps.load?.(), { n: d as number }),
       },
       handlers: { FAULTY: handler },
       apply: (hv, self) => {
@@ -85,6 +85,21 @@ describe('service containment', () => {
     expect(() => vm2.saveServiceStates()).toThrow('failed in its state save handler: RangeError: bad');
     const vm3 = build(ok, { restore: () => { throw undefined; } }).createVm();
     expect(() => vm3.adoptStates(new Map(), false)).toThrow('failed in its snapshotRestore hook: threw undefined');
+  });
+
+  it('tells a state load that refuses its input (a PlugvisorError: snapshot refused) from one that fails (service failure)', () => {
+    const ok = () => {};
+    const vm = build(ok).createVm();
+    const m = new MemoryMachine(1);
+    vm.attachMachine(m);
+    vm.start();
+    const bytes = saveSnapshot(vm, { arch: 'arm64', description: {}, vcpus: [Uint8Array.of(0)], memory: m.memory.regions() });
+    const refuse = build(ok, { load: () => { throw new StateError('faulty', 'n', 'is out of range'); } });
+    expect(() => planRestore(bytes, refuse, { arch: 'arm64' })).toThrow(SnapshotError);
+    expect(() => planRestore(bytes, refuse, { arch: 'arm64' })).toThrow('SERVICE_STATE record of @x/faulty: state refused');
+    const fail = build(ok, { load: () => { throw 'bad load'; } });
+    expect(() => planRestore(bytes, fail, { arch: 'arm64' })).toThrow(ServiceFailure);
+    expect(() => planRestore(bytes, fail, { arch: 'arm64' })).toThrow('service @x/faulty@2.3.4 failed in its state load handler: threw the string "bad load"');
   });
 
   it('turns an apply() that throws into a ComposeError naming the service', () => {

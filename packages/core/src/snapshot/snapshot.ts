@@ -1,5 +1,5 @@
 import { abiFromRecord, checkRecord, servicesInUse, type AbiRecord } from '../abi/record.js';
-import { PlugvisorError, SnapshotError, type SnapshotErrorCode } from '../errors.js';
+import { PlugvisorError, ServiceFailure, SnapshotError, describeThrown, type SnapshotErrorCode } from '../errors.js';
 import type { Hypervisor } from '../hypervisor.js';
 import type { Arch, Machine } from '../machine/machine.js';
 import type { MemoryRegion } from '../machine/memory.js';
@@ -408,6 +408,10 @@ export function planRestore(bytes: Uint8Array, hv: Hypervisor, options: RestoreO
     try {
       loaded.set(service.name, service.state.load(saved.data, saved.schema, vm));
     } catch (e) {
+      // A load refuses a state it cannot accept by throwing a PlugvisorError (StateError,
+      // AbiError): the snapshot is refused. Anything else (a TypeError, a thrown string) is the
+      // service's own failure, named as such rather than blamed on the file.
+      if (!(e instanceof PlugvisorError)) throw new ServiceFailure({ service: service.name, version: service.version, phase: 'state load' }, e);
       problems.add('BAD_RECORD', `SERVICE_STATE record of ${service.name}: state refused: ${messageOf(e)}`);
     }
   }
@@ -454,8 +458,7 @@ function jsonOf(rec: StreamRecord, problems: Problems): unknown {
 
 function messageOf(e: unknown): string {
   if (e instanceof StateError || e instanceof PlugvisorError) return e.message;
-  if (e instanceof Error) return `${e.name}: ${e.message}`;
-  return String(e);
+  return describeThrown(e);
 }
 
 /** A machine a restore plan can finish: the core's Machine plus the backend's router hookup. */
