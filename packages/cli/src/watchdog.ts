@@ -17,7 +17,7 @@ import { hypercallHeartbeat } from '@plugvisor/core';
  * `connectToMainThread`, usable from a worker). So:
  *
  *   - the core's dispatcher keeps a heartbeat in a SharedArrayBuffer (router.ts: a sequence
- *     number bumped per dispatch and a busy word; plain stores, no allocation);
+ *     number bumped per dispatch and the site of the call in flight; plain stores, no allocation);
  *   - a worker thread, unref'd so it never keeps the process alive, polls it every 250 ms;
  *   - when the same call stays busy past the timeout, and only then (a connected session can make
  *     V8 deoptimise), it connects an inspector session to the main thread, enables the debugger,
@@ -46,9 +46,9 @@ let session;
 const trace = (m) => { if (process.env.PLUGVISOR_WATCHDOG_TRACE) require('fs').writeSync(2, 'watchdog: ' + m + '\\n'); };
 setInterval(() => {
   const s = Atomics.load(beat, 0);
-  const busy = Atomics.load(beat, 1);
-  trace('seq ' + s + ' busy ' + busy);
-  if (busy === 0 || s !== seq) {
+  const site = Atomics.load(beat, 1); // the call in flight, -1 when no handler runs
+  trace('seq ' + s + ' site ' + site);
+  if (site < 0 || s !== seq) {
     seq = s;
     since = Date.now();
     return;

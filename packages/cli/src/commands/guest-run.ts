@@ -121,6 +121,8 @@ export interface GuestMachine {
   encodeVcpuState?(state: unknown): Uint8Array;
   /** Gives up the run in progress, from inside a handler that never returns (RuntimeMachine). */
   abandonRun?(): void;
+  /** The vCPU whose slice is running, -1 between runs (RuntimeMachine). */
+  readonly runningVcpu?: number;
 }
 
 export interface GuestRunOptions {
@@ -221,7 +223,8 @@ export async function runToEnd(vm: Vm, machine: GuestMachine, options: GuestRunO
     // onStall runs on this thread, paused inside the stuck handler (watchdog.ts): it never returns to it.
     let probing = true;
     watchdog = await startWatchdog(seconds, () => {
-      const failure = callInFlight(seconds);
+      // the vCPU in the stuck call: the one whose slice runs (vCPU 0 for a behaviour probe)
+      const failure = callInFlight(seconds, Math.max(0, machine.runningVcpu ?? 0));
       if (!failure) return;
       if (probing) {
         say(`service failure: ${failure.message} (a behaviour probe of the build, before the guest ran)`);

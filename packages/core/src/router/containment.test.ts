@@ -64,16 +64,16 @@ describe('service containment', () => {
       expect(f.message).toContain(`service @x/faulty@2.3.4 failed in call 0xc6000010 FAULTY on vCPU 1: ${what}`);
       expect(f.locate(0x4000_1000n).message).toContain('on vCPU 1 at PC 0x40001000: ');
     }
-    expect(hypercallHeartbeat()[1]).toBe(0); // not busy after a throw
+    expect(hypercallHeartbeat()[1]).toBe(-1); // no call in flight after a throw
   });
 
   it('keeps a heartbeat: busy with the call in flight while a handler runs', () => {
     let seen: ServiceFailure | undefined;
     const before = hypercallHeartbeat()[0]!;
-    expect(call(() => void (seen = callInFlight(10)))).toBeUndefined();
+    expect(call(() => void (seen = callInFlight(10, 1)))).toBeUndefined();
     expect(seen?.message).toBe('service @x/faulty@2.3.4 failed in call 0xc6000010 FAULTY on vCPU 1: HypercallTimeout: the handler did not return within 10 s (hypercall watchdog)');
     expect(hypercallHeartbeat()[0]).toBe((before + 1) | 0);
-    expect(callInFlight(10)).toBeUndefined();
+    expect(callInFlight(10, 1)).toBeUndefined();
   });
 
   it('wraps lifecycle taps and state handlers', () => {

@@ -18,6 +18,8 @@ interface CallSite {
   readonly name: string;
   readonly service: string;
   readonly version: string;
+  /** The function id the route answers (a range call's first). */
+  readonly id?: number;
 }
 
 /** One exposed call: the hook its service tapped, the service's per-VM binding, its register masks. */
@@ -237,34 +239,34 @@ export class DispatchTable {
 // heartbeat in shared memory that a watchdog thread of the process owner watches (the CLI's
 // watchdog.ts), and the call in flight, which `callInFlight` turns into the same failure.
 //
-// Per dispatch this costs six int32 stores into shared memory (sequence, busy, vCPU, id, the
-// call's site number, not busy) and a try/catch, which V8's optimising compiler keeps in
-// optimised code while nothing throws.
+// Per dispatch this costs a load and three int32 stores into shared memory (the sequence number,
+// the call's site number, "idle" after it) and a try/catch, which V8's optimising compiler keeps
+// in optimised code while nothing throws. What a failure report needs beyond that is found when
+// it is needed: on a throw the catch block has the vCPU and the function id at hand; a watchdog
+// gets the vCPU from the machine (which knows which one runs) and the id from the call's site.
+// (Storing the vCPU's index, or a range call's id, per call measured +2.5 ns on a 6 ns dispatch.)
 
 /**
- * The hypercall heartbeat and the call in flight, one per process, as plain int32 stores (no
- * object store, so no write barrier): [0] a sequence number bumped as every dispatch starts,
- * [1] 1 while a dispatch (a handler) runs, [2] the dispatching vCPU's index, [3] the function
- * id, [4] the call's site number (SITES). In a SharedArrayBuffer: a watchdog thread reads [0]
- * and [1] (Atomics.load; racy, which is enough to see the same busy call for seconds on end).
+ * The hypercall heartbeat, one per process, as plain int32 stores (no object store, so no
+ * write barrier): [0] a sequence number bumped as every dispatch starts, [1] the site number
+ * (SITES) of the call whose handler runs now, -1 when none does. In a SharedArrayBuffer: a watchdog thread reads [0] and [1]
+ * (Atomics.load; racy, which is enough to see the same call busy for seconds on end).
  */
-const HEARTBEAT = new Int32Array(new SharedArrayBuffer(20));
+const HEARTBEAT = new Int32Array(new SharedArrayBuffer(8));
 const BEAT_SEQ = 0;
-const BEAT_BUSY = 1;
-const BEAT_VCPU = 2;
-const BEAT_ID = 3;
-const BEAT_SITE = 4;
+const BEAT_SITE = 1;
+HEARTBEAT[BEAT_SITE] = -1;
 
 /** The shared heartbeat words (see HEARTBEAT), for a watchdog thread: pass `.buffer` to a worker. */
 export function hypercallHeartbeat(): Int32Array {
   return HEARTBEAT;
 }
 
-/** Every call site of every compiled table, numbered once per service, version and call (bounded). */
+/** Every call site of every compiled table, numbered once per service, version, call and id (bounded). */
 const SITES: CallSite[] = [];
 const SITE_NUMBERS = new Map<string, number>();
 function siteNumber(site: CallSite): number {
-  const key = `${site.service}@${site.version}:${site.name}`;
+  const key = `${site.service}@${site.version}:${site.name}:${site.id ?? '*'}`;
   let n = SITE_NUMBERS.get(key);
   if (n === undefined) {
     n = SITES.length;
@@ -275,33 +277,33 @@ function siteNumber(site: CallSite): number {
 }
 
 /**
- * The call whose handler is running now, as the ServiceFailure a watchdog reports (cause: a
- * HypercallTimeout of `seconds`), or undefined when no handler runs. Call it on the dispatching
- * thread (e.g. from a debugger pause of it).
+ * The call whose handler is running now on `vcpu` (the machine says which vCPU runs), as the
+ * ServiceFailure a watchdog reports (cause: a HypercallTimeout of `seconds`), or undefined when
+ * no handler runs. Call it on the dispatching thread (e.g. from a debugger pause of it).
  */
-export function callInFlight(seconds: number): ServiceFailure | undefined {
+export function callInFlight(seconds: number, vcpu: number): ServiceFailure | undefined {
   const site = SITES[HEARTBEAT[BEAT_SITE]!];
-  if (HEARTBEAT[BEAT_BUSY] === 0 || HEARTBEAT[BEAT_SITE]! < 0 || !site) return undefined;
-  return failureOf(site, HEARTBEAT[BEAT_ID]! >>> 0, HEARTBEAT[BEAT_VCPU]!, new HypercallTimeout(seconds));
+  if (!site) return undefined;
+  return failureOf(site, site.id ?? 0, vcpu, new HypercallTimeout(seconds));
 }
 
 function failureOf(site: CallSite, id: number, vcpu: number, cause: unknown): ServiceFailure {
   return new ServiceFailure({ service: site.service, version: site.version, phase: 'call', call: { id, name: site.name }, vcpu }, cause);
 }
 
-/** The dispatcher's catch: a handler threw `e` (a failure from a nested boundary passes through). */
-function contain(e: unknown): never {
-  HEARTBEAT[BEAT_BUSY] = 0;
+/** The dispatcher's catch: the handler of the call in flight threw `e` (a failure from a nested boundary passes through). */
+function contain(e: unknown, vcpu: VcpuContext, id: number): never {
   const site = SITES[HEARTBEAT[BEAT_SITE]!];
-  if (e instanceof ServiceFailure || HEARTBEAT[BEAT_SITE]! < 0 || !site) throw e;
-  throw failureOf(site, HEARTBEAT[BEAT_ID]! >>> 0, HEARTBEAT[BEAT_VCPU]!, e);
+  HEARTBEAT[BEAT_SITE] = -1;
+  if (e instanceof ServiceFailure || !site) throw e;
+  throw failureOf(site, id >>> 0, vcpu.index, e);
 }
 
 /**
  * Generates `function (vcpu) { switch (id) { case N: hN.call(vcpu, bN); return; ... } }`, inside
- * the service boundary: the heartbeat and the call in flight are stored first, each case records
- * its call's site number before calling its hook and clears the busy word after, and a throw
- * goes to `contain` (see "service containment" above). A
+ * the service boundary: the sequence number is bumped first, each case records its call's site
+ * number before calling its hook and clears it after, and a throw goes to `contain` (see
+ * "service containment" above). A
  * parent with exposed sub-ops gets a nested switch on its selector register's low word:
  * `case 32: switch (vcpu.regs.u32[0]) { case 4: hS.call(vcpu, bS); return; ... } hP.call(vcpu, bP); return;`
  * — the registers are not touched and nothing is re-entered; a selector value no exposed sub-op
@@ -315,19 +317,28 @@ function compileConduit(conduit: ConduitDefinition, exact: readonly ExactRoute[]
   if (!Number.isInteger(word) || word < 0) throw new Error(`conduit ${conduit.name}: bad functionIdWord`);
   // One const per route: V8 then knows each case's call target and can inline it.
   // `call(i)`: record the call's site, run its hook, clear busy (see "service containment" above).
-  const call = (i: number) => `beat[${BEAT_SITE}] = ${siteNumber(routes[i]!.site)}; h${i}.call(vcpu, b${i}); beat[${BEAT_BUSY}] = 0; return;`;
+  // A site knows its function id: an exact call's own, a sub-op's parent's; a range call's site
+  // names its range (a watchdog reports its first id; a throw reports the id the guest passed).
+  const siteOf = (i: number): CallSite => {
+    const r = routes[i]!;
+    if (i < exact.length) return { ...r.site, id: (r as ExactRoute).id >>> 0 };
+    if (i < exact.length + ranges.length) {
+      const { first, last } = r as RangeRoute;
+      return { ...r.site, id: first >>> 0, name: `${r.site.name} (0x${(first >>> 0).toString(16)}..0x${(last >>> 0).toString(16)})` };
+    }
+    const parent = exact.find((p) => p.subs?.includes(r as SubRoute))!;
+    return { ...r.site, id: parent.id >>> 0 };
+  };
+  const call = (i: number) => `beat[${BEAT_SITE}] = ${siteNumber(siteOf(i))}; h${i}.call(vcpu, b${i}); beat[${BEAT_SITE}] = -1; return;`;
   const lines = [
     '"use strict";',
     ...routes.map((_, i) => `const h${i} = h[${i}], b${i} = b[${i}];`),
     'return function dispatch(vcpu) {',
     `  const id = vcpu.regs.u32[${word}];`,
     `  beat[${BEAT_SEQ}] = (beat[${BEAT_SEQ}] + 1) | 0;`,
-    `  beat[${BEAT_BUSY}] = 1;`,
-    `  beat[${BEAT_VCPU}] = vcpu.index;`,
-    `  beat[${BEAT_ID}] = id;`,
     '  try {',
   ];
-  const notSupportedCall = `beat[${BEAT_SITE}] = -1; notSupported(vcpu.regs); beat[${BEAT_BUSY}] = 0; return;`;
+  const notSupportedCall = 'notSupported(vcpu.regs); return;'; // core code: no site
   const high = conduit.functionIdHighWord;
   if (high !== undefined) {
     if (!Number.isInteger(high) || high < 0) throw new Error(`conduit ${conduit.name}: bad functionIdHighWord`);
@@ -346,7 +357,7 @@ function compileConduit(conduit: ConduitDefinition, exact: readonly ExactRoute[]
   ranges.forEach((r, j) => {
     lines.push(`  if (id >= ${r.first >>> 0} && id <= ${r.last >>> 0}) { ${call(exact.length + j)} }`);
   });
-  lines.push(`  ${notSupportedCall}`, '  } catch (e) {', '    contain(e);', '  }', '};');
+  lines.push(`  ${notSupportedCall}`, '  } catch (e) {', '    contain(e, vcpu, id);', '  }', '};');
   // Objects reach the generated code as arguments, never as source text: only integers are inlined.
   const factory = new Function('notSupported', 'h', 'b', 'beat', 'contain', lines.join('\n')) as (
     notSupported: ConduitDefinition['notSupported'],

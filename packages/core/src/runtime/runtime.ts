@@ -564,6 +564,11 @@ export abstract class RuntimeMachine<R extends RuntimeRouter = RuntimeRouter, V 
     this.runtime.systemEvent(event);
   }
 
+  /** The vCPU whose slice is running (its hypercall is being handled), -1 between runs. */
+  get runningVcpu(): number {
+    return this.runtime.runningVcpu;
+  }
+
   /** See MachineRuntime.abandon: the run in progress is given up; the machine can be imaged, not run. */
   abandonRun(): void {
     this.runtime.abandon();
