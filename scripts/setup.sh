@@ -4,20 +4,59 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: the arm64 machine runs guests on Unicorn 2 (libunicorn2); the
-# benchmark compiles its C baselines against it (libunicorn-dev).
-APT_PACKAGES=(libunicorn2 libunicorn-dev)
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
+# Unicorn 2.1 for the arm64 machine (libunicorn2t64) and its headers for the benchmark's C
+# baselines (libunicorn-dev): Debian trixie's packages, which depend only on libc6 (>= 2.34) and
+# so install on this bookworm system. Bookworm's own 2.0.1 checks a guest's *virtual* addresses
+# against the physical map before the page-table walk (an OS with its MMU on cannot run) and
+# crashes the host process on some guest instructions. Pinned by version and SHA-256 and
+# installed with dpkg; if the archive has moved on to a newer build, the newest trixie 2.1 build
+# is taken from the package index, itself checked through the archive's signed InRelease.
+UNICORN_VERSION=2.1.1-2+b2
+UNICORN_SHA256=(
+  "libunicorn2t64 3f760a28c65a93662edbcb21fceb2e0a1c0ab0e8277564fc572e6532949e3e3f"
+  "libunicorn-dev 479613e244a6023c03708951a5f0e00fc96c83a4b74b4d74c9fe7d3a9050208b"
+)
+DEBIAN=http://deb.debian.org/debian
+have_unicorn() {
+  [ "$(dpkg-query -W -f='${Version}' libunicorn2t64 2>/dev/null)" = "$1" ] &&
+    [ "$(dpkg-query -W -f='${Version}' libunicorn-dev 2>/dev/null)" = "$1" ]
+}
+# "Filename SHA256" of PACKAGE in trixie's signed amd64 index (the fallback).
+from_index() {
+  local dir; dir="$(mktemp -d)"
+  curl -fsS -m 120 -o "$dir/InRelease" "$DEBIAN/dists/trixie/InRelease"
+  gpgv --keyring /usr/share/keyrings/debian-archive-keyring.gpg "$dir/InRelease" 2>/dev/null
+  curl -fsS -m 300 -o "$dir/Packages.xz" "$DEBIAN/dists/trixie/main/binary-amd64/Packages.xz"
+  local want; want="$(awk '/^SHA256:/{p=1;next} /^[A-Za-z]/{p=0} p && $3=="main/binary-amd64/Packages.xz"{print $1}' "$dir/InRelease")"
+  [ "$(sha256sum "$dir/Packages.xz" | cut -d' ' -f1)" = "$want" ] || { echo "setup: trixie's package index does not match its InRelease" >&2; return 1; }
+  xz -dc "$dir/Packages.xz" | awk -v pkg="$1" '/^Package: /{p=($2==pkg)} p&&/^Filename: /{f=$2} p&&/^SHA256: /{h=$2} /^$/{if(p&&f){print f, h; exit}}'
+  rm -rf "$dir"
+}
+install_unicorn() {
+  local dir; dir="$(mktemp -d)"
+  local debs=()
+  for entry in "${UNICORN_SHA256[@]}"; do
+    local pkg="${entry%% *}" sha="${entry##* }"
+    local file="pool/main/u/unicorn-engine/${pkg}_${UNICORN_VERSION}_amd64.deb"
+    if ! curl -fsS -m 300 -o "$dir/$pkg.deb" "$DEBIAN/$file"; then
+      echo "setup: $file is no longer in the archive; taking trixie's current build" >&2
+      read -r file sha < <(from_index "$pkg")
+      curl -fsS -m 300 -o "$dir/$pkg.deb" "$DEBIAN/$file"
+    fi
+    [ "$(sha256sum "$dir/$pkg.deb" | cut -d' ' -f1)" = "$sha" ] || { echo "setup: $file: SHA-256 mismatch" >&2; exit 1; }
+    debs+=("$dir/$pkg.deb")
+  done
+  # bookworm's 2.0.1 (libunicorn2) is replaced: libunicorn2t64 Breaks it
+  dpkg -r libunicorn-dev libunicorn2 >/dev/null 2>&1 || true
+  dpkg -i "${debs[@]}" >/dev/null
+  rm -rf "$dir"
+}
+if ! have_unicorn "$UNICORN_VERSION" && ! { dpkg-query -W -f='${Version}' libunicorn2t64 2>/dev/null | grep -q '^2\.1\.'; }; then
   if [ "$(id -u)" -ne 0 ]; then
-    echo "setup: need root to install Debian packages: ${missing[*]}" >&2; exit 1
+    echo "setup: need root to install Unicorn 2.1 (libunicorn2t64, libunicorn-dev)" >&2; exit 1
   fi
-  echo "setup: installing ${missing[*]}" >&2
-  apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  echo "setup: installing Unicorn $UNICORN_VERSION from Debian trixie" >&2
+  install_unicorn
 fi
 
 # pnpm, pinned by package.json's packageManager, through corepack. Corepack on Node 20
