@@ -55,6 +55,13 @@ describe.skipIf(!unicornAvailable())('service failures during a run (exit 14)', 
     expect(Date.now() - t).toBeLessThan(15_000);
   });
 
+  it('a lifecycle tap that never returns (snapshotSave) is stopped by the watchdog too', () => {
+    const snap = join(dir, 'never.snap');
+    const r = plugvisor('run', demo, '--build', fixture('faulty-snapshot-save-spin.json'), '--snapshot-at', '5', '--snapshot-file', snap, '--hypercall-timeout', '1');
+    oneLine(r, 14, 'plugvisor: service failure: service @plugvisor/svc-trng@0.0.0 failed in its snapshotSave hook: HypercallTimeout: the handler did not return within 1 s');
+    expect(existsSync(snap)).toBe(false);
+  });
+
   it('--snapshot-on-failure: the VM before the failing call restores on the fixed build and finishes', () => {
     const whole = plugvisor('run', demo, '--vcpus', '2');
     expect(whole.code).toBe(0);

@@ -6,7 +6,7 @@ import type { Hypervisor } from './hypervisor.js';
 import type { Machine, VcpuContext } from './machine/machine.js';
 import type { ServiceBinding, ServicePlugin, StateValue } from './plugin/service.js';
 import type { ConduitDefinition } from './router/conduits.js';
-import { DispatchTable, type RegisterTransfer } from './router/router.js';
+import { DispatchTable, inService, type RegisterTransfer } from './router/router.js';
 
 /** A service's saved per-VM state, as it travels in a snapshot. */
 export interface SavedServiceState {
@@ -41,7 +41,8 @@ export class Vm {
   initialiseServices(): void {
     for (const b of this.bindings.values()) {
       try {
-        b.state = b.service.state?.create(this);
+        const handler = b.service.state;
+        b.state = handler ? inService(b.service.name, b.service.version, 'state create', () => handler.create(this)) : undefined;
       } catch (e) {
         throw this.failure(b.service.name, 'state create', e);
       }
@@ -57,7 +58,8 @@ export class Vm {
   private runHook<A extends unknown[]>(hook: SyncHook<A>, phase: ServiceFailurePhase, args: A, vcpu?: number): void {
     for (const tap of hook.taps) {
       try {
-        (tap.fn as (...a: A) => void)(...args);
+        const version = this.bindings.get(tap.name)?.service.version ?? '?';
+        inService(tap.name, version, phase as Exclude<ServiceFailurePhase, 'call'>, () => (tap.fn as (...a: A) => void)(...args));
       } catch (e) {
         throw this.failure(tap.name, phase, e, vcpu);
       }
@@ -182,7 +184,8 @@ export class Vm {
       if (!decl || !service.state) continue;
       let data: StateValue;
       try {
-        data = service.state.save(state, this);
+        const handler = service.state;
+        data = inService(service.name, service.version, 'state save', () => handler.save(state, this));
       } catch (e) {
         throw this.failure(service.name, 'state save', e);
       }

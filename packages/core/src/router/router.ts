@@ -7,7 +7,7 @@ import type { VcpuContext } from '../machine/machine.js';
 import type { HypervisorHooks } from '../plugin/hooks.js';
 import type { ServiceBinding } from '../plugin/service.js';
 import { RegisterFile } from '../machine/registers.js';
-import { HypercallTimeout, ServiceFailure } from '../errors.js';
+import { HypercallTimeout, ServiceFailure, type ServiceFailurePhase } from '../errors.js';
 import type { BuildConduits } from './build-conduits.js';
 import type { ConduitDefinition } from './conduits.js';
 
@@ -20,6 +20,8 @@ interface CallSite {
   readonly version: string;
   /** The function id the route answers (a range call's first). */
   readonly id?: number;
+  /** Not a call: a lifecycle tap or state handler of the service in flight (inService). */
+  readonly phase?: Exclude<ServiceFailurePhase, 'call'>;
 }
 
 /** One exposed call: the hook its service tapped, the service's per-VM binding, its register masks. */
@@ -266,7 +268,7 @@ export function hypercallHeartbeat(): Int32Array {
 const SITES: CallSite[] = [];
 const SITE_NUMBERS = new Map<string, number>();
 function siteNumber(site: CallSite): number {
-  const key = `${site.service}@${site.version}:${site.name}:${site.id ?? '*'}`;
+  const key = `${site.service}@${site.version}:${site.phase ?? 'call'}:${site.name}:${site.id ?? '*'}`;
   let n = SITE_NUMBERS.get(key);
   if (n === undefined) {
     n = SITES.length;
@@ -288,7 +290,25 @@ export function callInFlight(seconds: number, vcpu: number): ServiceFailure | un
 }
 
 function failureOf(site: CallSite, id: number, vcpu: number, cause: unknown): ServiceFailure {
+  if (site.phase) return new ServiceFailure({ service: site.service, version: site.version, phase: site.phase }, cause);
   return new ServiceFailure({ service: site.service, version: site.version, phase: 'call', call: { id, name: site.name }, vcpu }, cause);
+}
+
+/**
+ * Runs `fn`, a service's lifecycle tap or state handler (not on the trap path), with the
+ * heartbeat showing it in flight, so a watchdog stops one that never returns as it stops a call
+ * (callInFlight names the service and the phase). What was in flight before (a call whose
+ * handler led here) is in flight again after.
+ */
+export function inService<T>(service: string, version: string, phase: Exclude<ServiceFailurePhase, 'call'>, fn: () => T): T {
+  const outer = HEARTBEAT[BEAT_SITE]!;
+  HEARTBEAT[BEAT_SEQ] = (HEARTBEAT[BEAT_SEQ]! + 1) | 0;
+  HEARTBEAT[BEAT_SITE] = siteNumber({ name: phase, service, version, phase });
+  try {
+    return fn();
+  } finally {
+    HEARTBEAT[BEAT_SITE] = outer;
+  }
 }
 
 /** The dispatcher's catch: the handler of the call in flight threw `e` (a failure from a nested boundary passes through). */
