@@ -45,4 +45,13 @@ build_variant cpu-on-trampoline cpu-on-bad -DTARGET=0x04000100UL   # the hypervi
 build_variant cpu-on-bit63 cpu-on-bad -DTARGET=0x8000000040000000UL
 build_variant cpu-on-all-ones cpu-on-bad -DTARGET=0xffffffffffffffffUL
 for g in compute hvcloop; do build_asm "$g"; done
-echo "built: $(cd "$OUT" && ls *.elf | tr '\n' ' ')"
+# An arm64 Linux Image (a raw binary starting with the header of Linux
+# Documentation/arch/arm64/booting.rst), not an ELF: see src/linux-hello.S.
+build_image() { # name
+  local o
+  o="$(compile "src/$1.S")"
+  "${CROSS}ld" --build-id=none -Ttext=0 -e _start -o "$OBJ/$1.elf" "$o"
+  "${CROSS}objcopy" -O binary "$OBJ/$1.elf" "$OUT/$1.Image"
+}
+build_image linux-hello
+echo "built: $(cd "$OUT" && ls *.elf *.Image | tr '\n' ' ')"

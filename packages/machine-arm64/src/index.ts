@@ -4,6 +4,18 @@ export type { RunResult, RunOptions } from '@plugvisor/core';
 export { Layout } from './board/layout.js';
 export { GuestFault, MachineError, VcpuStateError, GUEST_FAULT_EXIT_CODE, GUEST_HANG_EXIT_CODE } from './errors.js';
 export { ImageError, loadElf, loadRaw, isElf, type LoadedImage } from './loader/elf.js';
+export {
+  ARM64_IMAGE_MAGIC,
+  isArm64Image,
+  parseArm64ImageHeader,
+  planLinuxBoot,
+  bootLinuxImage,
+  virtBoard,
+  type Arm64ImageHeader,
+  type LinuxBootPlan,
+  type LinuxBootInput,
+} from './loader/linux-image.js';
+export { boardFdt, writeFdt, FDT_MAGIC, type BoardDescription, type FdtNode, type FdtValue } from './board/fdt.js';
 export { affinityOfIndex, MPIDR_AFF_MASK } from './cpu/vcpu.js';
 export { SPURIOUS_INTID, MAX_INTID, DEFAULT_EDGE_INTIDS, type InterruptTrigger } from './devices/gicc.js';
 export { XEN_HVC_IMM, type TrapRouter } from './traps.js';

@@ -2,18 +2,27 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { AbiError, Hypervisor, ImageError, UsageError, backendFor, elfMachine, type RunnableMachine, type Vm, type VmOverrides } from '@plugvisor/core';
 import { poolBaseline } from '@plugvisor/xsave';
+import { Arm64Machine, bootLinuxImage, parseArm64ImageHeader } from '@plugvisor/machine-arm64';
 import { BACKENDS } from '../backends.js';
 import { readHostDumps } from './check.js';
 import { loadBuild } from '../build-file.js';
 import { checkWritable, consoleOut, failureOptions, failureOptionsHelp, parseHypercallTimeout, parseSize, readInputFile, readSnapshotKey, runExitHelp, runToEnd } from './guest-run.js';
 
 export const runHelp = `plugvisor run IMAGE [options]
+plugvisor run --kernel Image [--initrd FILE] [--append "ARGS"] [--dtb-out FILE] [options]
 
 Boots an image on the machine of its architecture, taken from the ELF header (e_machine):
 aarch64 on the arm64 machine (Unicorn) — vCPU 0 starts at the entry point at EL1 with the MMU
 off, the others wait for PSCI CPU_ON, the console is the PL011 — and x86-64 on the x86 machine
 (/dev/kvm) — vCPU 0 starts in 64-bit long mode at CPL0, the console is COM1 (0x3f8),
 hypercalls are OUT to port 0x600, port 0x604 powers off. Console output goes to stdout.
+  --kernel Image         arm64: boot a Linux Image (Documentation/arch/arm64/booting.rst)
+                         instead of IMAGE: loaded at RAM + text_offset, vCPU 0 enters it
+                         at EL1, MMU off, x0 = a generated device tree (QEMU virt's:
+                         memory, cpus, psci over hvc, PL011, GICv2, timer, /chosen)
+  --initrd FILE          with --kernel: an initrd, placed above the tree and named in /chosen
+  --append "ARGS"        with --kernel: the kernel command line (/chosen/bootargs)
+  --dtb-out FILE         with --kernel: also write the generated device tree (DTB) to FILE
   --arch arm64|x86_64    the architecture of a raw image (default arm64)
   --hosts DUMP[,DUMP]    x86: create the VM with the XSAVE baseline of these hosts (dumps from
                          'plugvisor hosts --json'), so it can move among them
@@ -96,14 +105,27 @@ export async function runCommand(argv: string[]): Promise<number> {
       arch: { type: 'string' },
       hosts: { type: 'string', multiple: true },
       record: { type: 'string' },
+      kernel: { type: 'string' },
+      initrd: { type: 'string' },
+      append: { type: 'string' },
+      'dtb-out': { type: 'string' },
       ...snapshotOptions,
       ...failureOptions,
     },
     allowPositionals: true,
     strict: true,
   });
-  if (positionals.length !== 1) throw new UsageError('run takes one image: plugvisor run IMAGE [options]');
-  const imagePath = positionals[0]!;
+  const kernelPath = values.kernel;
+  if (kernelPath === undefined) {
+    for (const f of ['initrd', 'append', 'dtb-out'] as const) if (values[f] !== undefined) throw new UsageError(`--${f} goes with --kernel`);
+    if (positionals.length !== 1) throw new UsageError('run takes one image: plugvisor run IMAGE [options]');
+  } else {
+    if (positionals.length !== 0) throw new UsageError('--kernel replaces IMAGE: plugvisor run --kernel Image [options]');
+    if (values.raw !== undefined) throw new UsageError('--raw is for raw images, not a --kernel Image');
+    if (values.arch !== undefined && values.arch !== 'arm64') throw new UsageError('--kernel boots an arm64 Linux Image; --arch must be arm64');
+    if (values.hosts) throw new UsageError('--hosts applies to x86-64 images only');
+  }
+  const imagePath = kernelPath ?? positionals[0]!;
   const vcpus = values.vcpus === undefined ? 1 : Number(values.vcpus);
   if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > 64) throw new UsageError(`--vcpus takes 1..64, got '${values.vcpus}'`);
   const mem = values.mem === undefined ? 128 << 20 : parseSize(values.mem);
@@ -111,13 +133,23 @@ export async function runCommand(argv: string[]): Promise<number> {
   if (mem > MAX_MEM) throw new UsageError(`--mem ${values.mem} is more than the machine supports (at most 3G, i.e. 3072M)`);
   const snapshotAt = parseSnapshotAt(values['snapshot-at']);
   if (values.arch !== undefined && !backendFor(BACKENDS, values.arch)) throw new UsageError(`--arch takes ${BACKENDS.map((b) => b.arch).join(' or ')}, got '${values.arch}'`);
-  const image = readInputFile(imagePath, 'image');
+  const image = readInputFile(imagePath, kernelPath !== undefined ? 'kernel' : 'image');
+  const initrd = values.initrd !== undefined ? readInputFile(values.initrd, 'initrd') : undefined;
+  if (kernelPath !== undefined) {
+    try {
+      parseArm64ImageHeader(image);
+    } catch (e) {
+      if (e instanceof ImageError) throw new UsageError(`kernel ${kernelPath}: ${e.message}`, 'BAD_INPUT_FILE');
+      throw e;
+    }
+  }
+  if (values['dtb-out'] !== undefined) checkWritable(values['dtb-out'], '--dtb-out');
   if (values['snapshot-file'] !== undefined) checkWritable(values['snapshot-file'], '--snapshot-file');
   if (values.record !== undefined) checkWritable(values.record, '--record');
   if (values['snapshot-on-failure'] !== undefined) checkWritable(values['snapshot-on-failure'], '--snapshot-on-failure');
   const hypercallTimeout = parseHypercallTimeout(values['hypercall-timeout']);
   const snapshotKey = readSnapshotKey(values['snapshot-key']);
-  const em = elfMachine(image);
+  const em = kernelPath !== undefined ? undefined : elfMachine(image);
   // An ELF image names its backend (e_machine); a raw image takes --arch, default the first
   // backend. An ELF for no backend goes to the default, whose loader names the mismatch.
   const backend = (em !== undefined ? BACKENDS.find((b) => b.elfMachine === em) : backendFor(BACKENDS, values.arch ?? BACKENDS[0]!.arch)) ?? BACKENDS[0]!;
@@ -150,11 +182,17 @@ export async function runCommand(argv: string[]): Promise<number> {
   const xsave = hostFiles.length ? poolBaseline(readHostDumps(hostFiles)).policy : undefined;
   const machine: RunnableMachine = backend.create({ vcpus, memSize: mem, console: consoleOut, ...(xsave ? { extra: { xsave } } : {}) });
   try {
-    const loaded = values.raw !== undefined ? machine.loadImage(image, num(values.raw, '--raw')) : machine.loadImage(image);
-    machine.boot(loaded.entry);
+    if (kernelPath !== undefined) {
+      if (!(machine instanceof Arm64Machine)) throw new UsageError('--kernel needs the arm64 machine');
+      const plan = bootLinuxImage(machine, { kernel: image, bootargs: values.append ?? '', ...(initrd ? { initrd } : {}) });
+      if (values['dtb-out'] !== undefined) writeFileSync(values['dtb-out'], plan.dtbBytes);
+    } else {
+      const loaded = values.raw !== undefined ? machine.loadImage(image, num(values.raw, '--raw')) : machine.loadImage(image);
+      machine.boot(loaded.entry);
+    }
   } catch (e) {
     machine.dispose();
-    if (e instanceof ImageError) throw new UsageError(`image ${imagePath}: ${e.message}`, 'BAD_INPUT_FILE');
+    if (e instanceof ImageError) throw new UsageError(`${kernelPath !== undefined ? 'kernel' : 'image'} ${imagePath}: ${e.message}`, 'BAD_INPUT_FILE');
     throw e;
   }
   vm.attachMachine(machine);

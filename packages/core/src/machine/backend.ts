@@ -15,7 +15,7 @@ import type { RunOptions, RunResult } from './run.js';
 /** A machine a tool can boot, run, snapshot and dispose of. */
 export interface RunnableMachine extends Machine {
   loadImage(bytes: Uint8Array, rawAddress?: bigint): LoadedImage;
-  boot(entry: bigint): void;
+  boot(entry: bigint, context?: bigint): void;
   attach(router: Vm): void;
   run(options?: RunOptions): RunResult;
   requestPause(reason?: string): void;

@@ -123,9 +123,13 @@ export class MachineRuntime {
     this.next = i;
   }
 
-  /** Boot: vCPU 0 on at `entry` (context 0); the others off. An entry it cannot run from is the run's guest fault. */
-  boot(entry: bigint): void {
-    this.enter(0, entry, 0n);
+  /**
+   * Boot: vCPU 0 on at `entry` with `context` in its first argument register (0 unless a boot
+   * protocol passes something, e.g. arm64 Linux's device tree address in x0); the others off. An
+   * entry it cannot run from is the run's guest fault.
+   */
+  boot(entry: bigint, context = 0n): void {
+    this.enter(0, entry, context);
     this.power[0] = 'on';
   }
 
@@ -579,8 +583,8 @@ export abstract class RuntimeMachine<R extends RuntimeRouter = RuntimeRouter, V 
     this.runtime.requestPause(reason);
   }
 
-  /** Boot: vCPU 0 on at `entry` (first argument register 0); the others off. */
-  boot(entry: bigint): void {
-    this.runtime.boot(entry);
+  /** Boot: vCPU 0 on at `entry` with `context` in its first argument register (default 0); the others off. */
+  boot(entry: bigint, context = 0n): void {
+    this.runtime.boot(entry, context);
   }
 }
