@@ -21,15 +21,17 @@ have_unicorn() {
   [ "$(dpkg-query -W -f='${Version}' libunicorn2t64 2>/dev/null)" = "$1" ] &&
     [ "$(dpkg-query -W -f='${Version}' libunicorn-dev 2>/dev/null)" = "$1" ]
 }
-# "Filename SHA256" of PACKAGE in trixie's signed amd64 index (the fallback).
+# "Filename SHA256" of the newest package whose name matches the awk regex PACKAGE in trixie's
+# signed index for ARCH (amd64 by default): the fallback when a pinned file left the archive.
 from_index() {
-  local dir; dir="$(mktemp -d)"
+  local dir arch="${2:-amd64}"; dir="$(mktemp -d)"
   curl -fsS -m 120 -o "$dir/InRelease" "$DEBIAN/dists/trixie/InRelease"
   gpgv --keyring /usr/share/keyrings/debian-archive-keyring.gpg "$dir/InRelease" 2>/dev/null
-  curl -fsS -m 300 -o "$dir/Packages.xz" "$DEBIAN/dists/trixie/main/binary-amd64/Packages.xz"
-  local want; want="$(awk '/^SHA256:/{p=1;next} /^[A-Za-z]/{p=0} p && $3=="main/binary-amd64/Packages.xz"{print $1}' "$dir/InRelease")"
+  curl -fsS -m 300 -o "$dir/Packages.xz" "$DEBIAN/dists/trixie/main/binary-$arch/Packages.xz"
+  local want; want="$(awk -v f="main/binary-$arch/Packages.xz" '/^SHA256:/{p=1;next} /^[A-Za-z]/{p=0} p && $3==f{print $1}' "$dir/InRelease")"
   [ "$(sha256sum "$dir/Packages.xz" | cut -d' ' -f1)" = "$want" ] || { echo "setup: trixie's package index does not match its InRelease" >&2; return 1; }
-  xz -dc "$dir/Packages.xz" | awk -v pkg="$1" '/^Package: /{p=($2==pkg)} p&&/^Filename: /{f=$2} p&&/^SHA256: /{h=$2} /^$/{if(p&&f){print f, h; exit}}'
+  xz -dc "$dir/Packages.xz" | awk -v pkg="^($1)\$" '/^Package: /{p=($2 ~ pkg)} p&&/^Version: /{v=$2} p&&/^Filename: /{f=$2} p&&/^SHA256: /{h=$2} /^$/{if(p&&f) print v, f, h; p=0; f=""}' |
+    sort -V | tail -n 1 | cut -d' ' -f2-
   rm -rf "$dir"
 }
 install_unicorn() {
@@ -57,6 +59,31 @@ if ! have_unicorn "$UNICORN_VERSION" && ! { dpkg-query -W -f='${Version}' libuni
   fi
   echo "setup: installing Unicorn $UNICORN_VERSION from Debian trixie" >&2
   install_unicorn
+fi
+
+# The real guest: Debian trixie's stock arm64 kernel (linux-image-*-arm64-unsigned; its vmlinuz is
+# an uncompressed arm64 Image), pinned by version and SHA-256 with a fallback to the newest 6.12
+# build of trixie (point releases rotate old builds out of the archive), read from the package
+# with dpkg-deb (no foreign architecture needed) into .cache/linux/Image, kept between runs.
+LINUX_DEB=pool/main/l/linux/linux-image-6.12.117+deb13-arm64-unsigned_6.12.117-1_arm64.deb
+LINUX_SHA256=cc5be026b4113d670d4355f719b7a0103297a36e59717e45a89d0fbd985af041
+LINUX_CACHE=.cache/linux
+if [ ! -s "$LINUX_CACHE/Image" ]; then
+  mkdir -p "$LINUX_CACHE"
+  tmp="$(mktemp -d)"
+  deb="$LINUX_DEB" sha="$LINUX_SHA256"
+  echo "setup: fetching Debian's arm64 kernel ($(basename "$deb"))" >&2
+  if ! curl -fsS -m 600 -o "$tmp/linux.deb" "$DEBIAN/$deb"; then
+    read -r deb sha < <(from_index 'linux-image-6\.12\.[0-9]+\+deb13-arm64-unsigned' arm64)
+    echo "setup: the pinned kernel left the archive; taking $(basename "$deb")" >&2
+    curl -fsS -m 600 -o "$tmp/linux.deb" "$DEBIAN/$deb"
+  fi
+  [ "$(sha256sum "$tmp/linux.deb" | cut -d' ' -f1)" = "$sha" ] || { echo "setup: $deb: SHA-256 mismatch" >&2; exit 1; }
+  dpkg-deb --fsys-tarfile "$tmp/linux.deb" | tar -x -C "$tmp" --wildcards './boot/vmlinuz-*'
+  mv "$tmp"/boot/vmlinuz-* "$LINUX_CACHE/Image.part"
+  basename "$deb" > "$LINUX_CACHE/SOURCE"
+  mv "$LINUX_CACHE/Image.part" "$LINUX_CACHE/Image"
+  rm -rf "$tmp"
 fi
 
 # pnpm, pinned by package.json's packageManager, through corepack. Corepack on Node 20
