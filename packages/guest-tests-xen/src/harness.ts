@@ -59,15 +59,11 @@ export function consoleSink(out: string[]) {
 export function boot(
   hv: Hypervisor,
   guest: string,
-  opts: { features?: Record<string, boolean>; vcpus?: number; params?: Array<bigint | number>; sliceUs?: number } = {},
+  opts: { features?: Record<string, boolean>; vcpus?: number; params?: Array<bigint | number> } = {},
 ): GuestRun {
   const vm = hv.createVm({ features: { 'guest-test': true, ...opts.features } });
   const out: string[] = [];
-  // A single-vCPU machine polls with Unicorn's timeout while an IRQ waits for the guest to
-  // unmask it, and a timeout stop landing in the UART hook can replay the store (a doubled
-  // console byte, machine-arm64 26043a3). These guests never wait for an unmask that way (they
-  // park with TEST_BLOCK, which stops the engine), so the poll is made effectively infinite.
-  const m = new Arm64Machine({ vcpus: opts.vcpus ?? 1, memSize: MEM_SIZE, console: consoleSink(out), sliceUs: opts.sliceUs ?? 2 ** 31 });
+  const m = new Arm64Machine({ vcpus: opts.vcpus ?? 1, memSize: MEM_SIZE, console: consoleSink(out) });
   const run = attach(vm, m, out);
   run.t.params = (opts.params ?? []).map((x) => BigInt(x));
   m.boot(m.loadImage(guestImage(guest)).entry);

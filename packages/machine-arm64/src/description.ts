@@ -23,8 +23,6 @@ export interface Arm64MachineOptions {
   console?: (bytes: Uint8Array) => void;
   /** Instructions per slice when several vCPUs are runnable or an interrupt waits for the guest to unmask it (default 100000). */
   sliceInstructions?: number;
-  /** @deprecated Not used: slices end on an instruction count, never on a timeout (README "vCPUs and MPIDR"). */
-  sliceUs?: number;
   /**
    * Move trap registers through the engine's register memory when it can be found and proven
    * (README "Traps"), else with uc_reg_*_batch calls. False: always batches. Default: true,

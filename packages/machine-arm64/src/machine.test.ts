@@ -1,23 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import type { RunResult } from '@plugvisor/core';
 import { Arm64Machine } from './machine.js';
-import { TestRouter } from './testing/test-router.js';
-import { guestImage } from './testing/guests.js';
+import { bootTestGuest } from './testing/guests.js';
 
-function boot(name: string, opts: { vcpus?: number; mode?: number; sliceUs?: number; ignoreSystemOff?: boolean } = {}) {
-  let out = '';
-  const m = new Arm64Machine({
-    vcpus: opts.vcpus ?? 1,
-    memSize: 16 << 20,
-    console: (b) => (out += Buffer.from(b).toString('latin1')),
-    ...(opts.sliceUs ? { sliceUs: opts.sliceUs } : {}),
-  });
-  const router = new TestRouter(m, { mode: opts.mode ?? 0, ignoreSystemOff: opts.ignoreSystemOff ?? false });
-  m.attach(router);
-  const img = m.loadImage(guestImage(name));
-  m.boot(img.entry);
-  return { m, router, console: () => out };
-}
+const boot = bootTestGuest;
 
 describe('arm64 machine: boot and console', () => {
   it('runs the hello guest to SYSTEM_OFF', () => {
