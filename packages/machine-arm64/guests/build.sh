@@ -1,37 +1,21 @@
 #!/usr/bin/env bash
 # Rebuilds the test guests into bin/ (committed: a fresh machine needs no cross compiler).
-# Reproducible: fixed flags, no build id, source paths mapped, sorted inputs.
+# Reproducible: fixed flags, no build id, source paths mapped (runtime/guest-build.sh).
 #   CROSS=aarch64-linux-gnu- ./build.sh [OUTDIR]
 set -euo pipefail
 cd "$(dirname "$0")"
-CROSS="${CROSS:-aarch64-linux-gnu-}"
-OUT="${1:-bin}"
-mkdir -p "$OUT"
-CC="${CROSS}gcc"
-CFLAGS=(-ffreestanding -nostdlib -nostartfiles -static -O2 -mgeneral-regs-only -fno-pic -fno-pie
-        -fno-stack-protector -fno-asynchronous-unwind-tables -fno-unwind-tables -g0
-        -ffile-prefix-map="$PWD"=. -Iruntime -Wall -Wextra -Werror)
-LDFLAGS=(-Wl,--build-id=none -Wl,--no-warn-rwx-segments -Wl,-T,runtime/guest.ld -Wl,-n -no-pie)
+RT=runtime
+PREFIX_ROOT="$PWD"
+source runtime/guest-build.sh
 RUNTIME=(runtime/start.S runtime/runtime.c)
 
-# Compile each source to an object first: linking sources directly would name the compiler's
-# random temporary objects in the symbol table (not reproducible).
-OBJ="$(mktemp -d)"
-trap 'rm -rf "$OBJ"' EXIT
-compile() { # source -> prints object path
-  local o="$OBJ/$(basename "${1%.*}").o"
-  "$CC" "${CFLAGS[@]}" -c -o "$o" "$1"
-  echo "$o"
-}
 RT_OBJS=()
 for s in "${RUNTIME[@]}"; do RT_OBJS+=("$(compile "$s")"); done
 build_c() { # name
   "$CC" "${CFLAGS[@]}" "${LDFLAGS[@]}" -o "$OUT/$1.elf" "${RT_OBJS[@]}" "$(compile "src/$1.c")"
 }
 build_variant() { # name source-name -DNAME=VALUE: one source built with a definition
-  local o="$OBJ/$1.o"
-  "$CC" "${CFLAGS[@]}" "$3" -c -o "$o" "src/$2.c"
-  "$CC" "${CFLAGS[@]}" "${LDFLAGS[@]}" -o "$OUT/$1.elf" "${RT_OBJS[@]}" "$o"
+  "$CC" "${CFLAGS[@]}" "${LDFLAGS[@]}" -o "$OUT/$1.elf" "${RT_OBJS[@]}" "$(compile "src/$2.c" "$3")"
 }
 build_asm() { # name (no runtime)
   "$CC" "${CFLAGS[@]}" "${LDFLAGS[@]}" -o "$OUT/$1.elf" "$(compile "src/$1.S")"
