@@ -5,7 +5,7 @@ import type { Arch, Machine } from '../machine/machine.js';
 import type { MemoryRegion } from '../machine/memory.js';
 import type { StateValue } from '../plugin/service.js';
 import { Vm, type SavedServiceState } from '../vm.js';
-import { StateError, StateReader } from '../runtime/persist.js';
+import { StateReader } from '../runtime/persist.js';
 import { StreamWriter, decodeJson, encodeJson, recordName, RecordType, verifyStream, type SnapshotKey, type StreamRecord } from './stream.js';
 
 /**
@@ -457,7 +457,7 @@ function jsonOf(rec: StreamRecord, problems: Problems): unknown {
 }
 
 function messageOf(e: unknown): string {
-  if (e instanceof StateError || e instanceof PlugvisorError) return e.message;
+  if (e instanceof PlugvisorError) return e.message; // StateError, AbiError… already say where
   return describeThrown(e);
 }
 
