@@ -65,10 +65,14 @@ fi
 # an uncompressed arm64 Image), pinned by version and SHA-256 with a fallback to the newest 6.12
 # build of trixie (point releases rotate old builds out of the archive), read from the package
 # with dpkg-deb (no foreign architecture needed) into .cache/linux/Image, kept between runs.
+# From the same package, so its vermagic and symbol versions match the Image: the SMCCC TRNG
+# driver module (CONFIG_HW_RANDOM_ARM_SMCCC_TRNG=m), which the acceptance initramfs's /init loads;
+# a cache missing either file is fetched again.
 LINUX_DEB=pool/main/l/linux/linux-image-6.12.117+deb13-arm64-unsigned_6.12.117-1_arm64.deb
 LINUX_SHA256=cc5be026b4113d670d4355f719b7a0103297a36e59717e45a89d0fbd985af041
 LINUX_CACHE=.cache/linux
-if [ ! -s "$LINUX_CACHE/Image" ]; then
+LINUX_TRNG_MODULE=arm_smccc_trng.ko.xz
+if [ ! -s "$LINUX_CACHE/Image" ] || [ ! -s "$LINUX_CACHE/$LINUX_TRNG_MODULE" ]; then
   mkdir -p "$LINUX_CACHE"
   tmp="$(mktemp -d)"
   deb="$LINUX_DEB" sha="$LINUX_SHA256"
@@ -79,10 +83,14 @@ if [ ! -s "$LINUX_CACHE/Image" ]; then
     curl -fsS -m 600 -o "$tmp/linux.deb" "$DEBIAN/$deb"
   fi
   [ "$(sha256sum "$tmp/linux.deb" | cut -d' ' -f1)" = "$sha" ] || { echo "setup: $deb: SHA-256 mismatch" >&2; exit 1; }
-  dpkg-deb --fsys-tarfile "$tmp/linux.deb" | tar -x -C "$tmp" --wildcards './boot/vmlinuz-*'
+  # the modules are under ./usr/lib/modules in trixie's merged-/usr packages (tar's * matches /)
+  dpkg-deb --fsys-tarfile "$tmp/linux.deb" | tar -x -C "$tmp" --wildcards './boot/vmlinuz-*' \
+    "./*lib/modules/*/kernel/drivers/char/hw_random/$LINUX_TRNG_MODULE"
   mv "$tmp"/boot/vmlinuz-* "$LINUX_CACHE/Image.part"
+  find "$tmp" -name "$LINUX_TRNG_MODULE" -exec mv {} "$LINUX_CACHE/$LINUX_TRNG_MODULE.part" \;
   basename "$deb" > "$LINUX_CACHE/SOURCE"
   mv "$LINUX_CACHE/Image.part" "$LINUX_CACHE/Image"
+  mv "$LINUX_CACHE/$LINUX_TRNG_MODULE.part" "$LINUX_CACHE/$LINUX_TRNG_MODULE"
   rm -rf "$tmp"
 fi
 
@@ -95,3 +103,6 @@ fi
 pnpm --version >/dev/null
 pnpm install --frozen-lockfile --reporter=silent
 pnpm run --silent build
+# The Linux acceptance test's initrd, .cache/linux/initramfs.cpio: the committed /init
+# (packages/machine-arm64/guests/linux) and the TRNG module, written by the built machine package.
+node scripts/make-initramfs.mjs

@@ -15,9 +15,17 @@ export {
   type LinuxBootPlan,
   type LinuxBootInput,
 } from './loader/linux-image.js';
+export {
+  buildInitramfs,
+  parseInitramfs,
+  CPIO_NEWC_MAGIC,
+  type InitramfsFile,
+  type InitramfsEntry,
+} from './loader/initramfs.js';
 export { boardFdt, writeFdt, FDT_MAGIC, type BoardDescription, type FdtNode, type FdtValue } from './board/fdt.js';
 export { affinityOfIndex, MPIDR_AFF_MASK } from './cpu/vcpu.js';
 export { SPURIOUS_INTID, MAX_INTID, DEFAULT_EDGE_INTIDS, type InterruptTrigger } from './devices/gicc.js';
+export { GicDistributor, validateGicdState, GICD_MAX_CPUS, type GicdState } from './devices/gicd.js';
 export { XEN_HVC_IMM, type TrapRouter } from './traps.js';
 export { unicornAvailable, UnicornError } from './ffi/unicorn.js';
 export { checkArm64Snapshot, machineFromPlan } from './snapshot.js';
