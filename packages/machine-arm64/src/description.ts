@@ -1,6 +1,7 @@
 import { MachineError, StateReader } from '@plugvisor/core';
 import { Layout } from './board/layout.js';
 import { validatePl011State, type Pl011State } from './devices/pl011.js';
+import { GICD_MAX_CPUS, validateGicdState, type GicdState } from './devices/gicd.js';
 
 /** The board and device state a snapshot carries beside the per-vCPU blobs. */
 export interface Arm64MachineDescription {
@@ -10,8 +11,16 @@ export interface Arm64MachineDescription {
   readonly ramSize: number;
   readonly vcpus: number;
   readonly uart: Pl011State;
+  /** The GIC distributor (absent in snapshots of builds before it: it stays at reset, which is what those guests saw). */
+  readonly gicd?: GicdState;
   /** Index of the vCPU the round-robin scheduler runs next. */
   readonly nextVcpu: number;
+  /**
+   * The guest's virtual counter (CNTVCT_EL0, decimal) when the snapshot was taken: a restored
+   * machine continues it from there, on any host and in any process (absent in snapshots of
+   * older builds: their counter follows the host's).
+   */
+  readonly virtualCounter?: string;
 }
 
 export interface Arm64MachineOptions {
@@ -47,7 +56,22 @@ export function validateArm64Description(value: unknown, vcpuRecords: number): A
   if (r.raw('ramBase') !== base) r.fail('ramBase', `${String(r.raw('ramBase'))} is not this board's ${base}`);
   const nextVcpu = r.int('nextVcpu', 0, vcpus - 1);
   const uart = validatePl011State(r.raw('uart'), 'arm64 machine description uart');
-  return { board: 'plugvisor-virt', schema: 1, ramBase: base, ramSize, vcpus, uart, nextVcpu };
+  const counter = r.raw('virtualCounter');
+  if (counter !== undefined && (typeof counter !== 'string' || !/^(0|[1-9][0-9]{0,19})$/.test(counter) || BigInt(counter) >= 1n << 64n)) {
+    r.fail('virtualCounter', 'is not a 64-bit counter value as a decimal string');
+  }
+  const gicd = r.raw('gicd') === undefined ? undefined : validateGicdState(r.raw('gicd'), Math.min(vcpus, GICD_MAX_CPUS), 'arm64 machine description gicd');
+  return {
+    board: 'plugvisor-virt',
+    schema: 1,
+    ramBase: base,
+    ramSize,
+    vcpus,
+    uart,
+    nextVcpu,
+    ...(gicd ? { gicd } : {}),
+    ...(counter !== undefined ? { virtualCounter: counter as string } : {}),
+  };
 }
 
 /** Checks the options' vCPU count and RAM size (defaults applied); throws MachineError. */

@@ -25,16 +25,29 @@ import { openVcpu } from './board/engines.js';
 import { Layout, entryProblem } from './board/layout.js';
 import { SAVED_SYSREGS, SCTLR_M, Sys } from './cpu/sysregs.js';
 import { Pl011 } from './devices/pl011.js';
+import { GICD_MAX_CPUS, GicDistributor } from './devices/gicd.js';
 import { checkArm64Options, validateArm64Description, type Arm64MachineDescription, type Arm64MachineOptions } from './description.js';
 import { deliverException } from './cpu/exceptions.js';
-import { Vcpu, Excp, MPIDR_AFF_MASK, type VcpuHost } from './cpu/vcpu.js';
-import { sampleClock, type ClockSample } from './cpu/clock.js';
+import { Vcpu, Excp, MPIDR_AFF_MASK, type TakenException, type VcpuHost } from './cpu/vcpu.js';
+import { CNTPCT_EL0, CNTVCT_EL0, sampleClock, type ClockSample } from './cpu/clock.js';
 import { GuestFault, MachineError } from './errors.js';
 import { isElf, loadElf, loadRaw, type LoadedImage } from './loader/elf.js';
 import { TrapKind, hvcConduit, smcConduit, trapPaths, type TrapRouter } from './traps.js';
 import { arm64VcpuCodec, arm64VcpuStateValue, type Arm64VcpuState, type Arm64VcpuStateValue } from './cpu/state.js';
 
 export type { Arm64MachineOptions, Arm64MachineDescription } from './description.js';
+
+/** Code invalidated by other vCPUs that one vCPU's engine must drop: everything, or [begin, end) ranges. */
+interface StaleCode {
+  all: boolean;
+  ranges: [bigint, bigint][];
+}
+/** The architectural minimum data/instruction cache line (CTR_EL0 IminLine 4 words: 64 bytes on Unicorn's max CPU). */
+const CACHE_LINE = 64n;
+const PAGE_MASK = 0xfffn;
+/** Upper half of the 48/52-bit virtual address space (TTBR1: the kernel's, shared by every CPU). */
+const KERNEL_VA = 0xffff_0000_0000_0000n;
+const MAX_STALE_RANGES = 4096;
 
 export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue, Arm64VcpuState> implements Machine, VcpuHost {
   readonly arch: Arch = 'arm64';
@@ -55,10 +68,11 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
   private readonly registerWindow: boolean;
   protected readonly runtime: MachineRuntime;
   protected readonly vcpuCodec = arm64VcpuCodec;
-  /** Bumped when a guest invalidates its instruction cache; see slice(). */
-  private codeGeneration = 0;
-  private readonly seenGeneration: number[] = [];
+  /** Per vCPU, the code other vCPUs invalidated since it last ran (see codeChanged). */
+  private readonly staleCode: StaleCode[] = [];
   private memFault: MemFault | undefined;
+  /** The GIC distributor (devices/gicd.ts), shared by every vCPU. */
+  readonly gicd!: GicDistributor;
 
   constructor(options: Arm64MachineOptions = {}) {
     super();
@@ -75,7 +89,12 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
     this.runtime = new MachineRuntime(
       {
         reset: (i, entry, context) => this.vcpus[i]!.reset(entry, context),
-        interruptPending: (i) => this.vcpus[i]!.gic.irqAsserted,
+        interruptPending: (i) => {
+          const v = this.vcpus[i]!;
+          v.pollTimers();
+          return v.gic.irqAsserted;
+        },
+        wakeAt: (i) => this.wakeAt(this.vcpus[i]!),
         runSlice: (i, slice) => this.slice(this.vcpus[i]!, slice.shared),
         stop: (i) => {
           this.vcpus[i]!.kick = true;
@@ -90,10 +109,21 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
         uart: this.uart,
         host: this,
         registerWindow: this.registerWindow,
-        codeChanged: () => void this.codeGeneration++,
+        codeChanged: (v: Vcpu) => this.codeChanged(v),
         memFault: (f: MemFault) => void (this.memFault ??= f),
+        distributor: () => this.gicd,
       };
       for (let i = 0; i < n; i++) this.vcpus.push(openVcpu(i, board));
+      // A distributor access can raise another vCPU's IRQ (an SGI, an enable, a retargeted SPI):
+      // it is woken, or the running one stopped, as for Machine.setInterrupt.
+      // A GICv2 serves at most 8 CPUs (GICD_ITARGETSR has 8 bits): vCPUs past the eighth have
+      // their CPU interface (interrupts raised by the machine) but no distributor.
+      this.gicd = new GicDistributor(
+        this.vcpus.slice(0, GICD_MAX_CPUS).map((v) => v.gic),
+        (i) => {
+          if (this.vcpus[i]!.gic.irqAsserted) this.runtime.interruptRaised(i);
+        },
+      );
     } catch (e) {
       this.dispose();
       throw e;
@@ -166,8 +196,76 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
     return this.vcpuAt(this.vcpus, i);
   }
 
+  /** Counter ticks per ms (CNTFRQ_EL0 / 1000), read once. */
+  private ticksPerMs = 0;
+
+  /** When vCPU `v`'s next timer interrupt is due, as a performance.now() time (runtime wakeAt). */
+  private wakeAt(v: Vcpu): number | undefined {
+    const ticks = v.timer.ticksToNext();
+    if (ticks === undefined) return undefined;
+    if (this.ticksPerMs === 0) this.ticksPerMs = Number(v.engine.readSys(Sys.CNTFRQ_EL0)) / 1000 || 62_500;
+    return performance.now() + Number(ticks) / this.ticksPerMs;
+  }
+
+  /**
+   * Every engine counts instructions from its first run (see runEngine: count mode). An OS arms
+   * its timers — and so needs slices — right after turning its MMU on, when entering count mode
+   * would cost a full translation flush (UC_CTL_TB_FLUSH, seconds with a kernel's worth of
+   * blocks); counting from the start costs nothing then. Call before the first run.
+   */
+  countFromStart(): void {
+    for (const v of this.vcpus) if (!v.ran) v.counted = true;
+  }
+
+  /**
+   * A vCPU invalidated code (VcpuHost.codeChanged): every other engine drops its translations of
+   * it before it next runs (see runEngine). A kernel line (upper half of the address space: the
+   * same mapping on every vCPU) is dropped by address, contiguous lines as one range; anything
+   * else — a user address, whose mapping depends on the process a vCPU runs, IC IALLU(IS), or
+   * too many ranges — drops everything.
+   */
+  codeChanged(from: Vcpu, line?: bigint): void {
+    if (this.vcpuCount === 1) return;
+    for (const v of this.vcpus) {
+      if (v === from) continue;
+      const stale = (this.staleCode[v.index] ??= { all: false, ranges: [] });
+      if (stale.all) continue;
+      if (line === undefined || line < KERNEL_VA || stale.ranges.length >= MAX_STALE_RANGES) {
+        stale.all = true;
+        stale.ranges.length = 0;
+        continue;
+      }
+      const begin = line & ~(CACHE_LINE - 1n);
+      const last = stale.ranges[stale.ranges.length - 1];
+      if (last && last[1] === begin) last[1] = begin + CACHE_LINE;
+      else stale.ranges.push([begin, begin + CACHE_LINE]);
+    }
+  }
+
+  /** Drops what other vCPUs invalidated from `v`'s engine (see codeChanged). */
+  private dropStaleCode(v: Vcpu): void {
+    const stale = this.staleCode[v.index];
+    if (!stale || (!stale.all && stale.ranges.length === 0)) return;
+    if (stale.all) this.dropTranslations(v);
+    else {
+      // uc_ctl_remove_cache translates only a range's first address: one page at a time.
+      for (const [begin, end] of stale.ranges) {
+        for (let a = begin; a < end; a = (a | PAGE_MASK) + 1n) v.engine.removeCache(a, end < (a | PAGE_MASK) + 1n ? end : (a | PAGE_MASK) + 1n);
+      }
+    }
+    stale.all = false;
+    stale.ranges.length = 0;
+  }
+
+  /**
+   * Drops every block `v`'s engine translated from RAM: by physical range while its MMU is off
+   * (uc_ctl_remove_cache translates the address it is given through the engine's current
+   * regime), with UC_CTL_TB_FLUSH (~100 ms) when it is on. An engine that never ran has none.
+   */
   dropTranslations(v: Vcpu): void {
-    v.engine.removeCache(Layout.RAM_BASE, Layout.RAM_BASE + BigInt(this.ramSize));
+    if (!v.ran) return;
+    if ((v.engine.readSys(Sys.SCTLR_EL1) & SCTLR_M) === 0n) v.engine.removeCache(Layout.RAM_BASE, Layout.RAM_BASE + BigInt(this.ramSize));
+    else v.engine.flushTbs();
   }
 
   // ---- traps (called from the engine's interrupt hook) ---------------------------------------
@@ -209,20 +307,13 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
   private runEngine(v: Vcpu, others: boolean): GuestFault | 'wfi' | undefined {
     // Code another vCPU wrote is invisible to this engine's translation cache. Guests
     // publish code changes with IC maintenance instructions, as the architecture requires
-    // (other CPUs' instruction fetches are not coherent with stores until then); we count them
-    // and drop this engine's translations when one happened since it last ran.
-    if ((this.seenGeneration[v.index] ?? 0) !== this.codeGeneration) {
-      this.dropTranslations(v);
-      this.seenGeneration[v.index] = this.codeGeneration;
-    }
+    // (other CPUs' instruction fetches are not coherent with stores until then): what other
+    // vCPUs invalidated since this one last ran is dropped first.
+    this.dropStaleCode(v);
     try {
-      // Deliver an unmasked pending IRQ before running; if it is masked, run in slices so an
-      // unmask (msr daifclr, eret) is noticed within one slice.
-      let masked = false;
-      if (v.gic.irqAsserted) {
-        if (v.irqDeliverable()) v.takeException('irq', v.pc(), 0n);
-        else masked = true;
-      }
+      // The timers' lines follow the counter; the vCPU's IRQ input follows its GIC CPU
+      // interface (a virtual IRQ the CPU model takes itself when PSTATE.I allows: Vcpu.syncIrq).
+      v.pollTimers();
       // Slices end on an instruction count, on 1 vCPU as on N — never on uc_emu_start's timeout:
       // the timeout stops the engine from Unicorn's timer thread (uc.c enable_emu_timer ->
       // uc_emu_stop), and a stop landing while a hook runs made Unicorn execute the trapping
@@ -230,20 +321,22 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
       // corrupted) or lose the stop (a spinning vCPU never yielded). A count stops on an
       // instruction boundary (uc.c hook_count_cb, a code hook run before every instruction) and
       // makes the run deterministic. An engine runs without any limit (count 0: no code hook,
-      // the single-vCPU hot path) until it first needs a slice — another vCPU is runnable, or an
-      // interrupt waits for the guest to unmask it. From then on it stays counted (an unlimited
-      // count when it runs alone): a start with count 0 deletes the count hook and drops every
-      // translation (~100 ms), and adding the hook does not retranslate blocks translated
-      // without it (they would never count), so this engine's RAM translations are dropped once
-      // when it enters count mode.
+      // the single-vCPU hot path) until it first needs a slice — another vCPU is runnable, or a
+      // timer is armed. From then on it stays counted (an unlimited count when it runs alone):
+      // a start with count 0 deletes the count hook and drops every translation (~100 ms), and
+      // adding the hook does not retranslate blocks translated without it (they would never
+      // count), so this engine's RAM translations are dropped once when it enters count mode.
       let count: number;
-      if (others || masked) {
+      // An armed timer needs the engine back before its deadline: counted slices (the deadline
+      // is checked between them).
+      if (others || v.timer.ticksToNext() !== undefined) {
         count = this.sliceInstructions;
         if (!v.counted) {
           v.counted = true;
           this.dropTranslations(v);
         }
       } else count = v.counted ? UNLIMITED_COUNT : 0;
+      v.ran = true;
       v.kick = false;
       v.exception = null;
       this.memFault = undefined;
@@ -258,7 +351,13 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
           : `engine error ${rc}`;
         return new GuestFault(v.index, pc, cause);
       }
-      const exc = v.exception as { intno: number } | null;
+      const exc = v.exception as TakenException | null;
+      if (exc?.fault) return exc.fault;
+      if (exc?.aboveEl1 !== undefined) {
+        v.exception = null;
+        v.undefFromAbove(exc.aboveEl1);
+        return undefined;
+      }
       if (exc) return deliverException(v, exc.intno, pc, this.ram32, this.ramSize);
       if (v.kick || this.runtime.powerState(v.index) !== 'on') return undefined;
       if (pc === 0n) return new GuestFault(v.index, pc, 'jump to address 0');
@@ -301,14 +400,42 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
 
   describe(): Arm64MachineDescription {
     const ramBase = `0x${Layout.RAM_BASE.toString(16)}`;
-    return { board: 'plugvisor-virt', schema: 1, ramBase, ramSize: this.ramSize, vcpus: this.vcpuCount, uart: this.uart.save(), nextVcpu: this.runtime.nextVcpu };
+    const virtualCounter = this.vcpus[0]!.engine.readSys(CNTVCT_EL0).toString();
+    return {
+      board: 'plugvisor-virt',
+      schema: 1,
+      ramBase,
+      ramSize: this.ramSize,
+      vcpus: this.vcpuCount,
+      uart: this.uart.save(),
+      gicd: this.gicd.save(),
+      nextVcpu: this.runtime.nextVcpu,
+      virtualCounter,
+    };
   }
 
   /** Builds a machine from a snapshot image (RAM contents, device and vCPU state); the caller attaches the restored VM and calls run(). */
   static fromImage(image: MachineImage, options: Omit<Arm64MachineOptions, 'vcpus' | 'memSize'> = {}): Arm64Machine {
     const d = validateArm64Description(image.description, image.vcpus.length);
     const build = () => new Arm64Machine({ ...options, vcpus: d.vcpus, memSize: d.ramSize });
-    return RuntimeMachine.restoreImage(image, arm64VcpuCodec.decode, build, d.nextVcpu, (m) => m.uart.restore(d.uart));
+    return RuntimeMachine.restoreImage(image, arm64VcpuCodec.decode, build, d.nextVcpu, (m) => {
+      m.uart.restore(d.uart);
+      if (d.gicd) m.gicd.restore(d.gicd);
+      if (d.virtualCounter !== undefined) m.continueCounter(BigInt(d.virtualCounter));
+    });
+  }
+
+  /**
+   * Makes every vCPU's virtual counter read `value` now and run on from there (CNTVOFF_EL2 =
+   * CNTPCT_EL0 - value: qemu/target/arm/helper.c gt_virt_cnt_read), so a restored guest's clock
+   * neither jumps nor runs backwards whatever host or process it left. The virtual timers' compare
+   * values are in the same units and stay valid. (The physical counter follows the host; Linux
+   * at EL1 uses the virtual one: drivers/clocksource/arm_arch_timer.c.)
+   */
+  private continueCounter(value: bigint): void {
+    const physical = this.vcpus[0]!.engine.readSys(CNTPCT_EL0);
+    const offset = BigInt.asUintN(64, physical - value);
+    for (const v of this.vcpus) v.engine.writeSys(Sys.CNTVOFF_EL2, offset);
   }
 
   /** Closes every engine and frees guest RAM. */

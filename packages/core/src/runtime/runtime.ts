@@ -29,6 +29,13 @@ export type VcpuExit =
   | { readonly kind: 'system-event'; readonly event: SystemEvent };
 
 export const YIELD: VcpuExit = Object.freeze({ kind: 'yield' });
+/** Blocks the thread until `performance.now()` reaches `at` (ms): the machine is idle. */
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+function sleepUntil(at: number): void {
+  const ms = at - performance.now();
+  if (ms > 0) Atomics.wait(sleeper, 0, 0, ms);
+}
+
 export const HALT: VcpuExit = Object.freeze({ kind: 'halt' });
 
 /** What the scheduler tells runSlice about the slice. */
@@ -47,6 +54,13 @@ export interface VcpuBackend {
   runSlice(vcpu: number, slice: Slice): VcpuExit;
   /** Asks the running vCPU to stop after the current trap (it returns 'yield'). */
   stop(vcpu: number): void;
+  /**
+   * When a parked `vcpu` will have an interrupt pending without anything else happening (its
+   * next timer deadline), as a `performance.now()` time in ms; undefined if never. When every
+   * powered-on vCPU is parked, the runtime sleeps until the earliest such time instead of
+   * reporting a hang. A backend without timers leaves it out.
+   */
+  wakeAt?(vcpu: number): number | undefined;
   /**
    * Why vCPU `vcpu` cannot execute from `entry` (outside RAM, a device, misaligned, an address
    * that wraps...), or undefined if it can. `translated`: the address is virtual (the restored
@@ -280,7 +294,14 @@ export class MachineRuntime {
         if (pick < 0) pick = i;
       }
       if (on === 0) return { kind: 'all-off' };
-      if (pick < 0) return { kind: 'hang', message: `all ${on} powered-on vCPU(s) wait for an interrupt and none is pending` };
+      if (pick < 0) {
+        // Every powered-on vCPU waits for an interrupt: sleep until the first timer deadline,
+        // or, with none armed, nothing can ever wake them.
+        const wake = this.earliestWake();
+        if (wake === undefined) return { kind: 'hang', message: `all ${on} powered-on vCPU(s) wait for an interrupt and none is pending` };
+        sleepUntil(wake);
+        continue;
+      }
       this.next = (pick + 1) % n;
       this.stopping = false;
       this.running = pick;
@@ -303,6 +324,18 @@ export class MachineRuntime {
           return { kind: 'fault', fault: exit.fault };
       }
     }
+  }
+
+  private earliestWake(): number | undefined {
+    const at = this.backend.wakeAt;
+    if (!at) return undefined;
+    let best: number | undefined;
+    for (let i = 0; i < this.vcpuCount; i++) {
+      if (this.power[i] !== 'on') continue;
+      const t = at.call(this.backend, i);
+      if (t !== undefined && (best === undefined || t < best)) best = t;
+    }
+    return best;
   }
 
   /**

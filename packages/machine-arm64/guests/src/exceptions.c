@@ -48,8 +48,11 @@ int main(u64 x0)
     for (volatile int i = 0; i < 1000; i++)
         ;
     printf("masked: irqs=%u\n", irqs);
-    irq_enable();
+    /* WFI wakes on a pending IRQ even while PSTATE.I masks it (Arm ARM D1.16.2); unmasking then
+     * takes it. (Unmasking first would take it at once, and a WFI after that would wait for an
+     * interrupt that never comes.) */
     wfi();
+    irq_enable();
     printf("after wfi: irqs=%u intid=%u\n", irqs, last_intid);
 
     /* IRQ while unmasked: taken right after the hypercall returns */

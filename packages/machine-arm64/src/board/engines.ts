@@ -1,6 +1,7 @@
 import { HostRam, UcEngine, type MemFault } from '../ffi/unicorn.js';
 import { Vcpu, type VcpuHost } from '../cpu/vcpu.js';
 import type { Pl011 } from '../devices/pl011.js';
+import { GICD_MAX_CPUS, type GicDistributor } from '../devices/gicd.js';
 import { Layout } from './layout.js';
 
 /** The private EL3 ROM page: one `eret` at ROM_ERET (the trampoline of cpu/vcpu.ts). */
@@ -17,12 +18,14 @@ export interface EngineBoard {
   readonly host: VcpuHost;
   readonly registerWindow: boolean;
   /** The guest executed IC IALLUIS / IC IALLU / IC IVAU: other engines must drop translations. */
-  readonly codeChanged: () => void;
+  readonly codeChanged: (v: Vcpu) => void;
   /** An access outside RAM and devices. */
   readonly memFault: (f: MemFault) => void;
+  /** The GIC distributor (made once every vCPU exists: it connects to their CPU interfaces). */
+  readonly distributor: () => GicDistributor;
 }
 
-/** Opens vCPU `i`'s Unicorn engine and maps the board into it: RAM, ROM, UART, its own GIC CPU interface. */
+/** Opens vCPU `i`'s Unicorn engine and maps the board into it: RAM, ROM, UART, the GIC distributor, its own GIC CPU interface. */
 export function openVcpu(i: number, board: EngineBoard): Vcpu {
   const e = UcEngine.open();
   try {
@@ -38,15 +41,43 @@ export function openVcpu(i: number, board: EngineBoard): Vcpu {
     e.mapMmio(
       Layout.GICC_BASE,
       Layout.GICC_SIZE,
-      (off) => v.gic.read(off),
-      (off, _size, value) => v.gic.write(off, value),
+      // An acknowledge or end of interrupt changes what the interface signals: the vCPU's IRQ
+      // input follows at once (Vcpu.syncIrq).
+      (off) => {
+        const value = v.gic.read(off);
+        v.syncIrq();
+        return value;
+      },
+      (off, _size, value) => {
+        v.gic.write(off, value);
+        v.syncIrq();
+      },
     );
-    e.onSys((op1, crn, crm) => {
+    // The distributor is the machine's, one for every vCPU; the accessing vCPU selects the
+    // banked registers (INTIDs 0..31, SGIR). Its IRQ input follows at once (Vcpu.syncIrq).
+    if (i < GICD_MAX_CPUS) e.mapMmio(
+      Layout.GICD_BASE,
+      Layout.GICD_SIZE,
+      (off, size) => {
+        const value = board.distributor().read(i, off, size);
+        v.syncIrq();
+        return value;
+      },
+      (off, size, value) => {
+        board.distributor().write(i, off, size, value);
+        v.syncIrq();
+      },
+    );
+    // Without the CPU internals, IC maintenance is noticed by a hook on every SYS instruction
+    // (with them it traps: Vcpu.emulateEl2Trap, far cheaper than a callback per DC ZVA).
+    if (!v.cpu) e.onSys((op1, crn, crm) => {
       // IC IALLUIS (op1 0, CRm 1), IC IALLU / IC IVAU (CRm 5): the guest says code changed.
       // Other engines may hold stale translations of it: they drop them before they next run.
-      if (crn === 7 && (crm === 1 || crm === 5) && (op1 === 0 || op1 === 3)) board.codeChanged();
+      if (crn === 7 && (crm === 1 || crm === 5) && (op1 === 0 || op1 === 3)) board.codeChanged(v);
     });
     e.onMsr((op0, op1, crn, crm, op2, value) => {
+      // The generic timers are the machine's (devices/generic-timer.ts): the write is done there.
+      if (op0 === 3 && op1 === 3 && crn === 14 && v.timerWrite(op0, op1, crn, crm, op2, value)) return true;
       // Self-hosted debug the engine cannot run is not armed; such a write is ignored (the
       // register keeps its value) and no debug exception is ever generated:
       // - DBGBCR<n>_EL1 / DBGWCR<n>_EL1 (op0 2, op1 0, CRn 0, op2 5 / 7) with E (bit 0) set

@@ -15,9 +15,15 @@ export const Layout = Object.freeze({
   ROM_SIZE: 0x1000,
   /** Offset of the `eret` instruction inside the ROM. */
   ROM_ERET: 0x100,
-  /** GICv2 CPU interface base on QEMU virt; here a minimal CPU-interface (devices/gicc.ts). */
+  /** GICv2 distributor on QEMU virt (devices/gicd.ts): one 64 KiB frame shared by every vCPU. */
+  GICD_BASE: 0x0800_0000n,
+  GICD_SIZE: 0x1_0000,
+  /**
+   * GICv2 CPU interface on QEMU virt (devices/gicc.ts), banked per vCPU; 8 KiB so GICC_DIR
+   * (offset 0x1000) is reachable, as on a GIC-400.
+   */
   GICC_BASE: 0x0801_0000n,
-  GICC_SIZE: 0x1000,
+  GICC_SIZE: 0x2000,
   /** PL011 UART (the console). */
   UART_BASE: 0x0900_0000n,
   UART_SIZE: 0x1000,
@@ -49,6 +55,7 @@ export function entryProblem(pc: bigint, translated: boolean, ramSize: number): 
   const inside = (base: bigint, size: number) => pc >= base && pc < base + BigInt(size);
   if (inside(Layout.ROM_BASE, Layout.ROM_SIZE)) return `the hypervisor's trampoline ROM, not guest memory (${ram})`;
   if (inside(Layout.UART_BASE, Layout.UART_SIZE)) return `a device (PL011 UART), not RAM (${ram})`;
+  if (inside(Layout.GICD_BASE, Layout.GICD_SIZE)) return `a device (GIC distributor), not RAM (${ram})`;
   if (inside(Layout.GICC_BASE, Layout.GICC_SIZE)) return `a device (GIC CPU interface), not RAM (${ram})`;
   return `outside RAM (${ram})`;
 }

@@ -31,6 +31,8 @@ export const Sys = Object.freeze({
   CNTV_CTL_EL0: r('CNTV_CTL_EL0', 3, 3, 14, 3, 1),
   CNTV_CVAL_EL0: r('CNTV_CVAL_EL0', 3, 3, 14, 3, 2),
   MDSCR_EL1: r('MDSCR_EL1', 2, 0, 0, 2, 2),
+  ID_AA64PFR0_EL1: r('ID_AA64PFR0_EL1', 3, 0, 0, 4, 0),
+  CNTFRQ_EL0: r('CNTFRQ_EL0', 3, 3, 14, 0, 0),
   APIAKEYLO_EL1: r('APIAKEYLO_EL1', 3, 0, 2, 1, 0),
   APIAKEYHI_EL1: r('APIAKEYHI_EL1', 3, 0, 2, 1, 1),
   APIBKEYLO_EL1: r('APIBKEYLO_EL1', 3, 0, 2, 1, 2),
@@ -47,6 +49,8 @@ export const Sys = Object.freeze({
   CNTHCTL_EL2: r('CNTHCTL_EL2', 3, 4, 14, 1, 0),
   CNTVOFF_EL2: r('CNTVOFF_EL2', 3, 4, 14, 0, 3),
   SCR_EL3: r('SCR_EL3', 3, 6, 1, 1, 0),
+  SPSR_EL2: r('SPSR_EL2', 3, 4, 4, 0, 0),
+  ESR_EL2: r('ESR_EL2', 3, 4, 5, 2, 0),
   SPSR_EL3: r('SPSR_EL3', 3, 6, 4, 0, 0),
 });
 
@@ -122,4 +126,10 @@ export const SCR_HCE = 1n << 8n;
 export const SCR_RW = 1n << 10n;
 export const SCR_APK = 1n << 16n;
 export const SCR_API = 1n << 17n;
+export const HCR_IMO = 1n << 4n;
+export const HCR_VI = 1n << 7n;
+export const HCR_TID3 = 1n << 18n;
+export const HCR_TPU = 1n << 24n;
 export const HCR_RW = 1n << 31n;
+export const HCR_APK = 1n << 40n;
+export const HCR_API = 1n << 41n;

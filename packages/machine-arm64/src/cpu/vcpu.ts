@@ -21,14 +21,22 @@
 import type { VcpuContext, Machine } from '@plugvisor/core';
 import { RegisterFile } from '@plugvisor/core';
 import type { Arm64VcpuState } from './state.js';
-import { Reg, WINDOW_PC, xReg, type RegBatch, type UcEngine } from '../ffi/unicorn.js';
+import { Reg, WINDOW_PC, xReg, type CpuInternals, type RegBatch, type SysReg, type UcEngine } from '../ffi/unicorn.js';
 import type { TrapPath } from '../traps.js';
 import { compileWindowRoute, maskRegisters, type WindowRoute } from './transfer.js';
 import { Layout, entryProblem } from '../board/layout.js';
 import { GicCpuInterface } from '../devices/gicc.js';
+import { GenericTimer, TIMER_INTID, TimerId, timerRegister } from '../devices/generic-timer.js';
+import { CNTPCT_EL0, CNTVCT_EL0 } from './clock.js';
 import { GuestFault } from '../errors.js';
 import {
+  HCR_API,
+  HCR_APK,
+  HCR_IMO,
   HCR_RW,
+  HCR_TID3,
+  HCR_TPU,
+  HCR_VI,
   MODE_EL1H,
   MODE_EL3H,
   PSTATE_DAIF,
@@ -58,8 +66,27 @@ export function affinityOfIndex(n: number): bigint {
 }
 
 /** Exception-class values used in ESR_EL1. */
-export const EC = Object.freeze({ UNKNOWN: 0x00, SVC64: 0x15, BRK64: 0x3c });
+export const EC = Object.freeze({ UNKNOWN: 0x00, SVC64: 0x15, SYS64: 0x18, BRK64: 0x3c });
 const ESR_IL = 1n << 25n;
+
+/**
+ * HCR_EL2 as the vCPU runs (the guest never sees it): RW (EL1 is AArch64), IMO (IRQs are
+ * virtual: see syncIrq), API/APK (pointer authentication instructions and key registers do not
+ * trap to our absent EL2 — Arm ARM D13.2.47).
+ */
+const HCR_BASE = HCR_RW | HCR_IMO | HCR_API | HCR_APK;
+/** The SAVED_SYSREGS slots of the emulated timers' registers. */
+const TIMER_SLOTS: ReadonlyMap<SysReg, { timer: TimerId; reg: 'ctl' | 'cval' }> = new Map([
+  [Sys.CNTP_CTL_EL0, { timer: TimerId.Physical, reg: 'ctl' }],
+  [Sys.CNTP_CVAL_EL0, { timer: TimerId.Physical, reg: 'cval' }],
+  [Sys.CNTV_CTL_EL0, { timer: TimerId.Virtual, reg: 'ctl' }],
+  [Sys.CNTV_CVAL_EL0, { timer: TimerId.Virtual, reg: 'cval' }],
+] as const);
+/** Each timer's CTL and CVAL register, by TimerId. */
+const TIMER_CTL = [Sys.CNTP_CTL_EL0, Sys.CNTV_CTL_EL0] as const;
+const TIMER_CVAL = [Sys.CNTP_CVAL_EL0, Sys.CNTV_CVAL_EL0] as const;
+/** ID_AA64PFR0_EL1.SVE, bits [35:32] (Arm ARM D13.2.64). */
+const ID_AA64PFR0_SVE = 0xfn << 32n;
 
 /** Vector offsets from VBAR_EL1 (Arm ARM D1.10.2). */
 const VEC_CURRENT_SP0 = 0x000;
@@ -113,8 +140,12 @@ export interface VcpuHost {
   /** RAM as 32-bit words, for instruction fetch by the trap decoder. */
   readonly ram32: Uint32Array;
   readonly ramSize: number;
-  /** Drops every block `vcpu`'s engine translated from RAM (uc_ctl TB_FLUSH costs ~100 ms: never used). */
-  dropTranslations(vcpu: Vcpu): void;
+  /**
+   * `vcpu` invalidated instructions: the cache line at virtual address `line` (IC IVAU), or
+   * everything (IC IALLU, IC IALLUIS, or no address known). Other engines must drop their
+   * translations of it before they next run.
+   */
+  codeChanged(vcpu: Vcpu, line?: bigint): void;
 }
 
 /** The trapping vCPU as handlers see it; the vCPU sets `viaSmc` before each dispatch. */
@@ -125,6 +156,10 @@ export interface TrapContext extends VcpuContext {
 /** A guest exception Unicorn reported that is not a hypercall: handled after the slice. */
 export interface TakenException {
   intno: number;
+  /** The CPU model took it, to this EL above EL1 (see Vcpu.undefFromAbove). */
+  aboveEl1?: number;
+  /** The CPU model took it to EL1, where the guest cannot handle it (Vcpu.vectorProblem). */
+  fault?: GuestFault;
 }
 
 export { parseVcpuBlob, type VcpuStateExtras } from './state.js';
@@ -132,11 +167,26 @@ export { parseVcpuBlob, type VcpuStateExtras } from './state.js';
 export class Vcpu {
   /** Set when something happened during a trap that needs the engine to stop after it. */
   kick = false;
+  /** The engine has run guest code (it may hold translations). */
+  ran = false;
   /** The engine runs with Unicorn's instruction count (see Arm64Machine.runEngine): once set, stays set. */
   counted = false;
   /** Set by the hook for a non-hypercall exception; handled by the run loop. */
   exception: TakenException | null = null;
   readonly gic = new GicCpuInterface();
+  /**
+   * The engine's CPU internals (ffi/unicorn.ts): with them the CPU model takes every exception
+   * that targets EL1 itself, from any EL and at any virtual address, with its real syndrome.
+   * Without them (another libunicorn build) exceptions are delivered by takeException below,
+   * which cannot deliver MMU aborts or exceptions taken from EL0.
+   */
+  readonly cpu: CpuInternals | undefined;
+  /** The EL1 physical and virtual timers, emulated (devices/generic-timer.ts). */
+  readonly timer = new GenericTimer((t) => this.engine.readSys(t === TimerId.Virtual ? CNTVCT_EL0 : CNTPCT_EL0));
+  /** HCR_EL2 without VI (see the constructor). */
+  private readonly hcr: bigint;
+  /** HCR_EL2.VI as last written: the vCPU's IRQ input (see syncIrq). */
+  private irqLine = false;
   /**
    * The registers restored into a vCPU that is off or CPU_ON-pending: such a vCPU is not entered
    * (its next run starts with reset()), so they are kept as saved and saved back unchanged.
@@ -169,6 +219,9 @@ export class Vcpu {
   private readonly resetSysregs: bigint[];
   private readonly resetSctlr: bigint;
   private readonly vbuf = new Uint8Array(16);
+  /** One instruction fetched through the guest's translation (the HVC immediate). */
+  private readonly insn = new Uint8Array(4);
+  private readonly insn32 = new Uint32Array(this.insn.buffer);
 
   constructor(
     readonly index: number,
@@ -180,18 +233,83 @@ export class Vcpu {
     this.affinity = affinityOfIndex(index);
     this.ctx = { index, regs: new RegisterFile(32), machine: host.machine, viaSmc: false };
     const xs = Array.from({ length: 31 }, (_, i) => xReg(i));
-    this.window = useWindow ? engine.registerWindow() : undefined;
+    // The register window is looked for even when traps use batches: the CPU internals are
+    // located from it.
+    const window = engine.registerWindow();
+    this.window = useWindow ? window : undefined;
     this.stateRegs = engine.batch([...xs, Reg.PC, Reg.SP, Reg.PSTATE, Reg.SP_EL0, Reg.SP_EL1, Reg.FPCR, Reg.FPSR]);
 
     engine.writeSys(Sys.SCR_EL3, SCR_NS | SCR_HCE | SCR_RW | SCR_API | SCR_APK);
-    engine.writeSys(Sys.HCR_EL2, HCR_RW);
     engine.writeSys(Sys.VMPIDR_EL2, MPIDR_RES1 | this.affinity);
     // EL1 may read the physical counter and timer without trapping to (our absent) EL2, as
     // under KVM.
     engine.writeSys(Sys.CNTHCTL_EL2, 3n);
     this.resetSctlr = engine.readSys(Sys.SCTLR_EL1);
     this.resetSysregs = SAVED_SYSREGS.map((r) => engine.readSys(r));
+    this.cpu = engine.cpuInternals();
     engine.onInterrupt((intno) => this.onInterrupt(intno));
+    // With the CPU internals, two groups of guest instructions trap to (our absent) EL2 and are
+    // finished in the interrupt hook (emulateEl2Trap): ID register reads (HCR_EL2.TID3), so SVE
+    // can be hidden, and cache maintenance to the Point of Unification (HCR_EL2.TPU), which is
+    // how a guest says it changed code (other engines must drop their translations of it).
+    this.hcr = this.cpu ? HCR_BASE | HCR_TID3 | HCR_TPU : HCR_BASE;
+    engine.writeSys(Sys.HCR_EL2, this.hcr);
+  }
+
+  /** A guest MSR to a timer register (board/engines.ts): true if it was one (the write is done). */
+  timerWrite(op0: number, op1: number, crn: number, crm: number, op2: number, value: bigint): boolean {
+    const r = timerRegister(op0, op1, crn, crm, op2);
+    if (!r) return false;
+    this.timer.write(r, value);
+    // The guest reads CTL, CVAL and TVAL natively (the MRS path has no hook: it is the hottest
+    // path there is — TPIDR_EL1, SP_EL0 and DAIF reads): Unicorn's copy of CVAL and CTL is
+    // written raw (its own write functions drop the value: helper.c gt_cval_write/gt_ctl_write
+    // are compiled out), TVAL reads follow from CVAL (gt_tval_read).
+    this.engine.writeSys(TIMER_CVAL[r.timer], this.timer.read({ timer: r.timer, reg: 'cval' }));
+    this.storedCtl[r.timer] = -1;
+    this.pollTimers();
+    return true;
+  }
+  /** Unicorn's copy of each timer's CTL as last written (ISTATUS included); -1: unknown. */
+  private readonly storedCtl: [number, number] = [-1, -1];
+
+  /** Drives the timer PPIs from the timers' state now, and the vCPU's IRQ input from that. */
+  pollTimers(): void {
+    // Only a change of a timer's output moves its PPI's line, so a line raised by other means
+    // (Machine.setInterrupt) is left alone while the timer is idle.
+    for (const t of [TimerId.Physical, TimerId.Virtual]) {
+      const level = this.timer.line(t);
+      if (level !== this.timerLines[t]) {
+        this.timerLines[t] = level;
+        this.gic.setLine(TIMER_INTID[t], level);
+      }
+      // CTL's ISTATUS as the guest reads it natively: refreshed here, before each slice and at
+      // each timer write (an interrupt handler reading it after the line rose sees it set).
+      const ctl = Number(this.timer.read({ timer: t, reg: 'ctl' }));
+      if (ctl !== this.storedCtl[t]) {
+        this.storedCtl[t] = ctl;
+        this.engine.writeSys(TIMER_CTL[t], BigInt(ctl));
+      }
+    }
+    this.syncIrq();
+  }
+  /** The timers' outputs as last driven onto their PPIs. */
+  private readonly timerLines: [boolean, boolean] = [false, false];
+
+  /**
+   * Drives the vCPU's IRQ input from its GIC CPU interface: HCR_EL2.VI, a virtual IRQ that the
+   * CPU model takes itself (qemu/target/arm/cpu.c arm_cpu_exec_interrupt, EXCP_VIRQ to EL1) as
+   * soon as PSTATE.I allows, at EL1 or EL0, and that wakes a WFI. With HCR_EL2.IMO set the guest
+   * sees it exactly as a physical IRQ from its GIC (Arm ARM D1.14.2: virtual interrupts are
+   * taken to EL1 at the IRQ vector). Writing HCR_EL2 goes through its write function, which
+   * raises or drops the CPU's interrupt request (helper.c do_hcr_write → arm_cpu_update_virq),
+   * also from inside a hook: the running block then exits and the interrupt is taken.
+   */
+  syncIrq(): void {
+    const want = this.gic.irqAsserted;
+    if (want === this.irqLine) return;
+    this.irqLine = want;
+    this.engine.writeSys(Sys.HCR_EL2, want ? this.hcr | HCR_VI : this.hcr);
   }
 
   /** True if traps move registers through the register window (no FFI call). */
@@ -285,20 +403,119 @@ export class Vcpu {
       // HVC/SMC leave PC past the instruction; its immediate is in bits 20:5 of the word at PC-4.
       const off = pcHi === 0 ? pcLo - 4 - RAM_BASE : -1;
       let imm16 = 0;
-      if (off >= 0 && off < this.host.ramSize) {
+      if (off >= 0 && off < this.host.ramSize && !this.mmuOn()) {
         imm16 = (this.host.ram32[off >>> 2]! >>> 5) & 0xffff;
+      } else if (this.cpu?.readVirtual(((BigInt(pcHi) << 32n) | BigInt(pcLo)) - 4n, this.insn)) {
+        // MMU on: the instruction is fetched through the guest's translation.
+        imm16 = (this.insn32[0]! >>> 5) & 0xffff;
       }
-      // else: the PC is not a physical RAM address (MMU on). Without a page-table walk we cannot
-      // fetch the instruction; treat it as immediate 0 (SMCCC), the common case. See README.
+      // else: a virtual PC without CPU internals: taken as immediate 0 (SMCCC). See README.
       this.ctx.viaSmc = intno === Excp.SMC; // KVM_HYPERCALL_EXIT_SMC: SMCCC answers some calls per conduit
       this.host.onHypercall(this, intno, imm16);
       if (this.kick) this.engine.stop();
       return;
     }
-    // Any other exception: Unicorn hands it to us instead of taking it; the run loop delivers
-    // it to the guest (or reports a fault) after the engine stops.
-    this.exception = { intno };
+    // Any other exception: Unicorn hands it to us instead of taking it. With the CPU internals
+    // the CPU model takes it now and the engine runs on at the vector — unless the guest has no
+    // vector table or faults inside it (reported as faults below), or it was routed above EL1
+    // (an SVE access trapped by CPTR_EL3 on a CPU that hides SVE): then the run loop turns it
+    // into what the guest sees, an UNDEFINED instruction at EL1. Without the internals the run
+    // loop delivers it (cpu/exceptions.ts).
+    const cpu = this.cpu;
+    if (cpu !== undefined) {
+      cpu.takeException();
+      const el = (this.pstate() >> 2) & 3;
+      if (el === 2 && this.emulateEl2Trap(cpu)) return;
+      if (el === 1) {
+        const fault = this.vectorProblem();
+        if (fault === undefined) return;
+        this.exception = { intno, fault };
+      } else {
+        this.exception = { intno, aboveEl1: el };
+      }
+    } else {
+      this.exception = { intno };
+    }
     this.engine.stop();
+  }
+
+  /**
+   * After the CPU model took a synchronous exception to EL1: a guest fault if the guest cannot
+   * handle it — no vector table (VBAR_EL1 0), or the exception came from inside the vector table
+   * itself (it would be taken again forever).
+   */
+  private vectorProblem(): GuestFault | undefined {
+    const e = this.engine;
+    const vbar = e.readSys(Sys.VBAR_EL1);
+    const elr = e.readSys(Sys.ELR_EL1);
+    const what = `synchronous exception (ESR 0x${e.readSys(Sys.ESR_EL1).toString(16)})`;
+    if (vbar === 0n) return new GuestFault(this.index, elr, `unhandled ${what}: VBAR_EL1 is 0`);
+    if (elr >= vbar && elr < vbar + 0x800n) return new GuestFault(this.index, elr, `recursive fault: ${what} inside the vector table`);
+    return undefined;
+  }
+
+  /**
+   * Finishes a trapped MRS/MSR/SYS (ESR_EL2.EC 0x18; ISS: Arm ARM D13.2.39 "ISS encoding for an
+   * exception from MSR, MRS, or System instruction execution in AArch64 state") the way a
+   * hypervisor does, inside the interrupt hook, and returns the vCPU to the instruction after
+   * it: an ID register read (HCR_EL2.TID3) gets the register's value with SVE hidden, a cache
+   * maintenance to the PoU (HCR_EL2.TPU) tells the machine code changed and does nothing else
+   * (the engine has no caches). Anything else: false (the guest then sees UNDEFINED).
+   */
+  private emulateEl2Trap(cpu: CpuInternals): boolean {
+    const e = this.engine;
+    const esr = e.readSys(Sys.ESR_EL2);
+    if (Number(esr >> 26n) !== EC.SYS64) return false;
+    const iss = Number(esr & 0x1ff_ffffn);
+    const read = (iss & 1) === 1;
+    const rt = (iss >> 5) & 0x1f;
+    const reg = { name: 'trapped', op0: (iss >> 20) & 3, op2: (iss >> 17) & 7, op1: (iss >> 14) & 7, crn: (iss >> 10) & 0xf, crm: (iss >> 1) & 0xf };
+    if (reg.op0 === 3 && read && reg.op1 === 0 && reg.crn === 0) {
+      // ID_AA64ZFR0_EL1 (CRm 4, op2 4) reads 0 and ID_AA64PFR0_EL1.SVE 0: SVE is hidden.
+      let value = reg.crm === 4 && reg.op2 === 4 ? 0n : e.readSys(reg);
+      if (reg.crm === 4 && reg.op2 === 0) value &= ~ID_AA64PFR0_SVE;
+      if (rt !== 31) e.write64(xReg(rt), value);
+    } else if (reg.op0 === 1 && !read && reg.crn === 7) {
+      // IC IVAU (op1 3, CRm 5, op2 1) names one line by virtual address; IC IALLU(IS) (op1 0)
+      // everything; DC CVAU (CRm 11) only cleans data toward the PoU: no code changed yet.
+      if (reg.op1 === 3 && reg.crm === 5) this.host.codeChanged(this, rt === 31 ? 0n : e.read64(xReg(rt)));
+      else if (reg.op1 === 0) this.host.codeChanged(this);
+    } else {
+      return false;
+    }
+    this.returnFromEl2(cpu, e.read64(Reg.ELR_EL2) + 4n, Number(e.readSys(Sys.SPSR_EL2) & 0xffff_ffffn));
+    return true;
+  }
+
+  /**
+   * An exception return from EL2 done by the host (ERET's effect, Arm ARM D1.11): PSTATE from
+   * the saved SPSR, the live SP from the bank it selects (QEMU banked the guest's SP on entry:
+   * helper.c aarch64_save_sp), PC, and the cached translation flags rebuilt.
+   */
+  private returnFromEl2(cpu: CpuInternals, pc: bigint, spsr: number): void {
+    const e = this.engine;
+    const el = (spsr >> 2) & 3;
+    e.write64(Reg.SP, e.read64(el === 1 && (spsr & 1) === 1 ? Reg.SP_EL1 : Reg.SP_EL0));
+    e.write64(Reg.PSTATE, BigInt(spsr >>> 0));
+    e.write64(Reg.PC, pc);
+    cpu.rebuildFlags();
+  }
+
+  /** Is SCTLR_EL1.M set? (One FFI call; only on paths that need it.) */
+  mmuOn(): boolean {
+    return (this.engine.readSys(Sys.SCTLR_EL1) & SCTLR_M) !== 0n;
+  }
+
+  /**
+   * An exception the CPU model routed to EL2 or EL3 (`el`), where this machine has no
+   * software: the guest at EL1/EL0 sees the instruction as UNDEFINED (an SVE instruction on a
+   * CPU whose ID registers hide SVE). Its return state is in ELR/SPSR of that EL.
+   */
+  undefFromAbove(el: number): void {
+    const e = this.engine;
+    const elr = e.read64(el === 3 ? Reg.ELR_EL3 : Reg.ELR_EL2);
+    const spsr = Number(e.readSys(el === 3 ? Sys.SPSR_EL3 : Sys.SPSR_EL2) & 0xffff_ffffn);
+    this.takeException('sync', elr, ESR_IL | (BigInt(EC.UNKNOWN) << 26n), undefined, { pc: elr, pstate: spsr });
   }
 
   /** Routes the trapped call through conduit `index`'s path (see above). */
@@ -391,13 +608,9 @@ export class Vcpu {
     return this.engine.read64(Reg.PC);
   }
 
+  /** PSTATE: a 32-bit register (unicorn_aarch64.c reads it as uint32_t). */
   pstate(): number {
-    return Number(this.engine.read64(Reg.PSTATE));
-  }
-
-  /** Is an IRQ both pending at the interface and unmasked by PSTATE.I? */
-  irqDeliverable(): boolean {
-    return this.gic.irqAsserted && (this.pstate() & PSTATE_I) === 0;
+    return Number(this.engine.read64(Reg.PSTATE) & 0xffff_ffffn);
   }
 
   /** Did the slice that just ended stop right after a WFI? */
@@ -425,10 +638,10 @@ export class Vcpu {
     if (bad !== undefined) throw new GuestFault(this.index, pc, `cannot start there: ${bad}`);
     const e = this.engine;
     // Unicorn checks the stop address (`until`) only when it translates a block: a block
-    // already translated at `pc` would run straight past it. Drop it first — by physical
-    // address while the MMU is off, otherwise (VA -> PA unknown here) the whole cache.
-    if ((e.readSys(Sys.SCTLR_EL1) & SCTLR_M) === 0n) e.removeCache(pc, pc < LAST_WORD ? pc + 4n : pc + 3n);
-    else this.host.dropTranslations(this);
+    // already translated at `pc` would run straight past it. Drop it first (uc_ctl_remove_cache
+    // takes the address through the engine's current translation: physical with the MMU off;
+    // an unmapped virtual address has no block to drop).
+    e.removeCache(pc, pc < LAST_WORD ? pc + 4n : pc + 3n);
     e.write64(Reg.SP_EL0, spEl0);
     e.write64(Reg.SP_EL1, spEl1);
     e.writeSys(Sys.SCTLR_EL1, sctlr & ~SCTLR_M);
@@ -436,6 +649,10 @@ export class Vcpu {
     e.write64(Reg.ELR_EL1, pc);
     e.writeSys(Sys.SPSR_EL3, BigInt(pstate >>> 0));
     e.write64(Reg.PSTATE, BigInt(MODE_EL3H | PSTATE_DAIF));
+    // Unicorn caches translation flags and does not recompute them for a PSTATE written from
+    // outside: with the CPU internals they are rebuilt, so the trampoline translates at EL3
+    // whatever EL the vCPU was at (EL0 included).
+    this.cpu?.rebuildFlags();
     const rc = e.start(Layout.ROM_BASE + BigInt(Layout.ROM_ERET), pc, 0);
     const now = e.read64(Reg.PC);
     if (rc !== 0 || now !== pc || (this.pstate() & 0xf) !== (pstate & 0xf)) {
@@ -460,6 +677,7 @@ export class Vcpu {
 
   /** Refuses host-side state changes while Unicorn's cached flags say EL0 (see applyEntry). */
   private assertNotEl0(what: string): void {
+    if (this.cpu) return;
     const pstate = this.pstate();
     if (((pstate >> 2) & 3) === 0) {
       throw new GuestFault(this.index, this.pc(), `${what} while the vCPU is at EL0: not supported on Unicorn 2.0.1`);
@@ -495,6 +713,7 @@ export class Vcpu {
     SAVED_SYSREGS.forEach((r, i) => {
       if (r !== Sys.SCTLR_EL1) e.writeSys(r, this.resetSysregs[i]!);
     });
+    this.timer.restore({ ctl: [0, 0], cval: [0n, 0n] });
     this.applyEntry(MODE_EL1H | PSTATE_DAIF, entry, 0n, 0n, this.resetSctlr, this.resetSysregs[SAVED_SYSREGS.indexOf(Sys.ELR_EL1)]!);
     this.exception = null;
   }
@@ -504,26 +723,31 @@ export class Vcpu {
    * address, ESR_EL1 (synchronous), FAR_EL1 (if given), PSTATE = EL1h with D, A, I, F masked
    * (PAN set if SCTLR_EL1.SPAN = 0), PC = VBAR_EL1 + vector offset.
    */
-  takeException(kind: 'sync' | 'irq', elr: bigint, esr: bigint, far?: bigint): void {
+  takeException(kind: 'sync' | 'irq', elr: bigint, esr: bigint, far?: bigint, from?: { pc: bigint; pstate: number }): void {
     const e = this.engine;
     const s = this.stateRegs;
     s.read();
-    const pstate = Number(s.u64[33]!);
+    // `from`: the state the exception is taken from when it is not the live one (undefFromAbove).
+    const pstate = from ? from.pstate : Number(s.u64[33]! & 0xffff_ffffn);
     const live = s.u64[32]!;
     let spEl0 = s.u64[34]!;
     let spEl1 = s.u64[35]!;
     const el = (pstate >> 2) & 3;
     const spsel = pstate & 1;
-    const pc = s.u64[31]!;
+    const pc = from ? from.pc : s.u64[31]!;
     const vbar = e.readSys(Sys.VBAR_EL1);
     const what = kind === 'irq' ? 'IRQ' : `synchronous exception (ESR 0x${esr.toString(16)})`;
     if (vbar === 0n) throw new GuestFault(this.index, pc, `unhandled ${what}: VBAR_EL1 is 0`);
     if (kind === 'sync' && elr >= vbar && elr < vbar + 0x800n) {
       throw new GuestFault(this.index, pc, `recursive fault: ${what} inside the vector table`);
     }
-    if (el === 0) throw new GuestFault(this.index, pc, `${what} from EL0: not supported on Unicorn 2.0.1`);
-    if (spsel === 0) spEl0 = live;
-    else spEl1 = live;
+    if (el === 0 && !this.cpu) throw new GuestFault(this.index, pc, `${what} from EL0: not supported without the CPU internals (README)`);
+    // The live SP is the bank PSTATE selects; `from` a higher EL, the live SP is that EL's, and
+    // the banks already hold EL0's and EL1's.
+    if (!from) {
+      if (el === 0 || spsel === 0) spEl0 = live;
+      else spEl1 = live;
+    }
     let offset = el === 1 ? (spsel ? VEC_CURRENT_SPX : VEC_CURRENT_SP0) : VEC_LOWER_A64;
     if (kind === 'irq') offset += VEC_IRQ;
     const sctlr = e.readSys(Sys.SCTLR_EL1);
@@ -553,7 +777,7 @@ export class Vcpu {
     if (this.held) return { cpu: this.held, gicc: this.gic.save() };
     const s = this.stateRegs;
     s.read();
-    const pstate = Number(s.u64[33]!);
+    const pstate = Number(s.u64[33]! & 0xffff_ffffn);
     const live = s.u64[32]!;
     let spEl0 = s.u64[34]!;
     let spEl1 = s.u64[35]!;
@@ -565,7 +789,13 @@ export class Vcpu {
       this.engine.readVector(i, this.vbuf);
       return new Uint8Array(this.vbuf);
     });
-    const sysregs = SAVED_SYSREGS.map((r) => this.engine.readSys(r));
+    // The timers are the machine's: their slots carry the emulated CTL (ENABLE, IMASK) and CVAL.
+    const t = this.timer.save();
+    const sysregs = SAVED_SYSREGS.map((r) => {
+      const slot = TIMER_SLOTS.get(r);
+      if (slot === undefined) return this.engine.readSys(r);
+      return slot.reg === 'ctl' ? BigInt(t.ctl[slot.timer]) : t.cval[slot.timer];
+    });
     return { cpu: { core, vregs, sysregs }, gicc: this.gic.save() };
   }
 
@@ -602,6 +832,14 @@ export class Vcpu {
       else e.writeSys(r, v);
       if (r === Sys.ELR_EL1) elrEl1 = v;
     }
+    const t = this.timer.save();
+    TIMER_SLOTS.forEach((slot, r) => {
+      const i = SAVED_SYSREGS.indexOf(r);
+      if (i >= cpu.sysregs.length) return;
+      if (slot.reg === 'ctl') t.ctl[slot.timer] = Number(cpu.sysregs[i]! & 3n);
+      else t.cval[slot.timer] = cpu.sysregs[i]!;
+    });
+    this.timer.restore(t);
     this.gic.restore(gicc);
     this.exception = null;
     const entered = run.power === 'on' && enter;

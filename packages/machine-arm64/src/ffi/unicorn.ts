@@ -23,7 +23,7 @@
  *    not be touched after munmap, so RAM is freed only after every engine mapping it is closed.
  */
 import { randomFillSync } from 'node:crypto';
-import koffi, { type TypeObject } from 'koffi';
+import koffi, { type LibraryHandle, type TypeObject } from 'koffi';
 import { PlugvisorError } from '@plugvisor/core';
 
 // ---- constants from unicorn.h / arm64.h (2.0.1) ---------------------------------------------
@@ -40,6 +40,7 @@ export const UC_PROT_ALL = 7;
 export const UC_HOOK_INTR = 1 << 0;
 export const UC_HOOK_INSN = 1 << 1;
 /** uc_arm64_insn: SYS (IC, DC, TLBI, AT ... instructions). */
+const UC_ARM64_INS_MRS = 1;
 const UC_ARM64_INS_MSR = 2;
 const UC_ARM64_INS_SYS = 3;
 /** An instruction count no slice reaches: "no limit" for an engine in count mode. */
@@ -162,6 +163,15 @@ interface Lib {
   munmap: (addr: bigint, length: number) => number;
   getpid: () => number;
   process_vm_readv: (pid: number, local: BigUint64Array, liovcnt: number, remote: BigUint64Array, riovcnt: number, flags: number) => number | bigint;
+  /**
+   * QEMU functions libunicorn exports under their `_aarch64` names (see "CPU internals" below);
+   * undefined where this build lacks one.
+   */
+  internal: {
+    doInterrupt?: (cs: number) => void;
+    rebuildHflags?: (env: number) => void;
+    memoryRwDebug?: (cs: number, addr: bigint, buf: Uint8Array, len: number, isWrite: boolean) => number;
+  };
   IntrHook: TypeObject;
   MemHook: TypeObject;
   InsnSysHook: TypeObject;
@@ -209,6 +219,7 @@ function load(): Lib {
       process_vm_readv: libc.func(
         'intptr_t process_vm_readv(int pid, const void *local_iov, unsigned long liovcnt, const void *remote_iov, unsigned long riovcnt, unsigned long flags)',
       ),
+      internal: bindInternals(uc),
       // Called for every trap. The hook ignores the engine pointer and user data, so they are
       // declared as plain integers: a pointer parameter costs a BigInt allocation per call
       // (~10 ns). Passing a pointer where the callee reads a narrower integer is harmless on
@@ -231,6 +242,21 @@ function load(): Lib {
     );
     throw loadError;
   }
+}
+
+function bindInternals(uc: LibraryHandle): Lib['internal'] {
+  const bind = <T>(decl: string): T | undefined => {
+    try {
+      return uc.func(decl) as unknown as T;
+    } catch {
+      return undefined;
+    }
+  };
+  return {
+    doInterrupt: bind('void arm_cpu_do_interrupt_aarch64(uintptr_t cs)'),
+    rebuildHflags: bind('void arm_rebuild_hflags_aarch64(uintptr_t env)'),
+    memoryRwDebug: bind('int cpu_memory_rw_debug_aarch64(uintptr_t cs, uint64_t addr, _Inout_ uint8_t *buf, uint64_t len, bool is_write)'),
+  };
 }
 
 /** True if libunicorn 2 can be loaded on this host. */
@@ -483,6 +509,28 @@ export class UcEngine {
     check('uc_hook_add(INSN MSR)', l.uc_hook_add(this.handle, this.hh, UC_HOOK_INSN, cb, null, 1, 0, 'int', UC_ARM64_INS_MSR));
   }
 
+  /**
+   * Calls `fn(op0, op1, crn, crm, op2)` before the guest executes an MRS (register form) of a
+   * system register; if `fn` returns a value, the instruction is skipped and its destination
+   * register gets that value (XZR: discarded). Cost: one callback per MRS executed.
+   */
+  onMrs(fn: (op0: number, op1: number, crn: number, crm: number, op2: number) => bigint | undefined): void {
+    const l = load();
+    const cb = this.register((_uc: unknown, reg: number, cp: unknown) => {
+      try {
+        const f = koffi.decode(cp, 'uint32_t', 5) as number[];
+        const value = fn(f[2]!, f[3]!, f[0]!, f[1]!, f[4]!);
+        if (value === undefined) return 0;
+        if ((reg >= Reg.X0 && reg <= Reg.X0 + 28) || reg === Reg.X29 || reg === Reg.X30) this.write64(reg, value);
+        return 1;
+      } catch (e) {
+        this.fail(e);
+        return 0;
+      }
+    }, l.InsnSysHook);
+    check('uc_hook_add(INSN MRS)', l.uc_hook_add(this.handle, this.hh, UC_HOOK_INSN, cb, null, 1, 0, 'int', UC_ARM64_INS_MRS));
+  }
+
   private register(fn: (...args: any[]) => unknown, proto: TypeObject): unknown {
     const cb = koffi.register(fn, koffi.pointer(proto));
     this.callbacks.push(cb);
@@ -603,7 +651,22 @@ export class UcEngine {
    * cannot be found and proven; the caller then uses batches. Valid until close().
    */
   registerWindow(): Uint32Array | undefined {
-    return findRegisterWindow(this);
+    const found = findRegisterWindow(this);
+    this.windowAddress = found?.address;
+    return found?.view;
+  }
+
+  /** Where registerWindow() found x0 (CPUARMState.xregs), for cpuInternals(). */
+  private windowAddress: bigint | undefined;
+  private internals: CpuInternals | null | undefined;
+
+  /**
+   * This engine's CPU internals (see "CPU internals" below), or undefined where this build does
+   * not offer them or they cannot be located and proven. Needs registerWindow() first.
+   */
+  cpuInternals(): CpuInternals | undefined {
+    if (this.internals === undefined) this.internals = (this.windowAddress !== undefined && locateInternals(this, this.windowAddress)) || null;
+    return this.internals ?? undefined;
   }
 
   close(): void {
@@ -722,7 +785,7 @@ function scanForSentinels(ucAddr: bigint, sent: Uint32Array, r: SafeReader): Arr
  * some), so: a uc_reg_write must show there (read safely), and only then a store there must be
  * what uc_reg_read returns.
  */
-function proveWindow(engine: UcEngine, r: SafeReader, addr: bigint): Uint32Array | undefined {
+function proveWindow(engine: UcEngine, r: SafeReader, addr: bigint): { view: Uint32Array; address: bigint } | undefined {
   const fresh = new BigUint64Array(1);
   randomFillSync(fresh);
   engine.write64(xReg(9), fresh[0]!);
@@ -732,10 +795,10 @@ function proveWindow(engine: UcEngine, r: SafeReader, addr: bigint): Uint32Array
   const x7 = (BigInt(w[15]!) << 32n) | BigInt(w[14]!);
   if (engine.read64(xReg(7)) !== x7) return undefined;
   if (((BigInt(w[WINDOW_PC + 1]!) << 32n) | BigInt(w[WINDOW_PC]!)) !== engine.read64(Reg.PC)) return undefined;
-  return w;
+  return { view: w, address: addr };
 }
 
-function findRegisterWindow(engine: UcEngine): Uint32Array | undefined {
+function findRegisterWindow(engine: UcEngine): { view: Uint32Array; address: bigint } | undefined {
   const r = safeReader();
   if (!r || windowUnknown) return undefined;
   const all = engine.batch([...Array.from({ length: 31 }, (_, i) => xReg(i)), Reg.PC]);
@@ -750,7 +813,7 @@ function findRegisterWindow(engine: UcEngine): Uint32Array | undefined {
     all.u32[62] = sent[WINDOW_PC]!;
     all.u32[63] = sent[WINDOW_PC + 1]!;
     const ucAddr = BigInt(engine.address);
-    const tryAt = (word: number, off: number): Uint32Array | undefined => {
+    const tryAt = (word: number, off: number): { view: Uint32Array; address: bigint } | undefined => {
       all.write(); // (again: a failed proof changed x7 and x9)
       if (r.read(ucAddr + BigInt(word * 8), 8) !== 8) return undefined;
       const p = r.u64[0]!;
@@ -779,4 +842,59 @@ function findRegisterWindow(engine: UcEngine): Uint32Array | undefined {
     all.u64.set(saved);
     all.write();
   }
+}
+
+// ---- CPU internals ---------------------------------------------------------------------------
+
+/**
+ * Three QEMU functions of the engine's CPU model, which libunicorn exports (as every QEMU symbol,
+ * under its `_aarch64` name) but does not wrap in its API:
+ *
+ *  - `arm_cpu_do_interrupt` (qemu/target/arm/helper.c): takes the exception the CPU just raised
+ *    exactly as QEMU does — ESR/FAR/ELR/SPSR of the target EL, PSTATE, the vector, the cached
+ *    translation flags. Unicorn hands every exception to its interrupt hook *instead* of this
+ *    (qemu/accel/tcg/cpu-exec.c cpu_handle_exception), and does not tell the hook the syndrome or
+ *    the fault address, so without it an MMU abort or an exception from EL0 cannot be delivered.
+ *    Called from the interrupt hook (the exception is still the CPU's current one there), the
+ *    engine continues at the vector, as QEMU's own loop does after do_interrupt.
+ *  - `arm_rebuild_hflags` (qemu/target/arm/helper.c): recomputes the cached translation flags
+ *    after the host changed PSTATE (uc_reg_write of PSTATE does not).
+ *  - `cpu_memory_rw_debug` (qemu/exec.c): reads guest memory through the vCPU's current
+ *    translation (the HVC immediate at a virtual PC). Unicorn 2.1.1 has no uc_vmem_read.
+ *
+ * They take QEMU's CPUState (`cs`) and CPUARMState (`env`). The register window is
+ * `env->xregs` (CPUARMState starts with `uint32_t regs[16]` then `uint64_t xregs[32]`:
+ * qemu/target/arm/cpu.h), found behind the uc_struct word holding `uc->cpu`, the ARMCPU whose
+ * first member is its CPUState. The pair is proven before use: the CPUState between that
+ * pointer and env must hold `env_ptr == env` (qemu/include/hw/core/cpu.h).
+ */
+export interface CpuInternals {
+  /** Takes the exception the CPU raised (call from the interrupt hook only). */
+  takeException(): void;
+  /** Recomputes the cached translation flags after PSTATE was written from outside. */
+  rebuildFlags(): void;
+  /** Reads `buf.length` bytes at virtual address `va` through the current translation; false if unmapped. */
+  readVirtual(va: bigint, buf: Uint8Array): boolean;
+}
+
+function locateInternals(engine: UcEngine, xregs: bigint): CpuInternals | undefined {
+  const l = load();
+  const { doInterrupt, rebuildHflags, memoryRwDebug } = l.internal;
+  const r = safeReader();
+  if (!doInterrupt || !rebuildHflags || !memoryRwDebug || !r || !windowLocation) return undefined;
+  const env = xregs - 64n;
+  if (r.read(BigInt(engine.address) + BigInt(windowLocation[0] * 8), 8) !== 8) return undefined;
+  const cs = r.u64[0]!;
+  const span = Number(env - cs);
+  if (span <= 0 || span > SCAN_BYTES || r.read(cs, span) !== span) return undefined;
+  let envPtr = false;
+  for (let i = 0; i < span >>> 3 && !envPtr; i++) envPtr = r.u64[i] === env;
+  if (!envPtr) return undefined;
+  const csAddr = Number(cs);
+  const envAddr = Number(env);
+  return {
+    takeException: () => doInterrupt(csAddr),
+    rebuildFlags: () => rebuildHflags(envAddr),
+    readVirtual: (va, buf) => memoryRwDebug(csAddr, va, buf, buf.length, false) === 0,
+  };
 }

@@ -134,7 +134,7 @@ export function planLinuxBoot(input: LinuxBootInput, memory?: GuestMemory): Linu
 }
 
 /** QEMU virt's GICv2 regions (hw/arm/virt.c base_memmap: VIRT_GIC_DIST, VIRT_GIC_CPU). */
-export const VIRT_GIC_DIST = Object.freeze({ base: 0x0800_0000n, size: 0x1_0000n });
+export const VIRT_GIC_DIST = Object.freeze({ base: Layout.GICD_BASE, size: BigInt(Layout.GICD_SIZE) });
 export const VIRT_GIC_CPU = Object.freeze({ base: Layout.GICC_BASE, size: 0x1_0000n });
 
 /** The board description of a machine with `ramSize` bytes of RAM and these vCPU affinities. */
@@ -161,6 +161,8 @@ export interface LinuxBootTarget {
   affinityOf(vcpu: number): bigint;
   loadImage(bytes: Uint8Array, rawAddress: bigint): unknown;
   boot(entry: bigint, context: bigint): void;
+  /** Count instructions from the first one (Arm64Machine.countFromStart). */
+  countFromStart?(): void;
 }
 
 /**
@@ -174,6 +176,7 @@ export function bootLinuxImage(machine: LinuxBootTarget, input: Omit<LinuxBootIn
   machine.loadImage(input.kernel, plan.kernel);
   machine.loadImage(plan.dtbBytes, plan.dtb);
   if (plan.initrd && input.initrd) machine.loadImage(input.initrd, plan.initrd.start);
+  machine.countFromStart?.();
   machine.boot(plan.entry, plan.x0);
   return plan;
 }
