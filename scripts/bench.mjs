@@ -11,6 +11,7 @@ const suites = {
   xsave: ['../packages/xsave/bench/index.mjs', 'runXsaveBench'],
   'evtchn-fifo': ['../packages/svc-evtchn-fifo/bench/index.mjs', 'runEvtchnBench'],
   transcripts: ['../packages/cli/bench/transcripts.mjs', 'runTranscriptBench'],
+  linux: ['../packages/cli/bench/linux.mjs', 'runLinuxBench'],
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

@@ -127,6 +127,8 @@ export interface GuestMachine {
 
 export interface GuestRunOptions {
   readonly snapshotAt?: number;
+  /** The console text that triggers the snapshot (--snapshot-on-output; the sink asks for the pause). */
+  readonly snapshotOnOutput?: string;
   readonly snapshotFile?: string;
   /** Where to write the VM as before a failing call (--snapshot-on-failure). */
   readonly snapshotOnFailure?: string;
@@ -140,6 +142,31 @@ export interface GuestRunOptions {
 export const consoleOut = (bytes: Uint8Array) => {
   writeSync(1, bytes);
 };
+
+/**
+ * The console sink for --snapshot-on-output TEXT: guest output goes to stdout as consoleOut's,
+ * and the first time TEXT appears in it (across writes) the machine is asked to pause. The pause
+ * lands at the end of the running vCPU's slice — never inside the UART access — and the run
+ * writes the snapshot (runToEnd). `attach` names the machine once it exists.
+ */
+export function consoleWatch(text: string | undefined): { sink: (bytes: Uint8Array) => void; attach(machine: { requestPause(reason?: string): void }): void } {
+  if (text === undefined) return { sink: consoleOut, attach: () => {} };
+  let tail = '';
+  let machine: { requestPause(reason?: string): void } | undefined;
+  let fired = false;
+  return {
+    attach: (m) => void (machine = m),
+    sink: (bytes) => {
+      writeSync(1, bytes);
+      if (fired) return;
+      tail = (tail + Buffer.from(bytes).toString('latin1')).slice(-(text.length + 4096));
+      if (tail.includes(text)) {
+        fired = true;
+        machine?.requestPause(`console output "${text}"`);
+      }
+    },
+  };
+}
 
 const say = (line: string) => writeSync(2, `plugvisor: ${line}\n`);
 
@@ -236,18 +263,22 @@ export async function runToEnd(vm: Vm, machine: GuestMachine, options: GuestRunO
     // A snapshot carries the build's manifest hash, whose behaviour transcripts run every handler
     // on probe inputs (core behaviour/transcript.ts). Computed now, before the guest runs: after
     // a service failed, its handlers must not run again to write the failure snapshot.
-    if (options.snapshotAt !== undefined || options.snapshotOnFailure !== undefined) vm.hv.manifest();
+    if (options.snapshotAt !== undefined || options.snapshotOnOutput !== undefined || options.snapshotOnFailure !== undefined) vm.hv.manifest();
     probing = false;
     const result = machine.run(options.snapshotAt ? { pauseAfterTraps: options.snapshotAt } : {});
     if (options.snapshotAt && result.kind !== 'paused') {
       say(`no snapshot was written: the run ended before ${options.snapshotAt} hypercall traps`);
+    }
+    if (options.snapshotOnOutput !== undefined && result.kind !== 'paused') {
+      say(`no snapshot was written: the guest never printed "${options.snapshotOnOutput}"`);
     }
     switch (result.kind) {
       case 'paused': {
         const bytes = saveSnapshot(vm, machine.image(), { key: options.snapshotKey });
         const file = options.snapshotFile ?? 'plugvisor.snap';
         writeWhole(file, bytes);
-        say(`snapshot after ${options.snapshotAt} hypercall traps written to ${file} (${bytes.byteLength} bytes); continue it with 'plugvisor restore ${file}'`);
+        const when = result.reason.startsWith('console output') ? `at ${result.reason}` : `after ${options.snapshotAt} hypercall traps`;
+        say(`snapshot ${when} written to ${file} (${bytes.byteLength} bytes); continue it with 'plugvisor restore ${file}'`);
         return RunExit.SNAPSHOT_WRITTEN;
       }
       case 'system-event': {

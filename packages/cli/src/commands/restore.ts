@@ -2,10 +2,10 @@ import { parseArgs } from 'node:util';
 import { backendFor, decodeJson, planRestore, readStream, RecordType, SnapshotError, UsageError, type Arch, type MachineBackend } from '@plugvisor/core';
 import { BACKENDS } from '../backends.js';
 import { loadBuild } from '../build-file.js';
-import { checkWritable, consoleOut, failureOptions, failureOptionsHelp, parseHypercallTimeout, readInputFile, readSnapshotKey, runExitHelp, runToEnd } from './guest-run.js';
-import { parseSnapshotAt, snapshotOptions } from './run.js';
+import { checkWritable, consoleWatch, failureOptions, failureOptionsHelp, parseHypercallTimeout, readInputFile, readSnapshotKey, runExitHelp, runToEnd } from './guest-run.js';
+import { parseSnapshotAt, parseSnapshotOnOutput, snapshotOptions } from './run.js';
 
-export const restoreHelp = `plugvisor restore FILE [--build FILE] [--snapshot-at N] [--snapshot-file FILE] [--snapshot-on-failure FILE] [--hypercall-timeout S] [--snapshot-key FILE]
+export const restoreHelp = `plugvisor restore FILE [--build FILE] [--snapshot-at N | --snapshot-on-output TEXT] [--snapshot-file FILE] [--snapshot-on-failure FILE] [--hypercall-timeout S] [--snapshot-key FILE]
 
 Continues a snapshotted VM, on this build or another, on the machine of its architecture
 (arm64 on Unicorn; x86-64 on /dev/kvm, in a new VM with the source's CPUID and xsave ABI). Everything is checked first — the
@@ -26,6 +26,7 @@ export async function restoreCommand(argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('restore takes one snapshot file: plugvisor restore FILE');
   const file = positionals[0]!;
   const snapshotAt = parseSnapshotAt(values['snapshot-at']);
+  const snapshotOnOutput = parseSnapshotOnOutput(values['snapshot-on-output'], snapshotAt);
   const { hv } = await loadBuild(values.build);
   const bytes = readInputFile(file, 'snapshot');
   if (values['snapshot-file'] !== undefined) checkWritable(values['snapshot-file'], '--snapshot-file');
@@ -50,8 +51,10 @@ export async function restoreCommand(argv: string[]): Promise<number> {
     throw e;
   }
   for (const note of plan.notes) process.stderr.write(`plugvisor restore: ${note}\n`);
-  const machine = backend.rebuild(plan, { console: consoleOut });
-  return runToEnd(plan.vm, machine, { snapshotAt, snapshotFile: values['snapshot-file'], snapshotOnFailure: values['snapshot-on-failure'], hypercallTimeout, snapshotKey: snapshotKey.key });
+  const watch = consoleWatch(snapshotOnOutput);
+  const machine = backend.rebuild(plan, { console: watch.sink });
+  watch.attach(machine);
+  return runToEnd(plan.vm, machine, { snapshotAt, snapshotOnOutput, snapshotFile: values['snapshot-file'], snapshotOnFailure: values['snapshot-on-failure'], hypercallTimeout, snapshotKey: snapshotKey.key });
 }
 
 /** The machine architecture a snapshot was taken on (its MACHINE record); arm64 if it has none. */

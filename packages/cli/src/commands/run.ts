@@ -6,7 +6,7 @@ import { Arm64Machine, bootLinuxImage, parseArm64ImageHeader } from '@plugvisor/
 import { BACKENDS } from '../backends.js';
 import { readHostDumps } from './check.js';
 import { loadBuild } from '../build-file.js';
-import { checkWritable, consoleOut, failureOptions, failureOptionsHelp, parseHypercallTimeout, parseSize, readInputFile, readSnapshotKey, runExitHelp, runToEnd } from './guest-run.js';
+import { checkWritable, consoleWatch, failureOptions, failureOptionsHelp, parseHypercallTimeout, parseSize, readInputFile, readSnapshotKey, runExitHelp, runToEnd } from './guest-run.js';
 
 export const runHelp = `plugvisor run IMAGE [options]
 plugvisor run --kernel Image [--initrd FILE] [--append "ARGS"] [--dtb-out FILE] [options]
@@ -35,6 +35,8 @@ hypercalls are OUT to port 0x600, port 0x604 powers off. Console output goes to 
                          first run, under KVM's rules; a rejected write stops with its errno
   --raw ADDR             IMAGE is a raw binary loaded (and entered) at ADDR
   --snapshot-at N        after N hypercall traps, write a snapshot and stop
+  --snapshot-on-output TEXT
+                         when the guest's console first prints TEXT, write a snapshot and stop
   --snapshot-file FILE   where the snapshot goes (default plugvisor.snap)
   --record FILE          write the VM's ABI record (JSON) before it runs (for 'plugvisor check --vm')
 ${failureOptionsHelp}
@@ -81,6 +83,7 @@ function overridesFrom(values: { feature?: string[]; version?: string[]; 'set-re
 
 export const snapshotOptions = {
   'snapshot-at': { type: 'string' },
+  'snapshot-on-output': { type: 'string' },
   'snapshot-file': { type: 'string' },
 } as const;
 
@@ -89,6 +92,13 @@ export function parseSnapshotAt(text: string | undefined): number | undefined {
   const n = Number(text);
   if (!Number.isInteger(n) || n < 1) throw new UsageError(`--snapshot-at takes a positive number of traps, got '${text}'`);
   return n;
+}
+
+export function parseSnapshotOnOutput(text: string | undefined, snapshotAt: number | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  if (text === '') throw new UsageError('--snapshot-on-output takes the console text to wait for, got an empty string');
+  if (snapshotAt !== undefined) throw new UsageError('--snapshot-at and --snapshot-on-output are two triggers for one snapshot: give one');
+  return text;
 }
 
 export async function runCommand(argv: string[]): Promise<number> {
@@ -132,6 +142,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   if (!mem || mem % 4096 !== 0) throw new UsageError(`--mem takes a size in whole 4 KiB pages (e.g. 128M), got '${values.mem}'`);
   if (mem > MAX_MEM) throw new UsageError(`--mem ${values.mem} is more than the machine supports (at most 3G, i.e. 3072M)`);
   const snapshotAt = parseSnapshotAt(values['snapshot-at']);
+  const snapshotOnOutput = parseSnapshotOnOutput(values['snapshot-on-output'], snapshotAt);
   if (values.arch !== undefined && !backendFor(BACKENDS, values.arch)) throw new UsageError(`--arch takes ${BACKENDS.map((b) => b.arch).join(' or ')}, got '${values.arch}'`);
   const image = readInputFile(imagePath, kernelPath !== undefined ? 'kernel' : 'image');
   const initrd = values.initrd !== undefined ? readInputFile(values.initrd, 'initrd') : undefined;
@@ -180,7 +191,9 @@ export async function runCommand(argv: string[]): Promise<number> {
   if (why) throw new UsageError(why, 'HOST_UNAVAILABLE');
   const hostFiles = (values.hosts ?? []).flatMap((h) => h.split(',')).filter(Boolean);
   const xsave = hostFiles.length ? poolBaseline(readHostDumps(hostFiles)).policy : undefined;
-  const machine: RunnableMachine = backend.create({ vcpus, memSize: mem, console: consoleOut, ...(xsave ? { extra: { xsave } } : {}) });
+  const watch = consoleWatch(snapshotOnOutput);
+  const machine: RunnableMachine = backend.create({ vcpus, memSize: mem, console: watch.sink, ...(xsave ? { extra: { xsave } } : {}) });
+  watch.attach(machine);
   try {
     if (kernelPath !== undefined) {
       if (!(machine instanceof Arm64Machine)) throw new UsageError('--kernel needs the arm64 machine');
@@ -197,5 +210,5 @@ export async function runCommand(argv: string[]): Promise<number> {
   }
   vm.attachMachine(machine);
   machine.attach(vm);
-  return runToEnd(vm, machine, { snapshotAt, snapshotFile: values['snapshot-file'], snapshotOnFailure: values['snapshot-on-failure'], hypercallTimeout, snapshotKey: snapshotKey.key });
+  return runToEnd(vm, machine, { snapshotAt, snapshotOnOutput, snapshotFile: values['snapshot-file'], snapshotOnFailure: values['snapshot-on-failure'], hypercallTimeout, snapshotKey: snapshotKey.key });
 }
