@@ -96,6 +96,11 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
         },
         wakeAt: (i) => this.wakeAt(this.vcpus[i]!),
         runSlice: (i, slice) => this.slice(this.vcpus[i]!, slice.shared),
+        // Only flagged: the trap path stops the engine after a hypercall handler. A stop from
+        // inside a device access (uc_emu_stop in an MMIO hook) makes Unicorn execute the access
+        // again when the engine next starts — a GICD_SGIR store re-sent its SGI forever — so a
+        // request raised there (an interrupt, a console line an operator waits for) takes
+        // effect at the end of the slice.
         stop: (i) => {
           this.vcpus[i]!.kick = true;
         },
@@ -329,7 +334,7 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
       let count: number;
       // An armed timer needs the engine back before its deadline: counted slices (the deadline
       // is checked between them).
-      if (others || v.timer.ticksToNext() !== undefined) {
+      if (others || v.timer.armed()) {
         count = this.sliceInstructions;
         if (!v.counted) {
           v.counted = true;

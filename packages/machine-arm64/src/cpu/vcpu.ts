@@ -3,20 +3,22 @@
  * the architectural operations the hypervisor performs on it (reset, exception entry, state
  * save/restore).
  *
- * How guest state is entered. Unicorn 2.0.1 caches translation flags (QEMU's `hflags`: current
- * EL, MMU index, TBI, ...) and does not recompute them when registers are written from outside.
- * An exception *return* executed by the CPU does recompute them, from the real state. So every
- * change of exception level / PSTATE the hypervisor makes goes through a one-instruction EL3
- * trampoline (`eret` in a private ROM page): we load SPSR_EL3/ELR_EL3 with the target PSTATE/PC,
- * put the CPU at EL3 and let it execute that `eret`; the run stops exactly at the target PC
- * (`until`). While the trampoline runs, SCTLR_EL1.M is held at 0 so its fetch is untranslated
- * whatever the stale flags say; afterwards SCTLR_EL1 is restored and the TLB flushed.
+ * How guest state is entered (reset, CPU_ON, restore, a host-delivered exception). With the CPU
+ * internals (ffi/unicorn.ts) the registers are written and QEMU's cached translation flags
+ * (`hflags`: current EL, MMU index, TBI, ...) rebuilt with `arm_rebuild_hflags`, which Unicorn
+ * does not do for registers written from outside. Without them, every change of exception level
+ * goes through a one-instruction EL3 trampoline (`eret` in a private ROM page; an exception
+ * return recomputes the flags): SPSR_EL3/ELR_EL3 hold the target PSTATE/PC, the CPU is put at
+ * EL3 and runs that `eret`, stopping exactly at the target PC (`until`), with SCTLR_EL1.M held
+ * at 0 meanwhile so the fetch is untranslated; afterwards SCTLR_EL1 is restored and the TLB
+ * flushed. That path cannot enter EL0 or a virtual address the identity map lacks.
  *
  * How the vCPU is configured (invisible to the guest): SCR_EL3 = NS | HCE | RW | API | APK —
  * EL1 is Non-secure AArch64 like a KVM guest, HVC traps to the hypervisor as interrupt 11 with
- * PC past it (QEMU target/arm takes HVC/SMC with the return address after the instruction: no PC write), pointer authentication does not trap;
- * HCR_EL2 = RW; VMPIDR_EL2 = the KVM-style MPIDR (a Non-secure EL1 read of MPIDR_EL1 returns
- * VMPIDR_EL2, so each engine shows its own affinity).
+ * PC past it (QEMU target/arm takes HVC/SMC with the return address after the instruction: no
+ * PC write), pointer authentication does not trap; HCR_EL2 = RW | IMO | API | APK, plus TID3 and
+ * TPU with the CPU internals (see HCR_BASE and emulateEl2Trap); VMPIDR_EL2 = the KVM-style MPIDR
+ * (a Non-secure EL1 read of MPIDR_EL1 returns VMPIDR_EL2, so each engine shows its own affinity).
  */
 import type { VcpuContext, Machine } from '@plugvisor/core';
 import { RegisterFile } from '@plugvisor/core';
@@ -425,14 +427,15 @@ export class Vcpu {
     if (cpu !== undefined) {
       cpu.takeException();
       const el = (this.pstate() >> 2) & 3;
-      if (el === 2 && this.emulateEl2Trap(cpu)) return;
-      if (el === 1) {
-        const fault = this.vectorProblem();
-        if (fault === undefined) return;
-        this.exception = { intno, fault };
-      } else {
-        this.exception = { intno, aboveEl1: el };
+      const fault = el === 1 ? this.vectorProblem() : undefined;
+      if ((el === 1 && fault === undefined) || (el === 2 && this.emulateEl2Trap(cpu))) {
+        // Taken: the engine runs on — unless a stop was asked for during the slice from where
+        // the engine cannot be stopped (a device access: the machine's stop()). An exception
+        // boundary is a safe place, and an OS makes one often (every system call).
+        if (this.kick) this.engine.stop();
+        return;
       }
+      this.exception = fault ? { intno, fault } : { intno, aboveEl1: el };
     } else {
       this.exception = { intno };
     }
@@ -448,10 +451,10 @@ export class Vcpu {
     const e = this.engine;
     const vbar = e.readSys(Sys.VBAR_EL1);
     const elr = e.readSys(Sys.ELR_EL1);
+    if (vbar !== 0n && (elr < vbar || elr >= vbar + 0x800n)) return undefined;
     const what = `synchronous exception (ESR 0x${e.readSys(Sys.ESR_EL1).toString(16)})`;
     if (vbar === 0n) return new GuestFault(this.index, elr, `unhandled ${what}: VBAR_EL1 is 0`);
-    if (elr >= vbar && elr < vbar + 0x800n) return new GuestFault(this.index, elr, `recursive fault: ${what} inside the vector table`);
-    return undefined;
+    return new GuestFault(this.index, elr, `recursive fault: ${what} inside the vector table`);
   }
 
   /**
@@ -637,6 +640,22 @@ export class Vcpu {
     const bad = entryProblem(pc, true, this.host.ramSize);
     if (bad !== undefined) throw new GuestFault(this.index, pc, `cannot start there: ${bad}`);
     const e = this.engine;
+    const cpu = this.cpu;
+    if (cpu !== undefined) {
+      // With the CPU internals the state is written directly and the cached translation flags
+      // rebuilt: no trampoline, so any PSTATE (EL0 included) at any address, MMU on or off.
+      // The live SP is the bank the target PSTATE selects (QEMU keeps it in xregs[31]).
+      e.write64(Reg.SP_EL0, spEl0);
+      e.write64(Reg.SP_EL1, spEl1);
+      e.writeSys(Sys.SCTLR_EL1, sctlr);
+      e.write64(Reg.PSTATE, BigInt(pstate >>> 0));
+      e.write64(Reg.SP, ((pstate >> 2) & 3) !== 0 && (pstate & 1) === 1 ? spEl1 : spEl0);
+      e.write64(Reg.PC, pc);
+      e.write64(Reg.ELR_EL1, elrEl1);
+      cpu.rebuildFlags();
+      this.flushTlb();
+      return;
+    }
     // Unicorn checks the stop address (`until`) only when it translates a block: a block
     // already translated at `pc` would run straight past it. Drop it first (uc_ctl_remove_cache
     // takes the address through the engine's current translation: physical with the MMU off;
@@ -649,10 +668,6 @@ export class Vcpu {
     e.write64(Reg.ELR_EL1, pc);
     e.writeSys(Sys.SPSR_EL3, BigInt(pstate >>> 0));
     e.write64(Reg.PSTATE, BigInt(MODE_EL3H | PSTATE_DAIF));
-    // Unicorn caches translation flags and does not recompute them for a PSTATE written from
-    // outside: with the CPU internals they are rebuilt, so the trampoline translates at EL3
-    // whatever EL the vCPU was at (EL0 included).
-    this.cpu?.rebuildFlags();
     const rc = e.start(Layout.ROM_BASE + BigInt(Layout.ROM_ERET), pc, 0);
     const now = e.read64(Reg.PC);
     if (rc !== 0 || now !== pc || (this.pstate() & 0xf) !== (pstate & 0xf)) {

@@ -90,18 +90,24 @@ export class GenericTimer {
   }
 
   /**
-   * Counter ticks until the next line rises (0 if one is high), or undefined if no timer is
-   * enabled and unmasked.
+   * Counter ticks until an enabled, unmasked timer's line next rises, or undefined if none will
+   * (none armed, or every armed one already fired: its line is high, nothing more will happen).
    */
   ticksToNext(): bigint | undefined {
     let best: bigint | undefined;
     for (const t of [TimerId.Physical, TimerId.Virtual]) {
       if ((this.ctl[t] & (ENABLE | IMASK)) !== ENABLE) continue;
       const now = this.counter(t);
-      const left = this.cval[t] > now ? this.cval[t] - now : 0n;
+      if (this.cval[t] <= now) continue;
+      const left = this.cval[t] - now;
       if (best === undefined || left < best) best = left;
     }
     return best;
+  }
+
+  /** Is an enabled, unmasked timer waiting for its deadline or already firing? (The vCPU then runs in slices.) */
+  armed(): boolean {
+    return (this.ctl[0] & (ENABLE | IMASK)) === ENABLE || (this.ctl[1] & (ENABLE | IMASK)) === ENABLE;
   }
 
   save(): TimerState {
