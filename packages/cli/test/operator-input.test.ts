@@ -110,7 +110,40 @@ describe('run options', () => {
   });
 });
 
+describe.skipIf(!unicornAvailable())('--snapshot-on-output (arm64 on Unicorn)', () => {
+  it('refuses an empty text, and the two triggers together (exit 2, one line)', () => {
+    refused(plugvisor('run', machineGuest('hello'), '--snapshot-on-output', ''), '--snapshot-on-output takes the console text to wait for');
+    refused(plugvisor('run', machineGuest('hello'), '--snapshot-on-output', 'x', '--snapshot-at', '5'), '--snapshot-at and --snapshot-on-output are two triggers');
+    refused(plugvisor('restore', join(dir, 'none.snap'), '--snapshot-on-output', ''), '--snapshot-on-output takes the console text to wait for');
+  });
+
+  it("keeps the run's own exit status when the text never comes, and says so", () => {
+    const file = join(dir, 'never-printed.snap');
+    const r = plugvisor('run', machineGuest('hello'), '--snapshot-on-output', 'no such line', '--snapshot-file', file);
+    expect(r.code).toBe(0);
+    expect(r.err).toContain('no snapshot was written: the guest never printed "no such line"');
+    expect(existsSync(file)).toBe(false);
+  });
+
+  it('snapshots a guest at a console line, and the restored guest prints the rest', () => {
+    const file = join(dir, 'at-line.snap');
+    const whole = plugvisor('run', machineGuest('smp'), '--vcpus', '2');
+    const first = plugvisor('run', machineGuest('smp'), '--vcpus', '2', '--snapshot-on-output', 'cpu1 up', '--snapshot-file', file);
+    expect(first.code).toBe(0);
+    expect(first.err).toContain('snapshot at console output "cpu1 up" written to');
+    expect(first.out).toContain('cpu1 up');
+    const second = plugvisor('restore', file);
+    expect(second.code).toBe(0);
+    expect(first.out + second.out).toBe(whole.out);
+  });
+});
+
 describe.skipIf(!unicornAvailable())('plugvisor demo', () => {
+  it('refuses --linux naming a folder without a kernel, and --linux with --no-linux (exit 2)', () => {
+    refused(plugvisor('demo', '--linux', dir), `--linux ${dir}: no Image and initramfs.cpio there`);
+    refused(plugvisor('demo', '--linux', dir, '--no-linux'), '--linux DIR and --no-linux contradict each other');
+  });
+
   it('--snapshot-at past the demo guest\'s end: exit 2 naming demo, no ENOENT', () => {
     const r = plugvisor('demo', '--snapshot-at', '100000000');
     expect(r.code).toBe(2);
