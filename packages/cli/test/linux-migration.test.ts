@@ -66,4 +66,21 @@ describe.runIf(haveLinux)('a Linux guest across processes and builds', () => {
     expect(init).toContain('powering off');
     expect(hwrngReads(first.out + there.out + back.out)).toEqual([]);
   });
+
+  it('snapshots at a guest time an operator aims at, and the restored kernel runs on to power-off', async () => {
+    const snap = join(dir, 'time.snap');
+    const first = await plugvisor(linuxArgs(2, '--snapshot-at-time', '1.5', '--snapshot-file', snap));
+    expect(first.code, tail(first)).toBe(0);
+    const at = first.err.match(/snapshot at guest time (\d+\.\d+) s written to/);
+    expect(at, tail(first)).not.toBeNull();
+    // at the end of the slice that reached it: within a few ms of guest time
+    expect(Number(at![1])).toBeGreaterThanOrEqual(1.5);
+    expect(Number(at![1])).toBeLessThan(1.6);
+    expect(initLines(first.out)).not.toContain('powering off');
+    const second = await plugvisor(['restore', snap]);
+    expect(second.code, tail(second)).toBe(0);
+    expect(initLines(first.out + second.out)).toContain('cpus online 0-1');
+    expect(initLines(second.out)).toContain('checks ok');
+    expect(second.out).toContain('reboot: Power down');
+  });
 });

@@ -48,6 +48,9 @@ const PAGE_MASK = 0xfffn;
 /** Upper half of the 48/52-bit virtual address space (TTBR1: the kernel's, shared by every CPU). */
 const KERNEL_VA = 0xffff_0000_0000_0000n;
 const MAX_STALE_RANGES = 4096;
+/** Slice bounds for a vCPU running alone in count mode (see soloSlice). */
+const SOLO_SLICE_MAX = 2_000_000;
+const SLICE_MIN = 10_000;
 
 export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue, Arm64VcpuState> implements Machine, VcpuHost {
   readonly arch: Arch = 'arm64';
@@ -119,6 +122,9 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
         distributor: () => this.gicd,
       };
       for (let i = 0; i < n; i++) this.vcpus.push(openVcpu(i, board));
+      // The virtual counter starts at 0 when the machine is made, as under KVM
+      // (arch/arm64/kvm/arch_timer.c: a new VM's CNTVOFF is the physical count at creation).
+      this.continueCounter(0n);
       // A distributor access can raise another vCPU's IRQ (an SGI, an enable, a retargeted SPI):
       // it is woken, or the running one stopped, as for Machine.setInterrupt.
       // A GICv2 serves at most 8 CPUs (GICD_ITARGETSR has 8 bits): vCPUs past the eighth have
@@ -201,6 +207,47 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
     return this.vcpuAt(this.vcpus, i);
   }
 
+  /** The virtual counter value at which run() pauses (pauseAtGuestTime), or undefined. */
+  private pauseAtCounter: bigint | undefined;
+
+  /**
+   * run() returns { kind: 'paused' } once the guest's virtual counter (its time: 0 when the
+   * machine was made, continued across restores) has reached `seconds` — checked at the end of
+   * each slice, so within a slice of it while the guest runs with a timer armed, as an OS does.
+   */
+  pauseAtGuestTime(seconds: number): void {
+    const freq = this.vcpus[0]!.engine.readSys(Sys.CNTFRQ_EL0) || 62_500_000n;
+    this.pauseAtCounter = (BigInt(Math.round(seconds * 1e6)) * freq) / 1_000_000n;
+  }
+
+  /** The guest's time in seconds: its virtual counter over CNTFRQ_EL0. */
+  guestTime(): number {
+    const e = this.vcpus[0]!.engine;
+    return Number(e.readSys(CNTVCT_EL0)) / Number(e.readSys(Sys.CNTFRQ_EL0) || 62_500_000n);
+  }
+
+  /** Guest instructions per ms, as the last full slices ran (a moving average). */
+  private instructionsPerMs = 100_000;
+
+  /**
+   * The slice of a vCPU running alone in count mode: up to its next timer deadline at the speed
+   * the engine has been running (so the interrupt is on time), at most SOLO_SLICE_MAX
+   * instructions (a pause or a device interrupt waits no longer), at least SLICE_MIN.
+   */
+  private soloSlice(v: Vcpu): number {
+    const ticks = v.timer.ticksToNext();
+    if (ticks === undefined) return SOLO_SLICE_MAX;
+    if (this.ticksPerMs === 0) this.ticksPerMs = Number(v.engine.readSys(Sys.CNTFRQ_EL0)) / 1000 || 62_500;
+    const n = (Number(ticks) / this.ticksPerMs) * this.instructionsPerMs;
+    return Math.max(SLICE_MIN, Math.min(SOLO_SLICE_MAX, Math.round(n)));
+  }
+
+  /** Learns the engine's speed from a slice that ran its whole `count` in `ms` (long enough ones only). */
+  private measureSpeed(count: number, ms: number): void {
+    if (count >= UNLIMITED_COUNT || count < SLICE_MIN || ms < 0.2) return;
+    this.instructionsPerMs = this.instructionsPerMs * 0.8 + (count / ms) * 0.2;
+  }
+
   /** Counter ticks per ms (CNTFRQ_EL0 / 1000), read once. */
   private ticksPerMs = 0;
 
@@ -263,14 +310,14 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
   }
 
   /**
-   * Drops every block `v`'s engine translated from RAM: by physical range while its MMU is off
-   * (uc_ctl_remove_cache translates the address it is given through the engine's current
-   * regime), with UC_CTL_TB_FLUSH (~100 ms) when it is on. An engine that never ran has none.
+   * Drops every block `v`'s engine translated from RAM, by physical range: uc_ctl_remove_cache
+   * takes the address through the engine's current translation, so with the MMU on it is
+   * turned off for the call (Vcpu.withMmuOff). Not UC_CTL_TB_FLUSH: it rewrites the engine's
+   * whole code buffer, seconds of page zeroing the first time. An engine that never ran has none.
    */
   dropTranslations(v: Vcpu): void {
     if (!v.ran) return;
-    if ((v.engine.readSys(Sys.SCTLR_EL1) & SCTLR_M) === 0n) v.engine.removeCache(Layout.RAM_BASE, Layout.RAM_BASE + BigInt(this.ramSize));
-    else v.engine.flushTbs();
+    v.withMmuOff(() => v.engine.removeCache(Layout.RAM_BASE, Layout.RAM_BASE + BigInt(this.ramSize)));
   }
 
   // ---- traps (called from the engine's interrupt hook) ---------------------------------------
@@ -305,6 +352,10 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
   /** Runs one vCPU for one slice (MachineRuntime's runSlice). */
   private slice(v: Vcpu, others: boolean): VcpuExit {
     const end = this.runEngine(v, others);
+    if (this.pauseAtCounter !== undefined && v.engine.readSys(CNTVCT_EL0) >= this.pauseAtCounter) {
+      this.runtime.requestPause(`guest time ${this.guestTime().toFixed(3)} s`);
+      this.pauseAtCounter = undefined;
+    }
     if (end === 'wfi') return HALT;
     return end ? { kind: 'fault', fault: end } : YIELD;
   }
@@ -332,10 +383,13 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
       // adding the hook does not retranslate blocks translated without it (they would never
       // count), so this engine's RAM translations are dropped once when it enters count mode.
       let count: number;
-      // An armed timer needs the engine back before its deadline: counted slices (the deadline
-      // is checked between them).
-      if (others || v.timer.armed()) {
-        count = this.sliceInstructions;
+      // An engine that counts anyway (an OS guest: countFromStart, or one that needed slices
+      // before) always runs in slices: timer deadlines, a pause an operator asked for and
+      // interrupts raised from devices are checked between them, and a timer armed in the
+      // middle of a slice is met by the next one. An uncounted engine needs them once another
+      // vCPU is runnable or a timer is armed.
+      if (others || v.counted || v.timer.armed()) {
+        count = others ? this.sliceInstructions : this.soloSlice(v);
         if (!v.counted) {
           v.counted = true;
           this.dropTranslations(v);
@@ -346,9 +400,13 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
       v.exception = null;
       this.memFault = undefined;
       const begin = v.pc();
+      const started = performance.now();
       const rc = v.engine.start(begin, 0n, 0, count);
+      const ms = performance.now() - started;
       this.uart.flush();
       const pc = v.pc();
+      // A slice nothing cut short ran its whole count: the engine's speed.
+      if (rc === 0 && !v.kick && v.exception === null && this.memFault === undefined && !v.stoppedAtWfi(pc)) this.measureSpeed(count, ms);
       if (rc !== 0 || (this.memFault as MemFault | undefined)) {
         const f = this.memFault as MemFault | undefined;
         const cause = f
@@ -426,7 +484,9 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
     return RuntimeMachine.restoreImage(image, arm64VcpuCodec.decode, build, d.nextVcpu, (m) => {
       m.uart.restore(d.uart);
       if (d.gicd) m.gicd.restore(d.gicd);
+      // A snapshot from before the counter was saved: its guest saw the host's counter (CNTVOFF 0).
       if (d.virtualCounter !== undefined) m.continueCounter(BigInt(d.virtualCounter));
+      else for (const v of m.vcpus) v.engine.writeSys(Sys.CNTVOFF_EL2, 0n);
     });
   }
 

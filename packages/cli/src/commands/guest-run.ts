@@ -129,6 +129,8 @@ export interface GuestRunOptions {
   readonly snapshotAt?: number;
   /** The console text that triggers the snapshot (--snapshot-on-output; the sink asks for the pause). */
   readonly snapshotOnOutput?: string;
+  /** The guest time that triggers the snapshot (--snapshot-at-time; the machine pauses itself). */
+  readonly snapshotAtTime?: number;
   readonly snapshotFile?: string;
   /** Where to write the VM as before a failing call (--snapshot-on-failure). */
   readonly snapshotOnFailure?: string;
@@ -263,7 +265,7 @@ export async function runToEnd(vm: Vm, machine: GuestMachine, options: GuestRunO
     // A snapshot carries the build's manifest hash, whose behaviour transcripts run every handler
     // on probe inputs (core behaviour/transcript.ts). Computed now, before the guest runs: after
     // a service failed, its handlers must not run again to write the failure snapshot.
-    if (options.snapshotAt !== undefined || options.snapshotOnOutput !== undefined || options.snapshotOnFailure !== undefined) vm.hv.manifest();
+    if (options.snapshotAt !== undefined || options.snapshotOnOutput !== undefined || options.snapshotAtTime !== undefined || options.snapshotOnFailure !== undefined) vm.hv.manifest();
     probing = false;
     const result = machine.run(options.snapshotAt ? { pauseAfterTraps: options.snapshotAt } : {});
     if (options.snapshotAt && result.kind !== 'paused') {
@@ -272,12 +274,15 @@ export async function runToEnd(vm: Vm, machine: GuestMachine, options: GuestRunO
     if (options.snapshotOnOutput !== undefined && result.kind !== 'paused') {
       say(`no snapshot was written: the guest never printed "${options.snapshotOnOutput}"`);
     }
+    if (options.snapshotAtTime !== undefined && result.kind !== 'paused') {
+      say(`no snapshot was written: the run ended before guest time ${options.snapshotAtTime} s`);
+    }
     switch (result.kind) {
       case 'paused': {
         const bytes = saveSnapshot(vm, machine.image(), { key: options.snapshotKey });
         const file = options.snapshotFile ?? 'plugvisor.snap';
         writeWhole(file, bytes);
-        const when = result.reason.startsWith('console output') ? `at ${result.reason}` : `after ${options.snapshotAt} hypercall traps`;
+        const when = result.reason.startsWith('console output') || result.reason.startsWith('guest time') ? `at ${result.reason}` : `after ${options.snapshotAt} hypercall traps`;
         say(`snapshot ${when} written to ${file} (${bytes.byteLength} bytes); continue it with 'plugvisor restore ${file}'`);
         return RunExit.SNAPSHOT_WRITTEN;
       }

@@ -3,9 +3,9 @@ import { backendFor, decodeJson, planRestore, readStream, RecordType, SnapshotEr
 import { BACKENDS } from '../backends.js';
 import { loadBuild } from '../build-file.js';
 import { checkWritable, consoleWatch, failureOptions, failureOptionsHelp, parseHypercallTimeout, readInputFile, readSnapshotKey, runExitHelp, runToEnd } from './guest-run.js';
-import { parseSnapshotAt, parseSnapshotOnOutput, snapshotOptions } from './run.js';
+import { armGuestTime, parseSnapshotAt, parseSnapshotAtTime, parseSnapshotOnOutput, snapshotOptions } from './run.js';
 
-export const restoreHelp = `plugvisor restore FILE [--build FILE] [--snapshot-at N | --snapshot-on-output TEXT] [--snapshot-file FILE] [--snapshot-on-failure FILE] [--hypercall-timeout S] [--snapshot-key FILE]
+export const restoreHelp = `plugvisor restore FILE [--build FILE] [--snapshot-at N | --snapshot-on-output TEXT | --snapshot-at-time S] [--snapshot-file FILE] [--snapshot-on-failure FILE] [--hypercall-timeout S] [--snapshot-key FILE]
 
 Continues a snapshotted VM, on this build or another, on the machine of its architecture
 (arm64 on Unicorn; x86-64 on /dev/kvm, in a new VM with the source's CPUID and xsave ABI). Everything is checked first — the
@@ -27,6 +27,7 @@ export async function restoreCommand(argv: string[]): Promise<number> {
   const file = positionals[0]!;
   const snapshotAt = parseSnapshotAt(values['snapshot-at']);
   const snapshotOnOutput = parseSnapshotOnOutput(values['snapshot-on-output'], snapshotAt);
+  const snapshotAtTime = parseSnapshotAtTime(values['snapshot-at-time'], [snapshotAt, snapshotOnOutput]);
   const { hv } = await loadBuild(values.build);
   const bytes = readInputFile(file, 'snapshot');
   if (values['snapshot-file'] !== undefined) checkWritable(values['snapshot-file'], '--snapshot-file');
@@ -54,7 +55,8 @@ export async function restoreCommand(argv: string[]): Promise<number> {
   const watch = consoleWatch(snapshotOnOutput);
   const machine = backend.rebuild(plan, { console: watch.sink });
   watch.attach(machine);
-  return runToEnd(plan.vm, machine, { snapshotAt, snapshotOnOutput, snapshotFile: values['snapshot-file'], snapshotOnFailure: values['snapshot-on-failure'], hypercallTimeout, snapshotKey: snapshotKey.key });
+  armGuestTime(machine, snapshotAtTime);
+  return runToEnd(plan.vm, machine, { snapshotAt, snapshotOnOutput, snapshotAtTime, snapshotFile: values['snapshot-file'], snapshotOnFailure: values['snapshot-on-failure'], hypercallTimeout, snapshotKey: snapshotKey.key });
 }
 
 /** The machine architecture a snapshot was taken on (its MACHINE record); arm64 if it has none. */

@@ -37,6 +37,8 @@ hypercalls are OUT to port 0x600, port 0x604 powers off. Console output goes to 
   --snapshot-at N        after N hypercall traps, write a snapshot and stop
   --snapshot-on-output TEXT
                          when the guest's console first prints TEXT, write a snapshot and stop
+  --snapshot-at-time S   arm64: when the guest's clock (its virtual counter: 0 at boot, carried
+                         across restores) reaches S seconds, write a snapshot and stop
   --snapshot-file FILE   where the snapshot goes (default plugvisor.snap)
   --record FILE          write the VM's ABI record (JSON) before it runs (for 'plugvisor check --vm')
 ${failureOptionsHelp}
@@ -84,6 +86,7 @@ function overridesFrom(values: { feature?: string[]; version?: string[]; 'set-re
 export const snapshotOptions = {
   'snapshot-at': { type: 'string' },
   'snapshot-on-output': { type: 'string' },
+  'snapshot-at-time': { type: 'string' },
   'snapshot-file': { type: 'string' },
 } as const;
 
@@ -99,6 +102,26 @@ export function parseSnapshotOnOutput(text: string | undefined, snapshotAt: numb
   if (text === '') throw new UsageError('--snapshot-on-output takes the console text to wait for, got an empty string');
   if (snapshotAt !== undefined) throw new UsageError('--snapshot-at and --snapshot-on-output are two triggers for one snapshot: give one');
   return text;
+}
+
+/** --snapshot-at-time S: guest seconds, positive; one trigger only. */
+export function parseSnapshotAtTime(text: string | undefined, others: readonly unknown[]): number | undefined {
+  if (text === undefined) return undefined;
+  const s = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || !(s > 0) || s > 1e9) throw new UsageError(`--snapshot-at-time takes the guest's time in seconds (e.g. 2.5), got '${text}'`);
+  if (others.some((o) => o !== undefined)) throw new UsageError('--snapshot-at-time, --snapshot-at and --snapshot-on-output are triggers for one snapshot: give one');
+  return s;
+}
+
+/** Arms --snapshot-at-time on a machine that keeps a guest clock (arm64), or refuses it. */
+export function armGuestTime(machine: object, seconds: number | undefined): void {
+  if (seconds === undefined) return;
+  const m = machine as { pauseAtGuestTime?: (s: number) => void; dispose?: () => void };
+  if (typeof m.pauseAtGuestTime !== 'function') {
+    m.dispose?.();
+    throw new UsageError('--snapshot-at-time needs the arm64 machine (its guest clock is the generic timer\'s virtual counter)');
+  }
+  m.pauseAtGuestTime(seconds);
 }
 
 export async function runCommand(argv: string[]): Promise<number> {
@@ -143,6 +166,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   if (mem > MAX_MEM) throw new UsageError(`--mem ${values.mem} is more than the machine supports (at most 3G, i.e. 3072M)`);
   const snapshotAt = parseSnapshotAt(values['snapshot-at']);
   const snapshotOnOutput = parseSnapshotOnOutput(values['snapshot-on-output'], snapshotAt);
+  const snapshotAtTime = parseSnapshotAtTime(values['snapshot-at-time'], [snapshotAt, snapshotOnOutput]);
   if (values.arch !== undefined && !backendFor(BACKENDS, values.arch)) throw new UsageError(`--arch takes ${BACKENDS.map((b) => b.arch).join(' or ')}, got '${values.arch}'`);
   const image = readInputFile(imagePath, kernelPath !== undefined ? 'kernel' : 'image');
   const initrd = values.initrd !== undefined ? readInputFile(values.initrd, 'initrd') : undefined;
@@ -194,6 +218,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   const watch = consoleWatch(snapshotOnOutput);
   const machine: RunnableMachine = backend.create({ vcpus, memSize: mem, console: watch.sink, ...(xsave ? { extra: { xsave } } : {}) });
   watch.attach(machine);
+  armGuestTime(machine, snapshotAtTime);
   try {
     if (kernelPath !== undefined) {
       if (!(machine instanceof Arm64Machine)) throw new UsageError('--kernel needs the arm64 machine');
@@ -210,5 +235,5 @@ export async function runCommand(argv: string[]): Promise<number> {
   }
   vm.attachMachine(machine);
   machine.attach(vm);
-  return runToEnd(vm, machine, { snapshotAt, snapshotOnOutput, snapshotFile: values['snapshot-file'], snapshotOnFailure: values['snapshot-on-failure'], hypercallTimeout, snapshotKey: snapshotKey.key });
+  return runToEnd(vm, machine, { snapshotAt, snapshotOnOutput, snapshotAtTime, snapshotFile: values['snapshot-file'], snapshotOnFailure: values['snapshot-on-failure'], hypercallTimeout, snapshotKey: snapshotKey.key });
 }

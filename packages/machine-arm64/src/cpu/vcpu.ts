@@ -504,6 +504,26 @@ export class Vcpu {
     cpu.rebuildFlags();
   }
 
+  /**
+   * Runs `fn` with the stopped engine's stage 1 translation off (SCTLR_EL1.M clear, the cached
+   * flags and the TLB following), so addresses the engine translates are physical; restores it.
+   */
+  withMmuOff(fn: () => void): void {
+    const e = this.engine;
+    const sctlr = e.readSys(Sys.SCTLR_EL1);
+    if ((sctlr & SCTLR_M) === 0n) return fn();
+    e.writeSys(Sys.SCTLR_EL1, sctlr & ~SCTLR_M);
+    this.cpu?.rebuildFlags();
+    this.flushTlb();
+    try {
+      fn();
+    } finally {
+      e.writeSys(Sys.SCTLR_EL1, sctlr);
+      this.cpu?.rebuildFlags();
+      this.flushTlb();
+    }
+  }
+
   /** Is SCTLR_EL1.M set? (One FFI call; only on paths that need it.) */
   mmuOn(): boolean {
     return (this.engine.readSys(Sys.SCTLR_EL1) & SCTLR_M) !== 0n;
