@@ -100,3 +100,20 @@ describe('arm64 machine: traps and exception injection', () => {
     m.dispose();
   });
 });
+
+describe('arm64 machine: hypercalls with the MMU on', () => {
+  it('reads the HVC immediate through the guest\'s translation: Xen, SMCCC and UNDEF from an aliased virtual address', () => {
+    const { m, router, console } = boot('mmu-alias');
+    const r = m.run();
+    expect(r, console()).toEqual({ kind: 'system-event', event: { kind: 'off', vcpu: 0, data: [] } });
+    // `aliased` ran 0x4000_0000 above its physical address, where RAM is not
+    const at = /running at ([0-9a-f]+)/.exec(console());
+    expect(BigInt(`0x${at?.[1]}`)).toBeGreaterThanOrEqual(0x8000_0000n);
+    // HVC #0xEA1 reached the Xen conduit (the stand-in answers op 7 with 7015), HVC #0 SMCCC
+    expect(router.calls.filter((c) => c.conduit === 'xen')).toEqual([{ conduit: 'xen', id: 7, vcpu: 0 }]);
+    expect(router.reports.slice(0, 2)).toEqual([7015n, 0x10001n]);
+    // HVC #0x123 was UNDEFINED at its virtual address
+    expect(router.reports[2]).toBeGreaterThanOrEqual(0x8000_0000n);
+    m.dispose();
+  });
+});
