@@ -78,6 +78,8 @@ export function openVcpu(i: number, board: EngineBoard): Vcpu {
     e.onMsr((op0, op1, crn, crm, op2, value) => {
       // The generic timers are the machine's (devices/generic-timer.ts): the write is done there.
       if (op0 === 3 && op1 === 3 && crn === 14 && v.timerWrite(op0, op1, crn, crm, op2, value)) return true;
+      // SCTLR_EL1 (op0 3, op1 0, CRn 1, CRm 0, op2 0): the vCPU keeps its M bit (Vcpu.mmu).
+      if (op0 === 3 && op1 === 0 && crn === 1 && crm === 0 && op2 === 0) v.mmu = (value & 1n) !== 0n;
       // Self-hosted debug the engine cannot run is not armed; such a write is ignored (the
       // register keeps its value) and no debug exception is ever generated:
       // - DBGBCR<n>_EL1 / DBGWCR<n>_EL1 (op0 2, op1 0, CRn 0, op2 5 / 7) with E (bit 0) set

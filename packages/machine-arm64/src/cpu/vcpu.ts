@@ -134,6 +134,8 @@ interface ConduitPlan {
 /** What the machine offers a vCPU's trap handler. */
 export interface VcpuHost {
   readonly machine: Machine;
+  /** How many vCPUs (engines) the machine has. */
+  readonly vcpuCount: number;
   /**
    * Handles a trapped HVC/SMC with immediate `imm16`: `vcpu.route(conduit index)`, or the
    * answers of traps that reach no conduit. Sets `vcpu.kick` to stop the engine after it.
@@ -169,6 +171,11 @@ export { parseVcpuBlob, type VcpuStateExtras } from './state.js';
 export class Vcpu {
   /** Set when something happened during a trap that needs the engine to stop after it. */
   kick = false;
+  /**
+   * SCTLR_EL1.M as the guest last set it (the MSR hook in board/engines.ts, and every entry):
+   * read on every hypercall, so kept here rather than read through the FFI.
+   */
+  mmu = false;
   /** The engine has run guest code (it may hold translations). */
   ran = false;
   /** The engine runs with Unicorn's instruction count (see Arm64Machine.runEngine): once set, stays set. */
@@ -254,7 +261,9 @@ export class Vcpu {
     // finished in the interrupt hook (emulateEl2Trap): ID register reads (HCR_EL2.TID3), so SVE
     // can be hidden, and cache maintenance to the Point of Unification (HCR_EL2.TPU), which is
     // how a guest says it changed code (other engines must drop their translations of it).
-    this.hcr = this.cpu ? HCR_BASE | HCR_TID3 | HCR_TPU : HCR_BASE;
+    // (One engine needs no news of code changes: QEMU sees its own stores to code. TPU would
+    // only cost a trap per line of every cache maintenance loop.)
+    this.hcr = this.cpu ? HCR_BASE | HCR_TID3 | (host.vcpuCount > 1 ? HCR_TPU : 0n) : HCR_BASE;
     engine.writeSys(Sys.HCR_EL2, this.hcr);
   }
 
@@ -405,7 +414,7 @@ export class Vcpu {
       // HVC/SMC leave PC past the instruction; its immediate is in bits 20:5 of the word at PC-4.
       const off = pcHi === 0 ? pcLo - 4 - RAM_BASE : -1;
       let imm16 = 0;
-      if (off >= 0 && off < this.host.ramSize && !this.mmuOn()) {
+      if (off >= 0 && off < this.host.ramSize && !this.mmu) {
         imm16 = (this.host.ram32[off >>> 2]! >>> 5) & 0xffff;
       } else if (this.cpu?.readVirtual(((BigInt(pcHi) << 32n) | BigInt(pcLo)) - 4n, this.insn)) {
         // MMU on: the instruction is fetched through the guest's translation.
@@ -524,10 +533,7 @@ export class Vcpu {
     }
   }
 
-  /** Is SCTLR_EL1.M set? (One FFI call; only on paths that need it.) */
-  mmuOn(): boolean {
-    return (this.engine.readSys(Sys.SCTLR_EL1) & SCTLR_M) !== 0n;
-  }
+
 
   /**
    * An exception the CPU model routed to EL2 or EL3 (`el`), where this machine has no
@@ -668,6 +674,7 @@ export class Vcpu {
       e.write64(Reg.SP_EL0, spEl0);
       e.write64(Reg.SP_EL1, spEl1);
       e.writeSys(Sys.SCTLR_EL1, sctlr);
+      this.mmu = (sctlr & SCTLR_M) !== 0n;
       e.write64(Reg.PSTATE, BigInt(pstate >>> 0));
       e.write64(Reg.SP, ((pstate >> 2) & 3) !== 0 && (pstate & 1) === 1 ? spEl1 : spEl0);
       e.write64(Reg.PC, pc);
@@ -704,7 +711,8 @@ export class Vcpu {
     // there: drop it (while the MMU is still off, so `pc` names the same page it did). The
     // range must not wrap past 2^64 (uc_ctl refuses it: UC_ERR_ARG).
     e.removeCache(pc, pc < LAST_WORD ? pc + 4n : pc + 3n);
-    if (sctlr & SCTLR_M) {
+    this.mmu = (sctlr & SCTLR_M) !== 0n;
+    if (this.mmu) {
       e.writeSys(Sys.SCTLR_EL1, sctlr);
       this.flushTlb();
     }
