@@ -75,11 +75,11 @@ export function openVcpu(i: number, board: EngineBoard): Vcpu {
       // Other engines may hold stale translations of it: they drop them before they next run.
       if (crn === 7 && (crm === 1 || crm === 5) && (op1 === 0 || op1 === 3)) board.codeChanged(v);
     });
-    e.onMsr((op0, op1, crn, crm, op2, value) => {
+    e.onMsr((op0, op1, crn, crm, op2, lo, hi) => {
       // The generic timers are the machine's (devices/generic-timer.ts): the write is done there.
-      if (op0 === 3 && op1 === 3 && crn === 14 && v.timerWrite(op0, op1, crn, crm, op2, value)) return true;
+      if (op0 === 3 && op1 === 3 && crn === 14 && v.timerWrite(op0, op1, crn, crm, op2, (BigInt(hi) << 32n) | BigInt(lo))) return true;
       // SCTLR_EL1 (op0 3, op1 0, CRn 1, CRm 0, op2 0): the vCPU keeps its M bit (Vcpu.mmu).
-      if (op0 === 3 && op1 === 0 && crn === 1 && crm === 0 && op2 === 0) v.mmu = (value & 1n) !== 0n;
+      if (op0 === 3 && op1 === 0 && crn === 1 && crm === 0 && op2 === 0) v.mmu = (lo & 1) !== 0;
       // Self-hosted debug the engine cannot run is not armed; such a write is ignored (the
       // register keeps its value) and no debug exception is ever generated:
       // - DBGBCR<n>_EL1 / DBGWCR<n>_EL1 (op0 2, op1 0, CRn 0, op2 5 / 7) with E (bit 0) set
@@ -89,7 +89,7 @@ export function openVcpu(i: number, board: EngineBoard): Vcpu {
       // - MDSCR_EL1 (op0 2, op1 0, CRn 0, CRm 2, op2 2) with SS (bit 0) set would start software
       //   step, whose exception the engine hands back without its syndrome.
       // Disabling writes, and every other register, go through.
-      if (op0 !== 2 || op1 !== 0 || crn !== 0 || (value & 1n) === 0n) return false;
+      if (op0 !== 2 || op1 !== 0 || crn !== 0 || (lo & 1) === 0) return false;
       return op2 === 5 || op2 === 7 || (crm === 2 && op2 === 2);
     });
     e.onInvalidMemory(board.memFault);

@@ -489,18 +489,19 @@ export class UcEngine {
   }
 
   /**
-   * Calls `fn(op0, op1, crn, crm, op2, value)` before the guest executes an MSR (register form)
+   * Calls `fn(op0, op1, crn, crm, op2, lo, hi)` (the value's 32-bit halves) before the guest executes an MSR (register form)
    * to a system register; `fn` returning true skips the instruction (the register keeps its
    * value). Cost: one callback per such MSR executed (MSR immediate, e.g. `msr daifclr, #2`,
    * is not hooked: Unicorn's qemu/target/arm/translate-a64.c hooks only handle_sys).
    */
-  onMsr(fn: (op0: number, op1: number, crn: number, crm: number, op2: number, value: bigint) => boolean): void {
+  onMsr(fn: (op0: number, op1: number, crn: number, crm: number, op2: number, lo: number, hi: number) => boolean): void {
     const l = load();
     const cb = this.register((_uc: unknown, _reg: number, cp: unknown) => {
       try {
-        // struct uc_arm64_cp_reg { u32 crn, crm, op0, op1, op2; u64 val; } (val at offset 24)
-        const f = koffi.decode(cp, 'uint32_t', 5) as number[];
-        return fn(f[2]!, f[3]!, f[0]!, f[1]!, f[4]!, BigInt(koffi.decode(cp, 24, 'uint64_t') as number | bigint)) ? 1 : 0;
+        // struct uc_arm64_cp_reg { u32 crn, crm, op0, op1, op2; u64 val; } (val at offset 24),
+        // in one decode: a kernel writes DAIF this way on every irqrestore, so no BigInt here.
+        const f = koffi.decode(cp, 'uint32_t', 8) as number[];
+        return fn(f[2]!, f[3]!, f[0]!, f[1]!, f[4]!, f[6]!, f[7]!) ? 1 : 0;
       } catch (e) {
         this.fail(e);
         return 0;
