@@ -376,25 +376,23 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
       // instruction again (a store applied twice, a console line printed twice, registers
       // corrupted) or lose the stop (a spinning vCPU never yielded). A count stops on an
       // instruction boundary (uc.c hook_count_cb, a code hook run before every instruction) and
-      // makes the run deterministic. An engine runs without any limit (count 0: no code hook,
-      // the single-vCPU hot path) until it first needs a slice — another vCPU is runnable, or a
-      // timer is armed. From then on it stays counted (an unlimited count when it runs alone):
-      // a start with count 0 deletes the count hook and drops every translation (~100 ms), and
-      // adding the hook does not retranslate blocks translated without it (they would never
-      // count), so this engine's RAM translations are dropped once when it enters count mode.
-      let count: number;
-      // An engine that counts anyway (an OS guest: countFromStart, or one that needed slices
-      // before) always runs in slices: timer deadlines, a pause an operator asked for and
-      // interrupts raised from devices are checked between them, and a timer armed in the
-      // middle of a slice is met by the next one. An uncounted engine needs them once another
-      // vCPU is runnable or a timer is armed.
+      // makes the run deterministic. An engine runs without any limit (count 0: no code hook, the
+      // single-vCPU hot path) until it first needs a slice — another vCPU is runnable, or a timer
+      // is armed. From then on it counts, and always runs in slices: timer deadlines, a pause an
+      // operator asked for and interrupts raised from devices are checked between them, and a
+      // timer armed in the middle of a slice is met by the next one. A start with count 0 would
+      // delete the count hook and drop every translation, and adding the hook does not
+      // retranslate blocks translated without it (they would never count), so this engine's RAM
+      // translations are dropped once when it enters count mode (an OS guest counts from the
+      // start instead: countFromStart).
+      let count = 0;
       if (others || v.counted || v.timer.armed()) {
         count = others ? this.sliceInstructions : this.soloSlice(v);
         if (!v.counted) {
           v.counted = true;
           this.dropTranslations(v);
         }
-      } else count = v.counted ? UNLIMITED_COUNT : 0;
+      }
       v.ran = true;
       v.kick = false;
       v.exception = null;
@@ -431,10 +429,9 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
       // forever. Backstop to the runtime's entry check: a PC we cannot run from is a fault, and
       // so is a slice without a count limit that ended where it began with nothing to stop it.
       if (pc === begin) {
-        const mmuOn = (v.engine.readSys(Sys.SCTLR_EL1) & SCTLR_M) !== 0n;
-        const why = entryProblem(pc, mmuOn, this.ramSize);
+        const why = entryProblem(pc, v.mmu, this.ramSize);
         if (why !== undefined) return new GuestFault(v.index, pc, `cannot execute there: ${why}`);
-        if (count === 0 || count === UNLIMITED_COUNT) return new GuestFault(v.index, pc, 'no progress: the engine ran no instruction from this address');
+        if (count === 0) return new GuestFault(v.index, pc, 'no progress: the engine ran no instruction from this address');
       }
       return undefined;
     } catch (e) {
