@@ -54,6 +54,9 @@ function pendingBumps() {
       }
     }
     const body = text.slice(front[0].length);
+    // The summary is what the CHANGELOG says of the release: a changeset without one records a
+    // bump nobody can read (`- 93da681:` and nothing after it).
+    if (named.length > 0 && body.trim() === '') problems.push(`.changeset/${f}: no summary: say what changed for ${named.join(', ')} (it becomes the CHANGELOG entry)`);
     for (const m of body.matchAll(/^[\s*-]*Guest ABI waiver:\s*([\w.-]+)\s*:\s*(.*)$/gm)) {
       if (!m[2].trim()) {
         problems.push(`.changeset/${f}: the waiver for ${m[1]} gives no reason`);

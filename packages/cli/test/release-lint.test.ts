@@ -109,4 +109,13 @@ describe('pnpm lint sees behaviour (scratch copy of the workspace)', () => {
     changeset('psci-fix', '---\n"@plugvisor/svc-psci": patch\n---\n\nGuest ABI waiver: PSCI_MIGRATE_INFO_TYPE:\n');
     expect(lint().out).toContain('the waiver for PSCI_MIGRATE_INFO_TYPE gives no reason');
   });
+
+  it('refuses a changeset without a summary, naming the file and the package', () => {
+    changeset('empty', '---\n"@plugvisor/svc-pvtime": patch\n---\n\n  \n');
+    const r = lint();
+    expect(r.status).toBe(1);
+    expect(r.out).toContain('.changeset/empty.md: no summary: say what changed for @plugvisor/svc-pvtime');
+    changeset('empty', '---\n"@plugvisor/svc-pvtime": patch\n---\n\nStolen-time records are written once per run.\n');
+    expect(lint().out).toContain('lint: ok');
+  });
 });
