@@ -48,3 +48,32 @@ describe('conformance kit', () => {
     expect(problems[0]).toMatch(/no ABI manifest at/);
   });
 });
+
+describe('classifyAbiChange: messages name the field, old → new, ids in hex', () => {
+  const call = (over: Record<string, unknown> = {}) => ({ conduit: 'smccc', feature: 'psci', id: 0x8400_0000, name: 'PSCI_VERSION', ...over });
+  const reg = (over: Record<string, unknown> = {}) => ({ accepts: ['0x0', '0x1'], description: 'level', id: '0x6030000000140001', name: 'WA1', value: '0x1', ...over });
+  const m = (surface: Record<string, unknown>) => ({ name: 's', surface });
+
+  it('a call whose id changed is major, naming old → new in hex', () => {
+    const c = classifyAbiChange(m({ calls: [call()] }), m({ calls: [call({ id: 0x8400_0001 })] }));
+    expect(c).toEqual({ bump: 'major', reasons: ['major: call PSCI_VERSION changed: id 0x84000000 → 0x84000001'] });
+  });
+
+  it('a call moved to another feature names both', () => {
+    const c = classifyAbiChange(m({ calls: [call()] }), m({ calls: [call({ feature: 'psci-1.1' })] }));
+    expect(c.reasons).toEqual(["major: call PSCI_VERSION changed: feature 'psci' → 'psci-1.1'"]);
+  });
+
+  it('a firmware register accepting one more value is minor; accepting one fewer is major', () => {
+    const widened = classifyAbiChange(m({ constants: [reg()] }), m({ constants: [reg({ accepts: ['0x0', '0x1', '0x2'] })] }));
+    expect(widened).toEqual({ bump: 'minor', reasons: ['minor: firmware register WA1 also accepts 0x2'] });
+    const narrowed = classifyAbiChange(m({ constants: [reg()] }), m({ constants: [reg({ accepts: ['0x1'] })] }));
+    expect(narrowed).toEqual({ bump: 'major', reasons: ['major: firmware register WA1 no longer accepts 0x0'] });
+  });
+
+  it('a firmware register whose value changed is major, old → new; its description alone is not ABI', () => {
+    const c = classifyAbiChange(m({ constants: [reg()] }), m({ constants: [reg({ value: '0x2' })] }));
+    expect(c).toEqual({ bump: 'major', reasons: ['major: firmware register WA1 changed: value 0x1 → 0x2'] });
+    expect(classifyAbiChange(m({ constants: [reg()] }), m({ constants: [reg({ description: 'other words' })] })).bump).toBe('none');
+  });
+});

@@ -45,6 +45,20 @@ interface Manifest {
 }
 
 const byName = (list: readonly Obj[] | undefined) => new Map((list ?? []).map((x) => [String(x.name ?? x.call), x]));
+
+/** A manifest value as a message shows it: numbers in hex (ids, register values), absent as "none". */
+function shown(v: unknown): string {
+  if (v === undefined || v === null) return 'none';
+  if (typeof v === 'number' && Number.isInteger(v)) return `0x${v.toString(16)}`;
+  if (typeof v === 'string') return /^0x[0-9a-f]+$/i.test(v) ? v : `'${v}'`;
+  return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'number' && Number.isInteger(x) ? `0x${x.toString(16)}` : x));
+}
+
+/** Every field (but `skip`) that differs between a and b, as "field old → new", in field order. */
+function fieldChanges(a: Obj, b: Obj, skip: readonly string[]): string[] {
+  const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => !skip.includes(k)).sort();
+  return keys.filter((k) => !same(a[k], b[k])).map((k) => `${k} ${shown(a[k])} → ${shown(b[k])}`);
+}
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 const without = (o: Obj | undefined, ...keys: string[]) => {
   const c = { ...(o ?? {}) };
@@ -70,7 +84,7 @@ export function classifyAbiChange(oldM: Manifest, newM: Manifest, options: Class
     if (!g) note('major', `feature '${name}' removed`);
     else {
       if (g.default !== f.default) note('major', `feature '${name}' default ${String(f.default)} → ${String(g.default)}`);
-      if (!same(g.register, f.register)) note('major', `feature '${name}' firmware register bit changed`);
+      if (!same(g.register, f.register)) note('major', `feature '${name}' firmware register bit ${shown(f.register)} → ${shown(g.register)}`);
       if (g.description !== f.description || g.legacy !== f.legacy) note('patch', `feature '${name}' description`);
     }
   }
@@ -87,7 +101,7 @@ export function classifyAbiChange(oldM: Manifest, newM: Manifest, options: Class
   for (const [name, c] of oldCalls) {
     const d = newCalls.get(name);
     if (!d) note('major', `call ${name} removed`);
-    else if (!same(without(c, 'signature'), without(d, 'signature'))) note('major', `call ${name} changed (id, range, conduit, feature or version bounds)`);
+    else if (!same(without(c, 'signature'), without(d, 'signature'))) note('major', `call ${name} changed: ${fieldChanges(c, d, ['signature']).join('; ')}`);
     else if (!same(c.signature, d.signature)) note('patch', `call ${name}: signature changed (what it answers is checked by replaying its probes)`);
   }
   for (const [name, d] of newCalls) {
@@ -124,8 +138,21 @@ export function classifyAbiChange(oldM: Manifest, newM: Manifest, options: Class
   const newConst = byName(n.constants);
   for (const [name, c] of oldConst) {
     const d = newConst.get(name);
-    if (!d) note('major', `firmware register ${name} removed`);
-    else if (!same(without(c, 'description'), without(d, 'description'))) note('major', `firmware register ${name} value or accepted values changed`);
+    if (!d) {
+      note('major', `firmware register ${name} removed`);
+      continue;
+    }
+    // Its id or the value a new VM reads: what existing VMs see changes.
+    const changed = fieldChanges(c, d, ['description', 'accepts']);
+    if (changed.length) note('major', `firmware register ${name} changed: ${changed.join('; ')}`);
+    // What an operator may write: a value accepted before and refused now breaks a VM that was
+    // given it; one accepted now and not before only widens what new VMs may be given.
+    const was = ((c.accepts as unknown[]) ?? []).map(String);
+    const now = ((d.accepts as unknown[]) ?? []).map(String);
+    const narrowed = was.filter((x) => !now.includes(x));
+    const widened = now.filter((x) => !was.includes(x));
+    if (narrowed.length) note('major', `firmware register ${name} no longer accepts ${narrowed.join(', ')}`);
+    if (widened.length) note('minor', `firmware register ${name} also accepts ${widened.join(', ')}`);
   }
   for (const name of newConst.keys()) if (!oldConst.has(name)) note('minor', `new firmware register ${name}`);
 
