@@ -216,15 +216,19 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
    * each slice, so within a slice of it while the guest runs with a timer armed, as an OS does.
    */
   pauseAtGuestTime(seconds: number): void {
-    const freq = this.vcpus[0]!.engine.readSys(Sys.CNTFRQ_EL0) || 62_500_000n;
-    this.pauseAtCounter = (BigInt(Math.round(seconds * 1e6)) * freq) / 1_000_000n;
+    this.pauseAtCounter = BigInt(Math.round(seconds * this.counterHz));
   }
 
-  /** The guest's time in seconds: its virtual counter over CNTFRQ_EL0. */
+  /** The guest's time in seconds: its virtual counter over its frequency. */
   guestTime(): number {
-    const e = this.vcpus[0]!.engine;
-    return Number(e.readSys(CNTVCT_EL0)) / Number(e.readSys(Sys.CNTFRQ_EL0) || 62_500_000n);
+    return Number(this.vcpus[0]!.engine.readSys(CNTVCT_EL0)) / this.counterHz;
   }
+
+  /** The generic timer's counter frequency (CNTFRQ_EL0; 62.5 MHz on Unicorn's QEMU), read once. */
+  private get counterHz(): number {
+    return (this.counterFrequency ||= Number(this.vcpus[0]!.engine.readSys(Sys.CNTFRQ_EL0)) || 62_500_000);
+  }
+  private counterFrequency = 0;
 
   /** Guest instructions per ms, as the last full slices ran (a moving average). */
   private instructionsPerMs = 100_000;
@@ -237,8 +241,7 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
   private soloSlice(v: Vcpu): number {
     const ticks = v.timer.ticksToNext();
     if (ticks === undefined) return SOLO_SLICE_MAX;
-    if (this.ticksPerMs === 0) this.ticksPerMs = Number(v.engine.readSys(Sys.CNTFRQ_EL0)) / 1000 || 62_500;
-    const n = (Number(ticks) / this.ticksPerMs) * this.instructionsPerMs;
+    const n = ((Number(ticks) * 1000) / this.counterHz) * this.instructionsPerMs;
     return Math.max(SLICE_MIN, Math.min(SOLO_SLICE_MAX, Math.round(n)));
   }
 
@@ -248,15 +251,11 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
     this.instructionsPerMs = this.instructionsPerMs * 0.8 + (count / ms) * 0.2;
   }
 
-  /** Counter ticks per ms (CNTFRQ_EL0 / 1000), read once. */
-  private ticksPerMs = 0;
-
   /** When vCPU `v`'s next timer interrupt is due, as a performance.now() time (runtime wakeAt). */
   private wakeAt(v: Vcpu): number | undefined {
     const ticks = v.timer.ticksToNext();
     if (ticks === undefined) return undefined;
-    if (this.ticksPerMs === 0) this.ticksPerMs = Number(v.engine.readSys(Sys.CNTFRQ_EL0)) / 1000 || 62_500;
-    return performance.now() + Number(ticks) / this.ticksPerMs;
+    return performance.now() + (Number(ticks) * 1000) / this.counterHz;
   }
 
   /**

@@ -31,7 +31,6 @@ export const Sys = Object.freeze({
   CNTV_CTL_EL0: r('CNTV_CTL_EL0', 3, 3, 14, 3, 1),
   CNTV_CVAL_EL0: r('CNTV_CVAL_EL0', 3, 3, 14, 3, 2),
   MDSCR_EL1: r('MDSCR_EL1', 2, 0, 0, 2, 2),
-  ID_AA64PFR0_EL1: r('ID_AA64PFR0_EL1', 3, 0, 0, 4, 0),
   CNTFRQ_EL0: r('CNTFRQ_EL0', 3, 3, 14, 0, 0),
   APIAKEYLO_EL1: r('APIAKEYLO_EL1', 3, 0, 2, 1, 0),
   APIAKEYHI_EL1: r('APIAKEYHI_EL1', 3, 0, 2, 1, 1),

@@ -84,6 +84,9 @@ const TIMER_SLOTS: ReadonlyMap<SysReg, { timer: TimerId; reg: 'ctl' | 'cval' }> 
   [Sys.CNTV_CTL_EL0, { timer: TimerId.Virtual, reg: 'ctl' }],
   [Sys.CNTV_CVAL_EL0, { timer: TimerId.Virtual, reg: 'cval' }],
 ] as const);
+const TIMERS = [TimerId.Physical, TimerId.Virtual] as const;
+/** Each timer's CTL as the emulation names it, by TimerId. */
+const TIMER_CTL_REG = TIMERS.map((timer) => Object.freeze({ timer, reg: 'ctl' as const }));
 /** Each timer's CTL and CVAL register, by TimerId. */
 const TIMER_CTL = [Sys.CNTP_CTL_EL0, Sys.CNTV_CTL_EL0] as const;
 const TIMER_CVAL = [Sys.CNTP_CVAL_EL0, Sys.CNTV_CVAL_EL0] as const;
@@ -288,15 +291,16 @@ export class Vcpu {
   pollTimers(): void {
     // Only a change of a timer's output moves its PPI's line, so a line raised by other means
     // (Machine.setInterrupt) is left alone while the timer is idle.
-    for (const t of [TimerId.Physical, TimerId.Virtual]) {
-      const level = this.timer.line(t);
+    for (const t of TIMERS) {
+      // One counter read: CTL with ISTATUS gives the line too (ENABLE, not IMASK, ISTATUS).
+      const ctl = Number(this.timer.read(TIMER_CTL_REG[t]));
+      const level = (ctl & 7) === 5;
       if (level !== this.timerLines[t]) {
         this.timerLines[t] = level;
         this.gic.setLine(TIMER_INTID[t], level);
       }
       // CTL's ISTATUS as the guest reads it natively: refreshed here, before each slice and at
       // each timer write (an interrupt handler reading it after the line rose sees it set).
-      const ctl = Number(this.timer.read({ timer: t, reg: 'ctl' }));
       if (ctl !== this.storedCtl[t]) {
         this.storedCtl[t] = ctl;
         this.engine.writeSys(TIMER_CTL[t], BigInt(ctl));

@@ -11,9 +11,9 @@
  *    cannot cross the C boundary). Every hook body is wrapped: the error is kept, the engine is
  *    stopped (uc_emu_stop), and `start()` rethrows it.
  *  - Unicorn keeps one translated-block cache per uc_engine and does not see code changed behind
- *    its back (through the host view of shared RAM, or another engine): `flushTbs()`
- *    (UC_CTL_TB_FLUSH) and `removeCache()` (uc_ctl_remove_cache) are the two invalidation
- *    controls (include/unicorn/unicorn.h, uc_control_type).
+ *    its back (through the host view of shared RAM, or another engine): `removeCache()`
+ *    (uc_ctl_remove_cache, include/unicorn/unicorn.h) drops a range. UC_CTL_TB_FLUSH is not
+ *    offered: it rewrites the engine's whole code buffer (seconds of page zeroing).
  *  - The CPU model (UC_CTL_CPU_MODEL) can only be set before the CPU is instantiated, which the
  *    first memory mapping or register access does (include/unicorn/unicorn.h): it is set right
  *    after uc_open.
@@ -69,13 +69,11 @@ export const UcMemType = Object.freeze({
   24: 'instruction fetch from non-executable memory',
 } as Record<number, string>);
 
-const UC_QUERY_TIMEOUT = 4;
 
 /** UC_CTL(type, nr, rw) = type | nr << 26 | rw << 30 */
 const UC_CTL_WRITE = (type: number, nr: number) => (type | (nr << 26) | (1 << 30)) >>> 0;
 const UC_CTL_CPU_MODEL = 7;
 const UC_CTL_TB_REMOVE_CACHE = 9;
-const UC_CTL_TB_FLUSH = 10;
 
 /** Register ids (enum uc_arm64_reg, include/unicorn/arm64.h): X29 and X30 are 1 and 2 (UC_ARM64_REG_X29/X30, aliases FP/LR), not X0 + 29 / X0 + 30. */
 export const Reg = Object.freeze({
@@ -386,7 +384,6 @@ export class UcEngine {
   private readonly cp = new DataView(new ArrayBuffer(32));
   private readonly cpBytes = new Uint8Array(this.cp.buffer);
   private readonly hh = new BigUint64Array(1);
-  private readonly query = new BigUint64Array(1);
   /** An exception thrown by a hook body, rethrown by start() (exceptions do not cross koffi callbacks). */
   private hookError: unknown = undefined;
   private closed = false;
@@ -568,17 +565,6 @@ export class UcEngine {
   /** Ask the running engine to stop at the next instruction boundary. */
   stop(): void {
     load().uc_emu_stop(this.handle);
-  }
-
-  /** Did the last start() end because its timeout elapsed? */
-  timedOut(): boolean {
-    check('uc_query', load().uc_query(this.handle, UC_QUERY_TIMEOUT, this.query));
-    return this.query[0] !== 0n;
-  }
-
-  /** Drops every translated block (code may have changed behind this engine's back: UC_CTL_TB_FLUSH). */
-  flushTbs(): void {
-    check('uc_ctl(TB_FLUSH)', load().uc_ctl(this.handle, UC_CTL_WRITE(UC_CTL_TB_FLUSH, 0)));
   }
 
   /** Drops translated blocks of [begin, end) (uc_ctl_remove_cache). */
