@@ -212,11 +212,27 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
 
   /**
    * run() returns { kind: 'paused' } once the guest's virtual counter (its time: 0 when the
-   * machine was made, continued across restores) has reached `seconds` — checked at the end of
-   * each slice, so within a slice of it while the guest runs with a timer armed, as an OS does.
+   * machine was made, continued across restores) has reached `seconds`: a counted slice ends
+   * there (soloSlice), and a sleep with every vCPU in WFI ends there too (wakeAt) — a tickless
+   * kernel may sleep far past it otherwise.
    */
   pauseAtGuestTime(seconds: number): void {
     this.pauseAtCounter = BigInt(Math.round(seconds * this.counterHz));
+  }
+
+  /** Counter ticks until the pause an operator aimed at (pauseAtGuestTime), or undefined. */
+  private ticksToPause(v: Vcpu): bigint | undefined {
+    if (this.pauseAtCounter === undefined) return undefined;
+    const now = v.engine.readSys(CNTVCT_EL0);
+    return now >= this.pauseAtCounter ? 0n : this.pauseAtCounter - now;
+  }
+
+  /** Requests the pause once the guest's clock has reached the time aimed at (one pause only); true then. */
+  private checkGuestTime(v: Vcpu): boolean {
+    if (this.ticksToPause(v) !== 0n) return false;
+    this.runtime.requestPause(`guest time ${this.guestTime().toFixed(3)} s`);
+    this.pauseAtCounter = undefined;
+    return true;
   }
 
   /** The guest's time in seconds: its virtual counter over its frequency. */
@@ -239,7 +255,7 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
    * instructions (a pause or a device interrupt waits no longer), at least SLICE_MIN.
    */
   private soloSlice(v: Vcpu): number {
-    const ticks = v.timer.ticksToNext();
+    const ticks = earlier(v.timer.ticksToNext(), this.ticksToPause(v));
     if (ticks === undefined) return SOLO_SLICE_MAX;
     const n = ((Number(ticks) * 1000) / this.counterHz) * this.instructionsPerMs;
     return Math.max(SLICE_MIN, Math.min(SOLO_SLICE_MAX, Math.round(n)));
@@ -253,7 +269,10 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
 
   /** When vCPU `v`'s next timer interrupt is due, as a performance.now() time (runtime wakeAt). */
   private wakeAt(v: Vcpu): number | undefined {
-    const ticks = v.timer.ticksToNext();
+    // An idle guest (every vCPU in WFI, a tickless kernel's timer far off) still pauses at the
+    // time an operator aimed at: the sleep ends there, and the pause is requested once it is reached.
+    if (this.checkGuestTime(v)) return performance.now();
+    const ticks = earlier(v.timer.ticksToNext(), this.ticksToPause(v));
     if (ticks === undefined) return undefined;
     return performance.now() + (Number(ticks) * 1000) / this.counterHz;
   }
@@ -351,10 +370,7 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
   /** Runs one vCPU for one slice (MachineRuntime's runSlice). */
   private slice(v: Vcpu, others: boolean): VcpuExit {
     const end = this.runEngine(v, others);
-    if (this.pauseAtCounter !== undefined && v.engine.readSys(CNTVCT_EL0) >= this.pauseAtCounter) {
-      this.runtime.requestPause(`guest time ${this.guestTime().toFixed(3)} s`);
-      this.pauseAtCounter = undefined;
-    }
+    this.checkGuestTime(v);
     if (end === 'wfi') return HALT;
     return end ? { kind: 'fault', fault: end } : YIELD;
   }
@@ -508,3 +524,10 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
   }
 }
 
+
+/** The sooner of two optional tick counts. */
+function earlier(a: bigint | undefined, b: bigint | undefined): bigint | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return a < b ? a : b;
+}
