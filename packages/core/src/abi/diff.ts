@@ -6,16 +6,36 @@
  * writes the reasons into the package's CHANGELOG under "Guest ABI".
  */
 
-import { formatDifference, type AbiBuild, type ServiceBehaviour } from './behaviour.js';
+import { formatDifference, type AbiBuild, type BehaviourDifference, type ServiceBehaviour } from './behaviour.js';
 
 export type Bump = 'none' | 'patch' | 'minor' | 'major';
 const RANK: Record<Bump, number> = { none: 0, patch: 1, minor: 2, major: 3 };
 export const maxBump = (a: Bump, b: Bump): Bump => (RANK[a] >= RANK[b] ? a : b);
 export const bumpAtLeast = (have: Bump, need: Bump): boolean => RANK[have] >= RANK[need];
 
+/** One classified difference between two manifests of a service. */
+export interface AbiChangeEntry {
+  /** What it needs of the version line ('none': shown, changes nothing a guest sees, e.g. a rename). */
+  readonly bump: Bump;
+  /** What changed: `call PSCI_FEATURES`, `feature 'trng'`, `version psci`, `firmware register X`, `state`, `package`. */
+  readonly subject: string;
+  /** The change, naming each field old → new (ids and register values in hex). */
+  readonly message: string;
+  /**
+   * Which VMs see it: `every VM` (on by default), `VMs with feature 'x' on`, `VMs at psci ≥ 1.3`,
+   * `VMs given <register> = <value>`, `VMs that keep <state>`, `new VMs (created with defaults)`, `none`.
+   */
+  readonly affects: string;
+  /** A changeset's waiver reason: the change is an accepted bug fix (a patch). */
+  readonly waiver?: string;
+}
+
 export interface AbiChange {
   readonly bump: Bump;
+  /** `${bump}: ${message}` per change that needs a bump (what lint prints). */
   readonly reasons: readonly string[];
+  /** Every classified difference, renames (bump 'none') included, in manifest order. */
+  readonly changes: readonly AbiChangeEntry[];
 }
 
 export interface ClassifyOptions {
@@ -66,13 +86,79 @@ const without = (o: Obj | undefined, ...keys: string[]) => {
   return c;
 };
 
-/** Classifies old → new (both parsed abi.json manifests). */
+/** Which VMs see a call: those with its feature on (every VM when on by default), at its version bounds. */
+function callAudience(call: Obj | undefined, features: Map<string, Obj>): string {
+  if (!call) return 'every VM';
+  const feature = features.get(String(call.feature));
+  let who = feature?.default === 'opt-in' ? `VMs with feature '${String(call.feature)}' on` : 'every VM';
+  if (feature?.default !== 'opt-in' && call.feature !== undefined) who = `every VM with feature '${String(call.feature)}' (on by default)`;
+  const since = call.since as Obj | undefined;
+  const until = call.until as Obj | undefined;
+  if (since) who += ` at ${String(since.version)} ≥ ${String(since.minimum)}`;
+  if (until) who += ` at ${String(until.version)} ≤ ${String(until.maximum)}`;
+  return who;
+}
+
+const callKey = (c: Obj) => `${String(c.conduit)}:${String(c.id)}:${String(c.subOf ? JSON.stringify(c.subOf) : '')}`;
+
+/**
+ * Old call name → new name for calls renamed in place: same conduit, id (and sub-op position),
+ * every other field equal. A guest sees function ids, never names: a rename changes nothing.
+ */
+function renamedCalls(oldCalls: Map<string, Obj>, newCalls: Map<string, Obj>): Map<string, string> {
+  const newByKey = new Map([...newCalls.values()].map((c) => [callKey(c), c]));
+  const out = new Map<string, string>();
+  for (const [name, c] of oldCalls) {
+    if (newCalls.has(name)) continue;
+    const d = newByKey.get(callKey(c));
+    if (!d || oldCalls.has(String(d.name))) continue;
+    if (same(without(c, 'name', 'signature', 'subOf'), without(d, 'name', 'signature', 'subOf'))) out.set(name, String(d.name));
+  }
+  return out;
+}
+
+/** A recorded behaviour with calls renamed (old name → new), so it replays against the new names. */
+function renameBehaviour(b: ServiceBehaviour, renames: Map<string, string>): ServiceBehaviour {
+  if (renames.size === 0) return b;
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const [config, transcript] of Object.entries(b)) {
+    out[config] = Object.fromEntries(Object.entries(transcript).map(([call, t]) => [renames.get(call) ?? call, t]));
+  }
+  return out as ServiceBehaviour;
+}
+
+/**
+ * The probes both manifests recorded (same configuration, call and probe) whose answers differ:
+ * behaviour compared without code, e.g. two ledger entries or two releases' abi.json.
+ */
+export function compareRecordedBehaviour(was: ServiceBehaviour, now: ServiceBehaviour): BehaviourDifference[] {
+  const out: BehaviourDifference[] = [];
+  for (const [config, calls] of Object.entries(was)) {
+    const there = now[config];
+    if (!there) continue;
+    for (const [call, probes] of Object.entries(calls)) {
+      const answers = there[call];
+      if (!answers) continue;
+      for (const [probe, output] of Object.entries(probes)) {
+        const o = answers[probe];
+        if (o !== undefined && o !== output) {
+          out.push({ config, call, probe, was: output, now: o });
+          break; // the first differing probe of each call, as a replay reports it
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Classifies old → new (both parsed abi.json manifests, or ledger entries). Every difference is
+ * an entry naming its subject, its fields old → new, and the VMs it affects.
+ */
 export function classifyAbiChange(oldM: Manifest, newM: Manifest, options: ClassifyOptions = {}): AbiChange {
-  const reasons: string[] = [];
-  let bump: Bump = 'none';
-  const note = (b: Bump, why: string) => {
-    bump = maxBump(bump, b);
-    reasons.push(`${b}: ${why}`);
+  const changes: AbiChangeEntry[] = [];
+  const note = (bump: Bump, subject: string, message: string, affects: string, waiver?: string) => {
+    changes.push({ bump, subject, message, affects, ...(waiver ? { waiver } : {}) });
   };
   const o = oldM.surface;
   const n = newM.surface;
@@ -81,37 +167,48 @@ export function classifyAbiChange(oldM: Manifest, newM: Manifest, options: Class
   const newFeatures = byName(n.features);
   for (const [name, f] of oldFeatures) {
     const g = newFeatures.get(name);
-    if (!g) note('major', `feature '${name}' removed`);
+    const subject = `feature '${name}'`;
+    if (!g) note('major', subject, `feature '${name}' removed`, f.default === 'opt-in' ? `VMs with feature '${name}' on` : 'every VM');
     else {
-      if (g.default !== f.default) note('major', `feature '${name}' default ${String(f.default)} → ${String(g.default)}`);
-      if (!same(g.register, f.register)) note('major', `feature '${name}' firmware register bit ${shown(f.register)} → ${shown(g.register)}`);
-      if (g.description !== f.description || g.legacy !== f.legacy) note('patch', `feature '${name}' description`);
+      if (g.default !== f.default) note('major', subject, `feature '${name}' default ${String(f.default)} → ${String(g.default)}`, 'new VMs (created with defaults)');
+      if (!same(g.register, f.register)) note('major', subject, `feature '${name}' firmware register bit ${shown(f.register)} → ${shown(g.register)}`, 'VMs whose VMM reads or sets the register');
+      if (g.description !== f.description || g.legacy !== f.legacy) note('patch', subject, `feature '${name}' description`, 'none');
     }
   }
   const addedFeatures = new Set<string>();
   for (const [name, g] of newFeatures) {
     if (oldFeatures.has(name)) continue;
     addedFeatures.add(name);
-    if (g.default === 'opt-in') note('minor', `new opt-in feature '${name}'`);
-    else note('major', `new feature '${name}' is on by default (new ABI must be opt-in)`);
+    if (g.default === 'opt-in') note('minor', `feature '${name}'`, `new opt-in feature '${name}'`, `VMs with feature '${name}' on`);
+    else note('major', `feature '${name}'`, `new feature '${name}' is on by default (new ABI must be opt-in)`, 'every VM');
   }
 
   const oldCalls = byName(o.calls);
   const newCalls = byName(n.calls);
+  const renames = renamedCalls(oldCalls, newCalls);
+  const renamedTo = new Set(renames.values());
   for (const [name, c] of oldCalls) {
+    const to = renames.get(name);
+    if (to) {
+      note('none', `call ${name}`, `call ${name} renamed ${to} (same conduit ${String(c.conduit)} and id ${shown(c.id)}: guests see no change)`, 'none');
+      continue;
+    }
     const d = newCalls.get(name);
-    if (!d) note('major', `call ${name} removed`);
-    else if (!same(without(c, 'signature'), without(d, 'signature'))) note('major', `call ${name} changed: ${fieldChanges(c, d, ['signature']).join('; ')}`);
-    else if (!same(c.signature, d.signature)) note('patch', `call ${name}: signature changed (what it answers is checked by replaying its probes)`);
+    const subject = `call ${name}`;
+    if (!d) note('major', subject, `call ${name} (${String(c.conduit)} ${shown(c.id)}) removed`, callAudience(c, oldFeatures));
+    else if (!same(without(c, 'signature'), without(d, 'signature'))) note('major', subject, `call ${name} changed: ${fieldChanges(c, d, ['signature']).join('; ')}`, callAudience(c, oldFeatures));
+    else if (!same(c.signature, d.signature)) note('patch', subject, `call ${name}: signature changed (what it answers is checked by replaying its probes)`, 'none');
   }
   for (const [name, d] of newCalls) {
-    if (oldCalls.has(name)) continue;
+    if (oldCalls.has(name) || renamedTo.has(name)) continue;
+    const subject = `call ${name}`;
+    const at = `(${String(d.conduit)} ${shown(d.id)})`;
     if (addedFeatures.has(String(d.feature)) && newFeatures.get(String(d.feature))?.default === 'opt-in') {
-      note('minor', `new call ${name} behind new opt-in feature '${String(d.feature)}'`);
+      note('minor', subject, `new call ${name} ${at} behind new opt-in feature '${String(d.feature)}'`, callAudience(d, newFeatures));
     } else if (d.since && oldCalls.size && isNewVersionOnly(o.versions, n.versions, d.since as Obj)) {
-      note('minor', `new call ${name} only for the new ${String((d.since as Obj).version)} version ${String((d.since as Obj).minimum)}`);
+      note('minor', subject, `new call ${name} ${at} only for the new ${String((d.since as Obj).version)} version ${String((d.since as Obj).minimum)}`, callAudience(d, newFeatures));
     } else {
-      note('major', `new call ${name} under existing feature '${String(d.feature)}': existing VMs would see it`);
+      note('major', subject, `new call ${name} ${at} under existing feature '${String(d.feature)}': existing VMs would see it`, callAudience(d, newFeatures));
     }
   }
 
@@ -119,64 +216,85 @@ export function classifyAbiChange(oldM: Manifest, newM: Manifest, options: Class
   const newVersions = byName(n.versions);
   for (const [name, v] of oldVersions) {
     const w = newVersions.get(name);
+    const subject = `version ${name}`;
     if (!w) {
-      note('major', `version selector '${name}' removed`);
+      note('major', subject, `version selector '${name}' removed`, `every VM using ${name}`);
       continue;
     }
-    const ov = (v.values as Obj[]).map((x) => `${String(x.name)}=${String(x.value)}`);
-    const nv = (w.values as Obj[]).map((x) => `${String(x.name)}=${String(x.value)}`);
-    const removed = ov.filter((x) => !nv.includes(x));
-    const added = nv.filter((x) => !ov.includes(x));
-    if (removed.length) note('major', `${name} versions removed: ${removed.join(', ')}`);
-    if (added.length) note('minor', `${name} versions added: ${added.join(', ')}`);
-    if (w.default !== v.default) note('major', `${name} default version ${String(v.default)} → ${String(w.default)}`);
-    if (!same(w.register, v.register)) note('major', `${name} firmware register changed`);
+    const values = (x: Obj) => (x.values as Obj[]).map((y) => `${String(y.name)} (${shown(y.value)})`);
+    const removed = values(v).filter((x) => !values(w).includes(x));
+    const added = values(w).filter((x) => !values(v).includes(x));
+    if (removed.length) note('major', subject, `${name} versions removed: ${removed.join(', ')}`, `VMs at ${name} ${removed.map((x) => x.split(' ')[0]).join(' or ')}`);
+    if (added.length) note('minor', subject, `${name} versions added: ${added.join(', ')}`, `VMs given ${name} ${added.map((x) => x.split(' ')[0]).join(' or ')}`);
+    if (w.default !== v.default) note('major', subject, `${name} default version ${String(v.default)} → ${String(w.default)}`, 'new VMs (created with defaults)');
+    if (!same(w.register, v.register)) note('major', subject, `${name} firmware register ${shown(v.register)} → ${shown(w.register)}`, 'VMs whose VMM reads or sets the register');
   }
-  for (const name of newVersions.keys()) if (!oldVersions.has(name)) note('minor', `new version selector '${name}'`);
+  for (const name of newVersions.keys()) if (!oldVersions.has(name)) note('minor', `version ${name}`, `new version selector '${name}'`, `VMs given a ${name} version`);
 
   const oldConst = byName(o.constants);
   const newConst = byName(n.constants);
   for (const [name, c] of oldConst) {
     const d = newConst.get(name);
+    const subject = `firmware register ${name}`;
     if (!d) {
-      note('major', `firmware register ${name} removed`);
+      note('major', subject, `firmware register ${name} (${shown(c.id)}) removed`, 'every VM');
       continue;
     }
     // Its id or the value a new VM reads: what existing VMs see changes.
     const changed = fieldChanges(c, d, ['description', 'accepts']);
-    if (changed.length) note('major', `firmware register ${name} changed: ${changed.join('; ')}`);
+    if (changed.length) note('major', subject, `firmware register ${name} changed: ${changed.join('; ')}`, 'every VM');
     // What an operator may write: a value accepted before and refused now breaks a VM that was
     // given it; one accepted now and not before only widens what new VMs may be given.
-    const was = ((c.accepts as unknown[]) ?? []).map(String);
-    const now = ((d.accepts as unknown[]) ?? []).map(String);
+    const was = ((c.accepts as unknown[]) ?? []).map(shown);
+    const now = ((d.accepts as unknown[]) ?? []).map(shown);
     const narrowed = was.filter((x) => !now.includes(x));
     const widened = now.filter((x) => !was.includes(x));
-    if (narrowed.length) note('major', `firmware register ${name} no longer accepts ${narrowed.join(', ')}`);
-    if (widened.length) note('minor', `firmware register ${name} also accepts ${widened.join(', ')}`);
+    if (narrowed.length) note('major', subject, `firmware register ${name} accepts [${was.join(', ')}] → [${now.join(', ')}]: no longer ${narrowed.join(', ')}`, `VMs given ${name} = ${narrowed.join(' or ')}`);
+    if (widened.length) note('minor', subject, `firmware register ${name} accepts [${was.join(', ')}] → [${now.join(', ')}]: also ${widened.join(', ')}`, `VMs given ${name} = ${widened.join(' or ')}`);
   }
-  for (const name of newConst.keys()) if (!oldConst.has(name)) note('minor', `new firmware register ${name}`);
+  for (const [name, d] of newConst) if (!oldConst.has(name)) note('minor', `firmware register ${name}`, `new firmware register ${name} (${shown(d.id)})`, `VMs whose VMM sets ${name}`);
 
   if (!same(o.state, n.state)) {
-    if (!o.state) note('minor', 'now keeps per-VM state');
-    else if (!n.state || n.state.id !== o.state.id) note('major', 'per-VM state replaced');
-    else if (Number(n.state.minReadable ?? n.state.version) > Number(o.state.version)) note('major', `state schema ${String(n.state.version)} cannot read schema ${String(o.state.version)}`);
-    else note('minor', `state schema ${String(o.state.version)} → ${String(n.state.version)} (still reads the old one)`);
+    const st = (x: Obj | undefined) => (x ? `${String(x.id)} v${String(x.version)}` : 'none');
+    const affects = `VMs that keep ${String((o.state ?? n.state)?.id)} state`;
+    if (!o.state) note('minor', 'state', `now keeps per-VM state ${st(n.state)}`, affects);
+    else if (!n.state || n.state.id !== o.state.id) note('major', 'state', `per-VM state ${st(o.state)} → ${st(n.state)}`, affects);
+    else if (Number(n.state.minReadable ?? n.state.version) > Number(o.state.version)) note('major', 'state', `state schema ${String(o.state.version)} → ${String(n.state.version)}: cannot read schema ${String(o.state.version)}`, affects);
+    else note('minor', 'state', `state schema ${String(o.state.version)} → ${String(n.state.version)} (still reads the old one)`, affects);
   }
-  if (!same(o.continuations, n.continuations)) note('major', 'continuation (restart) encodings changed');
-
-  // Behaviour: every probe the old release recorded, replayed on the new code.
-  if (options.hv && oldM.behaviour) {
-    for (const d of options.hv.behaviour.replayServiceBehaviour(oldM.behaviour as ServiceBehaviour)) {
-      const waiver = options.waivers?.get(d.call);
-      if (waiver) note('patch', `waived: ${formatDifference(d)} (${waiver})`);
-      else note('major', `behaviour changed: ${formatDifference(d)}`);
-    }
+  if (!same(o.continuations, n.continuations)) {
+    note('major', 'continuations', `continuation (restart) encodings ${shown(o.continuations)} → ${shown(n.continuations)}`, 'VMs with a preempted call in flight, or saved in guest memory');
   }
 
-  const restOld = without(oldM as Obj, 'surface', 'behaviour');
-  const restNew = without(newM as Obj, 'surface', 'behaviour');
-  if (!same(restOld, restNew)) note(same(restOld.requires, restNew.requires) ? 'patch' : 'major', 'package metadata (description or requires)');
-  return { bump, reasons };
+  // Behaviour: every probe the old release recorded, replayed on the new code (or, without
+  // code, compared with what the new manifest recorded for the same probes).
+  const recorded = oldM.behaviour ? renameBehaviour(oldM.behaviour as ServiceBehaviour, renames) : undefined;
+  const differences = !recorded
+    ? []
+    : options.hv
+      ? options.hv.behaviour.replayServiceBehaviour(recorded)
+      : newM.behaviour
+        ? compareRecordedBehaviour(recorded, newM.behaviour as ServiceBehaviour)
+        : [];
+  for (const d of differences) {
+    const call = newCalls.get(d.call) ?? oldCalls.get(d.call);
+    let affects = callAudience(call, newFeatures.size ? newFeatures : oldFeatures);
+    if (d.config && d.config !== 'default') affects += ` (as configured: ${d.config})`;
+    const waiver = options.waivers?.get(d.call);
+    if (waiver) note('patch', `call ${d.call}`, `waived: ${formatDifference(d)}`, affects, waiver);
+    else note('major', `call ${d.call}`, `behaviour changed: ${formatDifference(d)}`, affects);
+  }
+
+  const restOld = without(oldM as Obj, 'surface', 'behaviour', 'version', 'waivers');
+  const restNew = without(newM as Obj, 'surface', 'behaviour', 'version', 'waivers');
+  if (!same(restOld, restNew)) {
+    const fields = fieldChanges(restOld, restNew, []);
+    note(same(restOld.requires, restNew.requires) ? 'patch' : 'major', 'package', `package metadata: ${fields.join('; ')}`, same(restOld.requires, restNew.requires) ? 'none' : 'every VM');
+  }
+  let bump: Bump = 'none';
+  for (const c of changes) bump = maxBump(bump, c.bump);
+  const reasons = changes.filter((c) => c.bump !== 'none').map((c) => `${c.bump}: ${c.message}${c.waiver ? ` (${c.waiver})` : ''}`);
+  return { bump, reasons, changes };
 }
 
 /** True if the call's `since` names a version value the old manifest did not offer. */
