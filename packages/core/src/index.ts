@@ -42,8 +42,9 @@ export type { Arch, Machine, SystemEvent, SystemEventKind, VcpuContext, VcpuPowe
 export { saveSnapshot, planRestore, finishRestore, type RestorableMachine, readAbiRecord, validateAbiRecord, PAGE_SIZE, type MachineImage, type RestorePlan, type RestoreOptions, type SavedMemory } from './snapshot/snapshot.js';
 export { StreamWriter, readStream, verifyStream, encodeJson, decodeJson, RecordType, OPTIONAL as OPTIONAL_RECORD, MIN_SNAPSHOT_KEY_BYTES, type SnapshotKey, type StreamRecord } from './snapshot/stream.js';
 export { checkBuilds, formatCompatReport, type CompatReport, type CompatRow } from './compat/check.js';
-export { classifyAbiChange, compareRecordedBehaviour, bumpAtLeast, maxBump, type AbiChange, type AbiChangeEntry, type Bump } from './abi/diff.js';
+export { classifyAbiChange, compareRecordedBehaviour, bumpAtLeast, maxBump, type AbiChange, type AbiChangeEntry, type AbiChangeKind, type Bump } from './abi/diff.js';
 export { releaseLine, releaseStep, rolloutVerdicts, type RolloutVerdicts } from './abi/versioning.js';
+export { classifyMachineAbiChange, flattenMachineFacts, showFact, EVERY_MACHINE_VM, type MachineAbi, type MachineFact, type ClassifyMachineOptions } from './abi/machine.js';
 export { packageVersion } from './util/package-version.js';
 export { GuestFault, MachineError, VcpuStateError, type RunResult, type RunOptions, type GuestFaultDetail } from './machine/run.js';
 export * from './abi/signature.js';

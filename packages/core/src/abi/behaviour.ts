@@ -16,8 +16,15 @@ export type Transcript = { readonly [call: string]: CallTranscript };
 /** A service's behaviour as abi.json keeps it: the default VM's transcript in full, others as differences. */
 export type ServiceBehaviour = { readonly [config: string]: Transcript };
 
-/** What one VM sees, per feature it has on: the transcript of each call the feature gives it. */
-export type VmBehaviour = { readonly [feature: string]: { readonly digest: string; readonly calls: Transcript } };
+/**
+ * What one VM sees, per feature it has on: the transcript of each call the feature gives it, and
+ * (in records) each call's wire identity, `ids`: call name → callId (`smccc:0x84000000`). A guest
+ * knows calls by id, not by name, so a restore finds a call renamed in place by its id. Records
+ * written before `ids` existed lack it.
+ */
+export type VmBehaviour = {
+  readonly [feature: string]: { readonly digest: string; readonly calls: Transcript; readonly ids?: { readonly [call: string]: string } };
+};
 
 /** Feature and version selections (a VM's, or a configuration's overrides). */
 export interface AbiSelections {

@@ -33,6 +33,20 @@ describe('classifying ABI manifest changes', () => {
     expect(classifyAbiChange(manifest(), manifest({ maxVersion: '1.1' })).bump).toBe('major');
   });
 
+  it('the same ABI declared in another order is no change; a rename in place is listed but needs nothing', () => {
+    expect(classifyAbiChange(manifest(), manifest({ reorder: true }))).toEqual({ bump: 'none', reasons: [], changes: [] });
+    const renamed = classifyAbiChange(manifest(), manifest({ echoName: 'ECHO_SUM' }), { hv: Hypervisor.compose([createEchoService({ echoName: 'ECHO_SUM' })]) });
+    expect(renamed.bump).toBe('none');
+    expect(renamed.changes.map((c) => c.message)).toEqual(['call ECHO renamed ECHO_SUM (same conduit smccc and id 0xc7000000: guests see no change)']);
+  });
+
+  it('calls of a new feature that is on by default are major, saying so', () => {
+    const empty = { ...manifest(), surface: { calls: [], features: [] }, behaviour: undefined };
+    const c = classifyAbiChange(empty, manifest());
+    expect(c.reasons).toContain("major: new call ECHO (smccc 0xc7000000) behind new feature 'echo', which is on by default");
+    expect(c.reasons).toContain("minor: new call ECHO_COUNT (smccc 0xc7000002) behind new opt-in feature 'echo-counter'");
+  });
+
   it('a state schema that still reads the old one is minor', () => {
     expect(classifyAbiChange(manifest({ stateVersion: 1 }), manifest()).reasons).toEqual(['minor: state schema 1 → 2 (still reads the old one)']);
   });
@@ -88,7 +102,7 @@ describe('classifyAbiChange: renames and audiences', () => {
     const c = classifyAbiChange(m({ calls: [call()], features }), m({ calls: [call({ name: 'PSCI_GET_VERSION' })], features }));
     expect(c.bump).toBe('none');
     expect(c.reasons).toEqual([]);
-    expect(c.changes).toEqual([{ bump: 'none', subject: 'call PSCI_VERSION', message: 'call PSCI_VERSION renamed PSCI_GET_VERSION (same conduit smccc and id 0x84000000: guests see no change)', affects: 'none' }]);
+    expect(c.changes).toEqual([{ bump: 'none', kind: 'changed', subject: 'call PSCI_VERSION', message: 'call PSCI_VERSION renamed PSCI_GET_VERSION (same conduit smccc and id 0x84000000: guests see no change)', affects: 'none' }]);
   });
 
   it("a renamed call's recorded answers are compared under its new name", () => {
@@ -111,7 +125,7 @@ describe('classifyAbiChange: renames and audiences', () => {
   it('each entry says which VMs see it', () => {
     const c = classifyAbiChange(m({ calls: [call()], features }), m({ calls: [call(), call({ name: 'NEW', id: 0x8400_0010, feature: 'extra' })], features }));
     expect(c.changes).toEqual([
-      { bump: 'major', subject: 'call NEW', message: "new call NEW (smccc 0x84000010) under existing feature 'extra': existing VMs would see it", affects: "VMs with feature 'extra' on" },
+      { bump: 'major', kind: 'added', subject: 'call NEW', message: "new call NEW (smccc 0x84000010) under existing feature 'extra': existing VMs would see it", affects: "VMs with feature 'extra' on" },
     ]);
     const versions = (...names: string[]) => [{ name: 'psci', default: '1.0', values: names.map((name, i) => ({ name, value: i })) }];
     const since = classifyAbiChange(

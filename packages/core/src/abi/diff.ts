@@ -6,6 +6,7 @@
  * writes the reasons into the package's CHANGELOG under "Guest ABI".
  */
 
+import { canonicalJson } from './manifest.js';
 import { formatDifference, type AbiBuild, type BehaviourDifference, type ServiceBehaviour } from './behaviour.js';
 
 export type Bump = 'none' | 'patch' | 'minor' | 'major';
@@ -13,10 +14,17 @@ const RANK: Record<Bump, number> = { none: 0, patch: 1, minor: 2, major: 3 };
 export const maxBump = (a: Bump, b: Bump): Bump => (RANK[a] >= RANK[b] ? a : b);
 export const bumpAtLeast = (have: Bump, need: Bump): boolean => RANK[have] >= RANK[need];
 
+export type AbiChangeKind = 'added' | 'removed' | 'changed';
+
 /** One classified difference between two manifests of a service. */
 export interface AbiChangeEntry {
   /** What it needs of the version line ('none': shown, changes nothing a guest sees, e.g. a rename). */
   readonly bump: Bump;
+  /**
+   * Which way it cuts: `added` (ABI the old release lacks: a VM that uses it cannot go back),
+   * `removed` (ABI the new release lacks: a VM that used it cannot go forward), `changed` (both).
+   */
+  readonly kind: AbiChangeKind;
   /** What changed: `call PSCI_FEATURES`, `feature 'trng'`, `version psci`, `firmware register X`, `state`, `package`. */
   readonly subject: string;
   /** The change, naming each field old → new (ids and register values in hex). */
@@ -79,7 +87,8 @@ function fieldChanges(a: Obj, b: Obj, skip: readonly string[]): string[] {
   const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => !skip.includes(k)).sort();
   return keys.filter((k) => !same(a[k], b[k])).map((k) => `${k} ${shown(a[k])} → ${shown(b[k])}`);
 }
-const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+// Compared as canonical JSON: a manifest read from disk and one composed in memory differ in key order only.
+const same = (a: unknown, b: unknown) => canonicalJson(a) === canonicalJson(b);
 const without = (o: Obj | undefined, ...keys: string[]) => {
   const c = { ...(o ?? {}) };
   for (const k of keys) delete c[k];
@@ -157,8 +166,8 @@ export function compareRecordedBehaviour(was: ServiceBehaviour, now: ServiceBeha
  */
 export function classifyAbiChange(oldM: Manifest, newM: Manifest, options: ClassifyOptions = {}): AbiChange {
   const changes: AbiChangeEntry[] = [];
-  const note = (bump: Bump, subject: string, message: string, affects: string, waiver?: string) => {
-    changes.push({ bump, subject, message, affects, ...(waiver ? { waiver } : {}) });
+  const note = (bump: Bump, kind: AbiChangeKind, subject: string, message: string, affects: string, waiver?: string) => {
+    changes.push({ bump, kind, subject, message, affects, ...(waiver ? { waiver } : {}) });
   };
   const o = oldM.surface;
   const n = newM.surface;
@@ -168,19 +177,19 @@ export function classifyAbiChange(oldM: Manifest, newM: Manifest, options: Class
   for (const [name, f] of oldFeatures) {
     const g = newFeatures.get(name);
     const subject = `feature '${name}'`;
-    if (!g) note('major', subject, `feature '${name}' removed`, f.default === 'opt-in' ? `VMs with feature '${name}' on` : 'every VM');
+    if (!g) note('major', 'removed', subject, `feature '${name}' removed`, f.default === 'opt-in' ? `VMs with feature '${name}' on` : 'every VM');
     else {
-      if (g.default !== f.default) note('major', subject, `feature '${name}' default ${String(f.default)} → ${String(g.default)}`, 'new VMs (created with defaults)');
-      if (!same(g.register, f.register)) note('major', subject, `feature '${name}' firmware register bit ${shown(f.register)} → ${shown(g.register)}`, 'VMs whose VMM reads or sets the register');
-      if (g.description !== f.description || g.legacy !== f.legacy) note('patch', subject, `feature '${name}' description`, 'none');
+      if (g.default !== f.default) note('major', 'changed', subject, `feature '${name}' default ${String(f.default)} → ${String(g.default)}`, 'new VMs (created with defaults)');
+      if (!same(g.register, f.register)) note('major', 'changed', subject, `feature '${name}' firmware register bit ${shown(f.register)} → ${shown(g.register)}`, 'VMs whose VMM reads or sets the register');
+      if (g.description !== f.description || g.legacy !== f.legacy) note('patch', 'changed', subject, `feature '${name}' description`, 'none');
     }
   }
   const addedFeatures = new Set<string>();
   for (const [name, g] of newFeatures) {
     if (oldFeatures.has(name)) continue;
     addedFeatures.add(name);
-    if (g.default === 'opt-in') note('minor', `feature '${name}'`, `new opt-in feature '${name}'`, `VMs with feature '${name}' on`);
-    else note('major', `feature '${name}'`, `new feature '${name}' is on by default (new ABI must be opt-in)`, 'every VM');
+    if (g.default === 'opt-in') note('minor', 'added', `feature '${name}'`, `new opt-in feature '${name}'`, `VMs with feature '${name}' on`);
+    else note('major', 'added', `feature '${name}'`, `new feature '${name}' is on by default (new ABI must be opt-in)`, 'every VM');
   }
 
   const oldCalls = byName(o.calls);
@@ -190,25 +199,27 @@ export function classifyAbiChange(oldM: Manifest, newM: Manifest, options: Class
   for (const [name, c] of oldCalls) {
     const to = renames.get(name);
     if (to) {
-      note('none', `call ${name}`, `call ${name} renamed ${to} (same conduit ${String(c.conduit)} and id ${shown(c.id)}: guests see no change)`, 'none');
+      note('none', 'changed', `call ${name}`, `call ${name} renamed ${to} (same conduit ${String(c.conduit)} and id ${shown(c.id)}: guests see no change)`, 'none');
       continue;
     }
     const d = newCalls.get(name);
     const subject = `call ${name}`;
-    if (!d) note('major', subject, `call ${name} (${String(c.conduit)} ${shown(c.id)}) removed`, callAudience(c, oldFeatures));
-    else if (!same(without(c, 'signature'), without(d, 'signature'))) note('major', subject, `call ${name} changed: ${fieldChanges(c, d, ['signature']).join('; ')}`, callAudience(c, oldFeatures));
-    else if (!same(c.signature, d.signature)) note('patch', subject, `call ${name}: signature changed (what it answers is checked by replaying its probes)`, 'none');
+    if (!d) note('major', 'removed', subject, `call ${name} (${String(c.conduit)} ${shown(c.id)}) removed`, callAudience(c, oldFeatures));
+    else if (!same(without(c, 'signature'), without(d, 'signature'))) note('major', 'changed', subject, `call ${name} changed: ${fieldChanges(c, d, ['signature']).join('; ')}`, callAudience(c, oldFeatures));
+    else if (!same(c.signature, d.signature)) note('patch', 'changed', subject, `call ${name}: signature changed (what it answers is checked by replaying its probes)`, 'none');
   }
   for (const [name, d] of newCalls) {
     if (oldCalls.has(name) || renamedTo.has(name)) continue;
     const subject = `call ${name}`;
     const at = `(${String(d.conduit)} ${shown(d.id)})`;
     if (addedFeatures.has(String(d.feature)) && newFeatures.get(String(d.feature))?.default === 'opt-in') {
-      note('minor', subject, `new call ${name} ${at} behind new opt-in feature '${String(d.feature)}'`, callAudience(d, newFeatures));
+      note('minor', 'added', subject, `new call ${name} ${at} behind new opt-in feature '${String(d.feature)}'`, callAudience(d, newFeatures));
+    } else if (addedFeatures.has(String(d.feature))) {
+      note('major', 'added', subject, `new call ${name} ${at} behind new feature '${String(d.feature)}', which is on by default`, callAudience(d, newFeatures));
     } else if (d.since && oldCalls.size && isNewVersionOnly(o.versions, n.versions, d.since as Obj)) {
-      note('minor', subject, `new call ${name} ${at} only for the new ${String((d.since as Obj).version)} version ${String((d.since as Obj).minimum)}`, callAudience(d, newFeatures));
+      note('minor', 'added', subject, `new call ${name} ${at} only for the new ${String((d.since as Obj).version)} version ${String((d.since as Obj).minimum)}`, callAudience(d, newFeatures));
     } else {
-      note('major', subject, `new call ${name} ${at} under existing feature '${String(d.feature)}': existing VMs would see it`, callAudience(d, newFeatures));
+      note('major', 'added', subject, `new call ${name} ${at} under existing feature '${String(d.feature)}': existing VMs would see it`, callAudience(d, newFeatures));
     }
   }
 
@@ -218,18 +229,18 @@ export function classifyAbiChange(oldM: Manifest, newM: Manifest, options: Class
     const w = newVersions.get(name);
     const subject = `version ${name}`;
     if (!w) {
-      note('major', subject, `version selector '${name}' removed`, `every VM using ${name}`);
+      note('major', 'removed', subject, `version selector '${name}' removed`, `every VM using ${name}`);
       continue;
     }
     const values = (x: Obj) => (x.values as Obj[]).map((y) => `${String(y.name)} (${shown(y.value)})`);
     const removed = values(v).filter((x) => !values(w).includes(x));
     const added = values(w).filter((x) => !values(v).includes(x));
-    if (removed.length) note('major', subject, `${name} versions removed: ${removed.join(', ')}`, `VMs at ${name} ${removed.map((x) => x.split(' ')[0]).join(' or ')}`);
-    if (added.length) note('minor', subject, `${name} versions added: ${added.join(', ')}`, `VMs given ${name} ${added.map((x) => x.split(' ')[0]).join(' or ')}`);
-    if (w.default !== v.default) note('major', subject, `${name} default version ${String(v.default)} → ${String(w.default)}`, 'new VMs (created with defaults)');
-    if (!same(w.register, v.register)) note('major', subject, `${name} firmware register ${shown(v.register)} → ${shown(w.register)}`, 'VMs whose VMM reads or sets the register');
+    if (removed.length) note('major', 'removed', subject, `${name} versions removed: ${removed.join(', ')}`, `VMs at ${name} ${removed.map((x) => x.split(' ')[0]).join(' or ')}`);
+    if (added.length) note('minor', 'added', subject, `${name} versions added: ${added.join(', ')}`, `VMs given ${name} ${added.map((x) => x.split(' ')[0]).join(' or ')}`);
+    if (w.default !== v.default) note('major', 'changed', subject, `${name} default version ${String(v.default)} → ${String(w.default)}`, 'new VMs (created with defaults)');
+    if (!same(w.register, v.register)) note('major', 'changed', subject, `${name} firmware register ${shown(v.register)} → ${shown(w.register)}`, 'VMs whose VMM reads or sets the register');
   }
-  for (const name of newVersions.keys()) if (!oldVersions.has(name)) note('minor', `version ${name}`, `new version selector '${name}'`, `VMs given a ${name} version`);
+  for (const name of newVersions.keys()) if (!oldVersions.has(name)) note('minor', 'added', `version ${name}`, `new version selector '${name}'`, `VMs given a ${name} version`);
 
   const oldConst = byName(o.constants);
   const newConst = byName(n.constants);
@@ -237,33 +248,33 @@ export function classifyAbiChange(oldM: Manifest, newM: Manifest, options: Class
     const d = newConst.get(name);
     const subject = `firmware register ${name}`;
     if (!d) {
-      note('major', subject, `firmware register ${name} (${shown(c.id)}) removed`, 'every VM');
+      note('major', 'removed', subject, `firmware register ${name} (${shown(c.id)}) removed`, 'every VM');
       continue;
     }
     // Its id or the value a new VM reads: what existing VMs see changes.
     const changed = fieldChanges(c, d, ['description', 'accepts']);
-    if (changed.length) note('major', subject, `firmware register ${name} changed: ${changed.join('; ')}`, 'every VM');
+    if (changed.length) note('major', 'changed', subject, `firmware register ${name} changed: ${changed.join('; ')}`, 'every VM');
     // What an operator may write: a value accepted before and refused now breaks a VM that was
     // given it; one accepted now and not before only widens what new VMs may be given.
     const was = ((c.accepts as unknown[]) ?? []).map(shown);
     const now = ((d.accepts as unknown[]) ?? []).map(shown);
     const narrowed = was.filter((x) => !now.includes(x));
     const widened = now.filter((x) => !was.includes(x));
-    if (narrowed.length) note('major', subject, `firmware register ${name} accepts [${was.join(', ')}] → [${now.join(', ')}]: no longer ${narrowed.join(', ')}`, `VMs given ${name} = ${narrowed.join(' or ')}`);
-    if (widened.length) note('minor', subject, `firmware register ${name} accepts [${was.join(', ')}] → [${now.join(', ')}]: also ${widened.join(', ')}`, `VMs given ${name} = ${widened.join(' or ')}`);
+    if (narrowed.length) note('major', 'removed', subject, `firmware register ${name} accepts [${was.join(', ')}] → [${now.join(', ')}]: no longer ${narrowed.join(', ')}`, `VMs given ${name} = ${narrowed.join(' or ')}`);
+    if (widened.length) note('minor', 'added', subject, `firmware register ${name} accepts [${was.join(', ')}] → [${now.join(', ')}]: also ${widened.join(', ')}`, `VMs given ${name} = ${widened.join(' or ')}`);
   }
-  for (const [name, d] of newConst) if (!oldConst.has(name)) note('minor', `firmware register ${name}`, `new firmware register ${name} (${shown(d.id)})`, `VMs whose VMM sets ${name}`);
+  for (const [name, d] of newConst) if (!oldConst.has(name)) note('minor', 'added', `firmware register ${name}`, `new firmware register ${name} (${shown(d.id)})`, `VMs whose VMM sets ${name}`);
 
   if (!same(o.state, n.state)) {
     const st = (x: Obj | undefined) => (x ? `${String(x.id)} v${String(x.version)}` : 'none');
     const affects = `VMs that keep ${String((o.state ?? n.state)?.id)} state`;
-    if (!o.state) note('minor', 'state', `now keeps per-VM state ${st(n.state)}`, affects);
-    else if (!n.state || n.state.id !== o.state.id) note('major', 'state', `per-VM state ${st(o.state)} → ${st(n.state)}`, affects);
-    else if (Number(n.state.minReadable ?? n.state.version) > Number(o.state.version)) note('major', 'state', `state schema ${String(o.state.version)} → ${String(n.state.version)}: cannot read schema ${String(o.state.version)}`, affects);
-    else note('minor', 'state', `state schema ${String(o.state.version)} → ${String(n.state.version)} (still reads the old one)`, affects);
+    if (!o.state) note('minor', 'added', 'state', `now keeps per-VM state ${st(n.state)}`, affects);
+    else if (!n.state || n.state.id !== o.state.id) note('major', 'changed', 'state', `per-VM state ${st(o.state)} → ${st(n.state)}`, affects);
+    else if (Number(n.state.minReadable ?? n.state.version) > Number(o.state.version)) note('major', 'changed', 'state', `state schema ${String(o.state.version)} → ${String(n.state.version)}: cannot read schema ${String(o.state.version)}`, affects);
+    else note('minor', 'added', 'state', `state schema ${String(o.state.version)} → ${String(n.state.version)} (still reads the old one)`, affects);
   }
   if (!same(o.continuations, n.continuations)) {
-    note('major', 'continuations', `continuation (restart) encodings ${shown(o.continuations)} → ${shown(n.continuations)}`, 'VMs with a preempted call in flight, or saved in guest memory');
+    note('major', 'changed', 'continuations', `continuation (restart) encodings ${shown(o.continuations)} → ${shown(n.continuations)}`, 'VMs with a preempted call in flight, or saved in guest memory');
   }
 
   // Behaviour: every probe the old release recorded, replayed on the new code (or, without
@@ -281,15 +292,15 @@ export function classifyAbiChange(oldM: Manifest, newM: Manifest, options: Class
     let affects = callAudience(call, newFeatures.size ? newFeatures : oldFeatures);
     if (d.config && d.config !== 'default') affects += ` (as configured: ${d.config})`;
     const waiver = options.waivers?.get(d.call);
-    if (waiver) note('patch', `call ${d.call}`, `waived: ${formatDifference(d)}`, affects, waiver);
-    else note('major', `call ${d.call}`, `behaviour changed: ${formatDifference(d)}`, affects);
+    if (waiver) note('patch', 'changed', `call ${d.call}`, `waived: ${formatDifference(d)}`, affects, waiver);
+    else note('major', 'changed', `call ${d.call}`, `behaviour changed: ${formatDifference(d)}`, affects);
   }
 
   const restOld = without(oldM as Obj, 'surface', 'behaviour', 'version', 'waivers');
   const restNew = without(newM as Obj, 'surface', 'behaviour', 'version', 'waivers');
   if (!same(restOld, restNew)) {
     const fields = fieldChanges(restOld, restNew, []);
-    note(same(restOld.requires, restNew.requires) ? 'patch' : 'major', 'package', `package metadata: ${fields.join('; ')}`, same(restOld.requires, restNew.requires) ? 'none' : 'every VM');
+    note(same(restOld.requires, restNew.requires) ? 'patch' : 'major', 'changed', 'package', `package metadata: ${fields.join('; ')}`, same(restOld.requires, restNew.requires) ? 'none' : 'every VM');
   }
   let bump: Bump = 'none';
   for (const c of changes) bump = maxBump(bump, c.bump);

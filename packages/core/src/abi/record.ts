@@ -1,6 +1,7 @@
 import type { AbiCatalog } from './catalog.js';
-import { formatDifference, type AbiBuild, type VmBehaviour } from './behaviour.js';
+import { formatDifference, type AbiBuild, type Transcript, type VmBehaviour } from './behaviour.js';
 import { callExposed } from './exposure.js';
+import { byCodeUnits } from './manifest.js';
 import { hex, type CallDecl } from './surface.js';
 import { VmAbi } from './vm-abi.js';
 
@@ -19,8 +20,10 @@ export interface AbiRecord {
   readonly registers: { readonly [id: string]: string };
   /**
    * What the VM's calls answer, per feature it has on: a digest and the transcript (probe →
-   * output) of each call the feature gives it, as the build that created it answered them.
-   * Restore and `plugvisor check` replay these probes on the destination build.
+   * output) of each call the feature gives it, as the build that created it answered them, and
+   * (`ids`) each of those calls' wire identity (callId), so a destination that renamed a call in
+   * place replays it under its new name. Restore and `plugvisor check` replay these probes on
+   * the destination build. Records written before `ids` existed are still read (checkBehaviour).
    */
   readonly behaviour?: VmBehaviour;
 }
@@ -56,14 +59,27 @@ export const callId = (c: CallDecl): string =>
  * SYSTEM_OFF2.)
  */
 export function exposedCalls(catalog: AbiCatalog, feature: string, versionValue: (selector: string) => number | undefined): string[] {
-  const out: string[] = [];
-  for (const { decl } of catalog.calls.values()) {
-    if (decl.feature === feature && callExposed(decl, catalog, versionValue)) out.push(callId(decl));
-  }
-  return out.sort();
+  return exposedDecls(catalog, feature, versionValue).map(callId).sort(byCodeUnits);
 }
 
-/** The VM's record; with `hv` (the build the VM runs on) it also carries its behaviour transcript. */
+function exposedDecls(catalog: AbiCatalog, feature: string, versionValue: (selector: string) => number | undefined): CallDecl[] {
+  const out: CallDecl[] = [];
+  for (const { decl } of catalog.calls.values()) {
+    if (decl.feature === feature && callExposed(decl, catalog, versionValue)) out.push(decl);
+  }
+  return out;
+}
+
+/** An object with its keys in code-unit order: records serialise the same whatever order a build declared things in. */
+const sortedKeys = <T>(o: Readonly<Record<string, T>>): Record<string, T> =>
+  Object.fromEntries(Object.keys(o).sort(byCodeUnits).map((k) => [k, o[k]!]));
+
+/**
+ * The VM's record; with `hv` (the build the VM runs on) it also carries its behaviour transcript.
+ * Canonical: services, features, versions, each feature's transcript and call ids in name order,
+ * registers in ascending id order (KVM_GET_REG_LIST's), so two builds that declare the same ABI
+ * in another order write byte-identical records.
+ */
 export function recordOf(abi: VmAbi, hv?: AbiBuild): AbiRecord {
   const { catalog } = abi;
   const services: Record<string, ServiceUse> = {};
@@ -81,8 +97,18 @@ export function recordOf(abi: VmAbi, hv?: AbiBuild): AbiRecord {
   }
   const registers: Record<string, string> = {};
   for (const [id, value] of abi.registerValues()) registers[hex(id)] = hex(value);
-  const record = { format: 1 as const, services, features, versions, registers };
-  return hv ? { ...record, behaviour: hv.behaviour.vmBehaviour(abi.features(), abi.versions()) } : record;
+  const record = { format: 1 as const, services: sortedKeys(services), features: sortedKeys(features), versions: sortedKeys(versions), registers };
+  if (!hv) return record;
+  const behaviour: Record<string, VmBehaviour[string]> = {};
+  for (const [feature, b] of Object.entries(hv.behaviour.vmBehaviour(abi.features(), abi.versions()))) {
+    const ids: Record<string, string> = {};
+    for (const call of Object.keys(b.calls)) {
+      const decl = catalog.calls.get(call)?.decl;
+      if (decl) ids[call] = callId(decl);
+    }
+    behaviour[feature] = { digest: b.digest, calls: sortedKeys(b.calls), ids: sortedKeys(ids) };
+  }
+  return { ...record, behaviour: sortedKeys(behaviour) };
 }
 
 /** Services whose ABI the VM uses: at least one of their features is on. */
@@ -92,15 +118,12 @@ export function servicesInUse(record: AbiRecord): Set<string> {
   return used;
 }
 
-export const major = (version: string): string => {
-  const [maj, min] = version.split('.');
-  return maj === '0' ? `0.${min}` : maj!; // semver: in 0.x the minor is the breaking part
-};
-
-/** One reason a build cannot reproduce a VM's ABI; `subject` is e.g. `feature trng`. */
+/** One reason a build cannot reproduce a VM's ABI; `subject` is e.g. `feature trng`, `call TRNG_RND64`, `register X`. */
 export interface AbiProblem {
   readonly subject: string;
   readonly message: string;
+  /** The service package the problem belongs to, when one does (`plugvisor check` groups by it). */
+  readonly service?: string;
 }
 
 /**
@@ -111,23 +134,36 @@ export function checkRecord(record: AbiRecord, catalog: AbiCatalog, hv?: AbiBuil
   return checkRecordDetailed(record, catalog, hv).map((p) => p.message);
 }
 
+/** `NAME (conduit:id)` when the name is known, else the bare call id. */
+const callLabel = (id: string, name: string | undefined) => (name ? `${name} (${id})` : id);
+
 /**
  * Every problem; with `hv` (the destination build, whose catalog `catalog` is) the behaviour the
  * record carries is replayed there too, and a call that answers any recorded probe differently
  * is a problem naming the call, the probe and old → new.
+ *
+ * The verdict comes from the ABI the VM recorded — the calls each feature it has on gives it,
+ * its version selections, its firmware register values, the state it keeps, what its calls
+ * answered — never from version numbers: a release whose number says "breaking" but changes
+ * nothing this VM sees restores it, and one whose number says "compatible" but does is refused,
+ * naming what changed (abi/versioning.ts states how version numbers are read, for people).
  */
 export function checkRecordDetailed(record: AbiRecord, catalog: AbiCatalog, hv?: AbiBuild): AbiProblem[] {
   const list: AbiProblem[] = [];
   let subject = '';
-  const problems = { push: (message: string) => list.push({ subject, message }) };
+  let service: string | undefined;
+  const problems = { push: (message: string) => list.push({ subject, message, ...(service ? { service } : {}) }) };
   if (record.format !== 1) return [{ subject: 'record', message: `ABI record format ${String(record.format)} is not understood by this build` }];
   const used = servicesInUse(record);
   // The VM's version values; a selector it does not name stays at the destination's oldest.
   const versionValue = (sel: string) => record.versions[sel]?.value ?? catalog.versions.get(sel)?.decl.values[0]?.value;
+  // Every call of the destination by wire identity, for naming calls in messages.
+  const nameById = new Map([...catalog.calls.values()].map(({ decl }) => [callId(decl), decl.name]));
 
   for (const [name, use] of Object.entries(record.features)) {
     if (!use.enabled) continue; // off stays off: a build without it, or with it, is fine
     subject = `feature ${name}`;
+    service = use.service;
     const have = catalog.features.get(name);
     if (!catalog.services.has(use.service)) {
       problems.push(`feature '${name}' is enabled in the VM but the build has no ${use.service}`);
@@ -138,15 +174,17 @@ export function checkRecordDetailed(record: AbiRecord, catalog: AbiCatalog, hv?:
       problems.push(`feature '${name}' is enabled in the VM but ${use.service}@${svc.version} does not offer it`);
       continue;
     }
+    // Calls are compared by wire identity (conduit:id): a call renamed in place is the same call.
     const now = exposedCalls(catalog, name, versionValue);
-    const was = [...use.calls].sort();
+    const was = [...use.calls].sort(byCodeUnits);
     const added = now.filter((c) => !was.includes(c));
     const removed = was.filter((c) => !now.includes(c));
     if (added.length || removed.length) {
+      const recordedName = new Map(Object.entries(record.behaviour?.[name]?.ids ?? {}).map(([n, id]) => [id, n]));
       problems.push(
         `feature '${name}' of ${use.service}@${have.service.version} answers different calls than the VM saw` +
-          (added.length ? `; adds ${added.join(', ')}` : '') +
-          (removed.length ? `; lacks ${removed.join(', ')}` : ''),
+          (added.length ? `; adds ${added.map((id) => callLabel(id, nameById.get(id))).join(', ')}` : '') +
+          (removed.length ? `; lacks ${removed.map((id) => callLabel(id, recordedName.get(id) ?? nameById.get(id))).join(', ')}` : ''),
       );
     }
   }
@@ -156,15 +194,11 @@ export function checkRecordDetailed(record: AbiRecord, catalog: AbiCatalog, hv?:
     const was = record.services[pkg];
     if (!svc || !was) continue; // reported per feature above
     subject = `service ${pkg}`;
-    if (major(svc.version) !== major(was.version)) {
-      problems.push(
-        `service ${pkg} ${was.version} → ${svc.version} crosses a major version: the guest ABI it gives existing VMs changed`,
-      );
-    }
+    service = pkg;
     if (was.state) {
       const st = svc.surface.state;
       if (!st || st.id !== was.state.id) {
-        problems.push(`service ${pkg}@${svc.version} does not keep state '${was.state.id}' the VM has`);
+        problems.push(`service ${pkg}@${svc.version} does not keep state '${was.state.id}' the VM has (it keeps ${st ? `'${st.id}'` : 'none'})`);
       } else if (was.state.version > st.version || was.state.version < (st.minReadable ?? st.version)) {
         problems.push(
           `service ${pkg}@${svc.version} reads ${st.id} state schema ${st.minReadable ?? st.version}..${st.version}; the VM's is ${was.state.version}`,
@@ -176,6 +210,7 @@ export function checkRecordDetailed(record: AbiRecord, catalog: AbiCatalog, hv?:
   for (const [selector, use] of Object.entries(record.versions)) {
     if (!used.has(use.service)) continue; // the service is inert for this VM
     subject = `version ${selector}`;
+    service = use.service;
     const have = catalog.versions.get(selector);
     if (!have) {
       if (catalog.services.has(use.service)) problems.push(`${use.service} no longer offers a ${selector} version selector`);
@@ -193,18 +228,82 @@ export function checkRecordDetailed(record: AbiRecord, catalog: AbiCatalog, hv?:
 
   if (hv && record.behaviour && list.length === 0) list.push(...checkBehaviour(record, hv));
 
+  let here: VmAbi | undefined;
   for (const [idHex, valueHex] of Object.entries(record.registers)) {
     const entry = catalog.registerById.get(BigInt(idHex));
-    if (entry?.kind !== 'constant') continue; // bitmaps and versions are checked above, by meaning
-    const value = BigInt(valueHex);
+    if (!entry || entry.kind === 'version') continue; // selections are checked above, by meaning
     subject = `register ${entry.name}`;
-    if (!entry.decl.accepts.includes(value)) {
+    service = registerOwner(catalog, entry.id);
+    const value = BigInt(valueHex);
+    if (entry.kind === 'constant') {
+      if (!entry.decl.accepts.includes(value)) {
+        problems.push(
+          `${entry.name} (${idHex}) = ${valueHex} cannot be provided by this build (it provides ${hex(entry.decl.value)}; accepts ${entry.decl.accepts.map((v) => hex(v)).join(', ')})`,
+        );
+      }
+      continue;
+    }
+    // A bitmap: the features are checked above by name; the bits a VMM reads must mean the same
+    // (a feature moved to another bit would make a VMM's saved value select another feature).
+    // Bits this build does not map are left out: a feature it lacks is reported above.
+    here ??= abiFromRecord(record, catalog);
+    const now = here.getOneReg(entry.id);
+    const was = value & entry.mask;
+    if (now !== was) {
+      const differing = [...entry.bits].filter(([bit]) => (((now ^ was) >> BigInt(bit)) & 1n) === 1n);
       problems.push(
-        `${entry.name} (${idHex}) = ${valueHex} cannot be provided by this build (it provides ${hex(entry.decl.value)})`,
+        `${entry.name} (${idHex}) = ${valueHex} in the VM → ${hex(now)} on this build for the same features` +
+          ` (here ${differing.map(([bit, f]) => `bit ${bit} is '${f}'`).join(', ')})`,
       );
     }
   }
   return list;
+}
+
+/** The service declaring a firmware register (the first, for a bitmap several share). */
+function registerOwner(catalog: AbiCatalog, id: bigint): string | undefined {
+  for (const s of catalog.services.values()) {
+    const { surface } = s;
+    if (surface.constants?.some((c) => c.id === id)) return s.name;
+    if (surface.features.some((f) => f.register?.id === id)) return s.name;
+    if (surface.versions?.some((v) => v.register?.id === id)) return s.name;
+  }
+  return undefined;
+}
+
+/**
+ * The recorded transcript of one feature with each call under its name in `catalog`: found by
+ * the call id the record carries (a call renamed in place is found under its new name). A record
+ * written before records carried ids names calls only: a name the destination lacks is matched
+ * when exactly one call of the feature is left unmatched on each side (after the surface checks,
+ * the feature gives the same call ids), and refused otherwise.
+ */
+function recordedUnderDestinationNames(
+  feature: string,
+  was: VmBehaviour[string],
+  catalog: AbiCatalog,
+  exposed: readonly CallDecl[],
+): { transcript: Transcript; problem?: string } {
+  const byId = new Map(exposed.map((d) => [callId(d), d.name]));
+  const out: Record<string, Transcript[string]> = {};
+  const unmatched: string[] = [];
+  for (const [name, probes] of Object.entries(was.calls)) {
+    const id = was.ids?.[name];
+    const here = id !== undefined ? byId.get(id) : catalog.calls.get(name)?.decl.feature === feature ? name : undefined;
+    if (here !== undefined) out[here] = probes;
+    else if (id === undefined) unmatched.push(name);
+    // an id the feature no longer gives: the call-set check reports it
+  }
+  if (unmatched.length === 0) return { transcript: out };
+  const left = exposed.map((d) => d.name).filter((n) => !(n in out));
+  if (unmatched.length === 1 && left.length === 1) {
+    out[left[0]!] = was.calls[unmatched[0]!]!;
+    return { transcript: out };
+  }
+  return {
+    transcript: out,
+    problem: `feature '${feature}': the VM's record names ${unmatched.join(', ')}, which this build does not have, without call ids (a record from an older build): cannot tell which of ${left.join(', ') || 'no call'} ${unmatched.length === 1 ? 'it is' : 'they are'}`,
+  };
 }
 
 /**
@@ -220,10 +319,15 @@ function checkBehaviour(record: AbiRecord, hv: AbiBuild): AbiProblem[] {
   for (const [name, was] of Object.entries(record.behaviour ?? {})) {
     if (!record.features[name]?.enabled || here[name]?.digest === was.digest) continue;
     const owner = hv.catalog.features.get(name)?.service;
-    for (const d of hv.behaviour.replayTranscript({ label: 'vm', overrides: { features, versions } }, was.calls)) {
+    const service = owner?.name ?? record.features[name]!.service;
+    const exposed = exposedDecls(hv.catalog, name, (sel) => abi.versionValue(sel));
+    const { transcript, problem } = recordedUnderDestinationNames(name, was, hv.catalog, exposed);
+    if (problem) out.push({ subject: `feature ${name}`, message: problem, service });
+    for (const d of hv.behaviour.replayTranscript({ label: 'vm', overrides: { features, versions } }, transcript)) {
       out.push({
-        subject: `feature ${name}`,
+        subject: `call ${d.call}`,
         message: `feature '${name}'${owner ? ` of ${owner.name}@${owner.version}` : ''} answers differently than the VM saw: ${formatDifference(d)}`,
+        service,
       });
     }
   }

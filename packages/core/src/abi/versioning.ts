@@ -15,7 +15,7 @@
  * recorded ABI with what the destination build gives (abi/record.ts); the step is shown only.
  */
 
-import type { AbiChange, Bump } from './diff.js';
+import type { AbiChange, AbiChangeEntry, Bump } from './diff.js';
 
 const parse = (v: string): [number, number, number] | undefined => {
   const m = /^(\d+)\.(\d+)\.(\d+)(?:[-+].*)?$/.exec(v);
@@ -51,17 +51,23 @@ export interface RolloutVerdicts {
 /**
  * Upgrade and rollback verdicts for a classified release: what the compatibility checker
  * (restore, `plugvisor check`) will say for the VMs each change affects.
- * - upgrade: a major change refuses the VMs it affects (their recorded ABI differs on the new
- *   release); a minor one is new ABI they do not have on; a waived change is accepted as a fix.
- * - rollback: whatever the new release added (minor) refuses the VMs that turned it on; a major
- *   change refuses the VMs it affects in this direction too.
+ * - upgrade (old release's VMs onto the new one): refused for the VMs a major change that
+ *   removed or changed ABI affects (their recorded ABI is not what the new release gives).
+ *   Added ABI is new to them (off, or offered for the first time) and refuses nobody. A waived
+ *   behaviour change is a patch for the version line, yet the VMs that recorded the old answers
+ *   are refused (restore replays them): the notes say so.
+ * - rollback (new release's VMs onto the old one): refused for the VMs that use anything the new
+ *   release added or changed (the old release lacks it or answers the old way). ABI the new
+ *   release removed no VM of it can have.
  */
 export function rolloutVerdicts(change: AbiChange): RolloutVerdicts {
-  const breaking = change.changes.filter((c) => c.bump === 'major');
-  const added = change.changes.filter((c) => c.bump === 'minor');
-  const list = (xs: readonly { affects: string; subject: string }[]) => [...new Set(xs.map((c) => `${c.affects} (${c.subject})`))].join('; ');
-  const upgrade = breaking.length ? `refused for ${list(breaking)}; every other VM restores` : 'every VM of the previous release restores';
-  const back = [...breaking, ...added];
+  // A waived behaviour change is a patch for the version line, but restore still replays the
+  // VM's recorded answers: the VMs that saw the old answers are refused, both ways.
+  const counts = (c: AbiChangeEntry) => c.bump === 'major' || c.bump === 'minor' || c.waiver !== undefined;
+  const forward = change.changes.filter((c) => (c.bump === 'major' || c.waiver !== undefined) && c.kind !== 'added');
+  const back = change.changes.filter((c) => counts(c) && c.kind !== 'removed');
+  const list = (xs: readonly AbiChangeEntry[]) => [...new Set(xs.map((c) => `${c.affects} (${c.subject})`))].join('; ');
+  const upgrade = forward.length ? `refused for ${list(forward)}; every other VM restores` : 'every VM of the previous release restores';
   const rollback = back.length ? `refused for ${list(back)}; every other VM restores` : 'every VM of this release restores on the previous one';
   return { upgrade, rollback };
 }

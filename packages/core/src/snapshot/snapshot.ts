@@ -234,8 +234,9 @@ export function validateAbiRecord(r: unknown): AbiRecord | string {
         isObject(b) &&
         typeof b.digest === 'string' &&
         isObject(b.calls) &&
-        Object.values(b.calls).every((c) => isObject(c) && Object.values(c).every((o) => typeof o === 'string'));
-      if (!ok) return `ABI record: behaviour.${name} must be { digest, calls: { call: { input: output } } }, got ${show(b)}`;
+        Object.values(b.calls).every((c) => isObject(c) && Object.values(c).every((o) => typeof o === 'string')) &&
+        (b.ids === undefined || (isObject(b.ids) && Object.values(b.ids).every(isName))); // call → callId; older records lack it
+      if (!ok) return `ABI record: behaviour.${name} must be { digest, calls: { call: { input: output } }, ids?: { call: id } }, got ${show(b)}`;
     }
   }
   return r as unknown as AbiRecord;

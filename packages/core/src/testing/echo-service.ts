@@ -47,6 +47,23 @@ export interface EchoOptions {
    * declares (the case only behaviour transcripts see).
    */
   readonly bias?: number;
+  /**
+   * The name ECHO is declared and tapped under: an in-place rename (same conduit and id, every
+   * other field equal) — what a guest, which knows calls by id, cannot see.
+   */
+  readonly echoName?: string;
+  /**
+   * Declares the same ABI in another order (calls, features, accepted register values reversed):
+   * manifests, abi.json, build hashes and VM records must not change.
+   */
+  readonly reorder?: boolean;
+  /**
+   * The level TEST_ECHO_LEVEL provides (2 by default); it accepts minLevel..maxLevel. Below 2, a VM
+   * that read 2 cannot be given it any more (the accepted values narrowed).
+   */
+  readonly maxLevel?: number;
+  /** The lowest level TEST_ECHO_LEVEL accepts (0 by default): above 0 the accepted values narrowed, what it provides did not. */
+  readonly minLevel?: number;
 }
 
 const ALL_VERSIONS: readonly VersionValue[] = [
@@ -60,6 +77,7 @@ export function createEchoService(options: EchoOptions = {}): ServicePlugin<Echo
   const values = ALL_VERSIONS.slice(0, ALL_VERSIONS.findIndex((v) => v.name === max) + 1);
   const stateVersion = options.stateVersion ?? 2;
   const bias = options.bias ?? 0;
+  const echoName = options.echoName ?? 'ECHO';
 
   const features: FeatureDecl[] = [
     {
@@ -72,7 +90,7 @@ export function createEchoService(options: EchoOptions = {}): ServicePlugin<Echo
   ];
   const calls: CallDecl[] = [
     {
-      name: 'ECHO',
+      name: echoName,
       conduit: 'smccc',
       id: ECHO.CALL_ECHO,
       feature: 'echo',
@@ -173,6 +191,18 @@ export function createEchoService(options: EchoOptions = {}): ServicePlugin<Echo
   if (options.extraEchoCall) handlers.ECHO_EXTRA = handlers.ECHO!;
   if (options.withoutCounter) delete handlers.ECHO_COUNT;
   if (max !== '2.0') delete handlers.ECHO_V2;
+  if (echoName !== 'ECHO') {
+    handlers[echoName] = handlers.ECHO!;
+    delete handlers.ECHO;
+  }
+  const level = options.maxLevel ?? 2;
+  const lowest = Math.min(options.minLevel ?? 0, level);
+  const accepts = Array.from({ length: level - lowest + 1 }, (_, i) => BigInt(lowest + i));
+  if (options.reorder) {
+    features.reverse();
+    calls.reverse();
+    accepts.reverse();
+  }
 
   return defineService<EchoState>({
     name: options.name ?? '@plugvisor/test-svc-echo',
@@ -194,9 +224,9 @@ export function createEchoService(options: EchoOptions = {}): ServicePlugin<Echo
         {
           id: ECHO.LEVEL_REG,
           name: 'TEST_ECHO_LEVEL',
-          description: 'a fixed level a VMM may write back if not better than 2',
-          value: 2n,
-          accepts: [0n, 1n, 2n],
+          description: `a fixed level a VMM may write back if not better than ${level}`,
+          value: BigInt(level),
+          accepts,
         },
       ],
       state: { id: 'echo-counter', version: stateVersion, minReadable: 1 },
@@ -226,6 +256,10 @@ export const echoServiceFactory = defineServiceFactory<EchoOptions, EchoState>({
     stateVersion: { type: 'integer', min: 1, max: 2, description: 'state schema this release writes' },
     extraEchoCall: { type: 'boolean', description: 'ECHO answers one more id' },
     bias: { type: 'integer', min: -0x8000_0000, max: 0xffff_ffff, description: "added to ECHO's sum" },
+    echoName: { type: 'string', description: 'the name ECHO is declared under (an in-place rename)' },
+    reorder: { type: 'boolean', description: 'declare the same ABI in another order' },
+    maxLevel: { type: 'integer', min: 0, max: 7, description: 'the level TEST_ECHO_LEVEL provides; it accepts minLevel..maxLevel' },
+    minLevel: { type: 'integer', min: 0, max: 7, description: 'the lowest level TEST_ECHO_LEVEL accepts' },
   },
   create: createEchoService,
 });
