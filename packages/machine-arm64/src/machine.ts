@@ -26,13 +26,14 @@ import { Layout, entryProblem } from './board/layout.js';
 import { SAVED_SYSREGS, SCTLR_M, Sys } from './cpu/sysregs.js';
 import { Pl011 } from './devices/pl011.js';
 import { GICD_MAX_CPUS, GicDistributor } from './devices/gicd.js';
+import { COUNTER_HZ } from './devices/generic-timer.js';
 import { checkArm64Options, validateArm64Description, type Arm64MachineDescription, type Arm64MachineOptions } from './description.js';
 import { deliverException } from './cpu/exceptions.js';
 import { Vcpu, Excp, MPIDR_AFF_MASK, type TakenException, type VcpuHost } from './cpu/vcpu.js';
 import { CNTPCT_EL0, CNTVCT_EL0, sampleClock, type ClockSample } from './cpu/clock.js';
 import { GuestFault, MachineError } from './errors.js';
 import { isElf, loadElf, loadRaw, type LoadedImage } from './loader/elf.js';
-import { TrapKind, hvcConduit, smcConduit, trapPaths, type TrapRouter } from './traps.js';
+import { SMC_UNKNOWN_IMM_X0, TrapKind, hvcConduit, smcConduit, trapPaths, type TrapRouter } from './traps.js';
 import { arm64VcpuCodec, arm64VcpuStateValue, type Arm64VcpuState, type Arm64VcpuStateValue } from './cpu/state.js';
 
 export type { Arm64MachineOptions, Arm64MachineDescription } from './description.js';
@@ -242,7 +243,7 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
 
   /** The generic timer's counter frequency (CNTFRQ_EL0; 62.5 MHz on Unicorn's QEMU), read once. */
   private get counterHz(): number {
-    return (this.counterFrequency ||= Number(this.vcpus[0]!.engine.readSys(Sys.CNTFRQ_EL0)) || 62_500_000);
+    return (this.counterFrequency ||= Number(this.vcpus[0]!.engine.readSys(Sys.CNTFRQ_EL0)) || COUNTER_HZ);
   }
   private counterFrequency = 0;
 
@@ -345,7 +346,7 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
     if (conduit) {
       v.route(conduit.index);
     } else if (intno === Excp.SMC) {
-      v.setX0Signed(-1); // TrapKind.SMC_REJECT
+      v.setX0Signed(SMC_UNKNOWN_IMM_X0); // TrapKind.SMC_REJECT
     } else {
       v.exception = { intno: -TrapKind.UNDEF }; // HVC with an unknown immediate
       v.kick = true;

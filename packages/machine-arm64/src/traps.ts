@@ -34,6 +34,8 @@ export interface TrapRouter {
 }
 
 export const XEN_HVC_IMM = 0xea1;
+/** What x0 gets for an SMC with a non-zero immediate (SMCCC NOT_SUPPORTED, as KVM's handle_smc); nothing else is written. */
+export const SMC_UNKNOWN_IMM_X0 = -1;
 
 /** Outcome of decoding a trapped instruction. */
 export const TrapKind = Object.freeze({

@@ -57,7 +57,7 @@ export class X86Machine extends RuntimeMachine<TrapRouter, X86VcpuStateValue, Vc
     const why = kvmUnavailable();
     if (why) throw new MachineError(`the x86 machine cannot run here: ${why}`);
     const n = options.vcpus ?? 1;
-    const size = options.memSize ?? 128 << 20;
+    const size = options.memSize ?? Layout.DEFAULT_RAM_SIZE;
     if (!Number.isInteger(size) || size < Layout.MIN_RAM || size % 4096 !== 0 || size > 0xc000_0000) {
       throw new MachineError(`RAM size must be a multiple of 4 KiB between 2 MiB and 3 GiB, got ${size}`);
     }

@@ -153,6 +153,11 @@ const hex = (n: bigint) => n.toString(16);
 
 /** The board's device tree (a QEMU-virt-like tree), as a DTB. */
 export function boardFdt(b: BoardDescription): Uint8Array {
+  return writeFdt(boardTree(b));
+}
+
+/** The board's device tree as nodes (what boardFdt writes; machineAbi declares it). */
+export function boardTree(b: BoardDescription): FdtNode {
   if (b.cpuAffinities.length < 1) throw new RangeError('a board has at least one CPU');
   const reg2 = (base: bigint, size: bigint) => [...cells64(base), ...cells64(size)];
   // QEMU virt (fdt_add_cpu_nodes) uses one address cell unless some affinity needs Aff3.
@@ -240,5 +245,5 @@ export function boardFdt(b: BoardDescription): Uint8Array {
       },
     ],
   };
-  return writeFdt(root);
+  return root;
 }

@@ -58,7 +58,7 @@ import {
 } from './sysregs.js';
 
 /** Bit 31 of MPIDR_EL1 is RES1; U (bit 30) = 0: a multiprocessor system. */
-const MPIDR_RES1 = 1n << 31n;
+export const MPIDR_RES1 = 1n << 31n;
 /** MPIDR affinity fields Aff3 (39:32), Aff2 (23:16), Aff1 (15:8), Aff0 (7:0). */
 export const MPIDR_AFF_MASK = 0xff_00ff_ffffn;
 
@@ -69,7 +69,8 @@ export function affinityOfIndex(n: number): bigint {
 
 /** Exception-class values used in ESR_EL1. */
 export const EC = Object.freeze({ UNKNOWN: 0x00, SVC64: 0x15, SYS64: 0x18, BRK64: 0x3c });
-const ESR_IL = 1n << 25n;
+/** ESR_ELx.IL: a 32-bit instruction trapped. */
+export const ESR_IL = 1n << 25n;
 
 /**
  * HCR_EL2 as the vCPU runs (the guest never sees it): RW (EL1 is AArch64), IMO (IRQs are
@@ -90,8 +91,21 @@ const TIMER_CTL_REG = TIMERS.map((timer) => Object.freeze({ timer, reg: 'ctl' as
 /** Each timer's CTL and CVAL register, by TimerId. */
 const TIMER_CTL = [Sys.CNTP_CTL_EL0, Sys.CNTV_CTL_EL0] as const;
 const TIMER_CVAL = [Sys.CNTP_CVAL_EL0, Sys.CNTV_CVAL_EL0] as const;
+const U64_MASK = (1n << 64n) - 1n;
 /** ID_AA64PFR0_EL1.SVE, bits [35:32] (Arm ARM D13.2.64). */
 const ID_AA64PFR0_SVE = 0xfn << 32n;
+
+/**
+ * The ID registers (op0 3, op1 0, CRn 0, trapped by HCR_EL2.TID3) whose value the machine
+ * changes, by CRm/op2, and the bits it clears: SVE is hidden (Unicorn exposes only V0–V31, so
+ * SVE state could not be saved). Every other ID register reads as the CPU model has it.
+ */
+export const SANITISED_ID_REGISTERS: readonly { readonly name: string; readonly crm: number; readonly op2: number; readonly clear: bigint }[] = Object.freeze([
+  Object.freeze({ name: 'ID_AA64PFR0_EL1', crm: 4, op2: 0, clear: ID_AA64PFR0_SVE }),
+  Object.freeze({ name: 'ID_AA64ZFR0_EL1', crm: 4, op2: 4, clear: U64_MASK }),
+]);
+/** CNTHCTL_EL2 as the vCPU runs: EL1PCTEN | EL1PCEN, EL1 reads the physical counter and timer untrapped. */
+export const CNTHCTL_EL1_ACCESS = 3n;
 
 /** Vector offsets from VBAR_EL1 (Arm ARM D1.10.2). */
 const VEC_CURRENT_SP0 = 0x000;
@@ -255,7 +269,7 @@ export class Vcpu {
     engine.writeSys(Sys.VMPIDR_EL2, MPIDR_RES1 | this.affinity);
     // EL1 may read the physical counter and timer without trapping to (our absent) EL2, as
     // under KVM.
-    engine.writeSys(Sys.CNTHCTL_EL2, 3n);
+    engine.writeSys(Sys.CNTHCTL_EL2, CNTHCTL_EL1_ACCESS);
     this.resetSctlr = engine.readSys(Sys.SCTLR_EL1);
     this.resetSysregs = SAVED_SYSREGS.map((r) => engine.readSys(r));
     this.cpu = engine.cpuInternals();
@@ -487,9 +501,9 @@ export class Vcpu {
     const rt = (iss >> 5) & 0x1f;
     const reg = { name: 'trapped', op0: (iss >> 20) & 3, op2: (iss >> 17) & 7, op1: (iss >> 14) & 7, crn: (iss >> 10) & 0xf, crm: (iss >> 1) & 0xf };
     if (reg.op0 === 3 && read && reg.op1 === 0 && reg.crn === 0) {
-      // ID_AA64ZFR0_EL1 (CRm 4, op2 4) reads 0 and ID_AA64PFR0_EL1.SVE 0: SVE is hidden.
-      let value = reg.crm === 4 && reg.op2 === 4 ? 0n : e.readSys(reg);
-      if (reg.crm === 4 && reg.op2 === 0) value &= ~ID_AA64PFR0_SVE;
+      // ID_AA64ZFR0_EL1 reads 0 and ID_AA64PFR0_EL1.SVE 0: SVE is hidden.
+      const s = SANITISED_ID_REGISTERS.find((x) => x.crm === reg.crm && x.op2 === reg.op2);
+      const value = s === undefined ? e.readSys(reg) : s.clear === U64_MASK ? 0n : e.readSys(reg) & ~s.clear;
       if (rt !== 31) e.write64(xReg(rt), value);
     } else if (reg.op0 === 1 && !read && reg.crn === 7) {
       // IC IVAU (op1 3, CRm 5, op2 1) names one line by virtual address; IC IALLU(IS) (op1 0)

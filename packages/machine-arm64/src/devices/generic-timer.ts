@@ -19,6 +19,13 @@ export const enum TimerId {
   Virtual = 1,
 }
 
+/**
+ * The counter's frequency, CNTFRQ_EL0 as the guest reads it: Unicorn's CPU model counts in
+ * QEMU's GTIMER_SCALE ticks of 16 ns (qemu target/arm/cpu.h; helper.c resets CNTFRQ_EL0 to
+ * 1e9 / GTIMER_SCALE) = 62.5 MHz. The machine does not set it; its guest-ABI test reads it.
+ */
+export const COUNTER_HZ = 62_500_000;
+
 /** QEMU virt's PPIs as INTIDs (hw/arm/virt.c ARCH_TIMER_NS_EL1_IRQ 14, ARCH_TIMER_VIRT_IRQ 11, + 16). */
 export const TIMER_INTID: readonly [number, number] = Object.freeze([30, 27]);
 

@@ -23,6 +23,8 @@ export const Layout = Object.freeze({
   IDENTITY_MAP_ADDR: 0xfffbc000n,
   /** Smallest RAM the boot structures and an image at 1 MiB need. */
   MIN_RAM: 2 << 20,
+  /** RAM when the VM is made without a size. */
+  DEFAULT_RAM_SIZE: 128 << 20,
 });
 
 /** CR0: PE | MP | ET | NE | WP | AM | PG (kvm-hello-world); EM and TS clear so x87/SSE work. */
