@@ -72,7 +72,7 @@ describe('build-file service options', () => {
 
   it('refuses an unknown key, listing the options the service has', () => {
     const err = refused('echo-bad-key.json');
-    expect(err).toContain("service ./echo.mjs: unknown option 'maxVersoin' (options: name, version, maxVersion, withoutCounter, stateVersion, extraEchoCall, bias)");
+    expect(err).toContain("service ./echo.mjs: unknown option 'maxVersoin' (options: name, version, maxVersion, withoutCounter, stateVersion, extraEchoCall, bias, echoName, reorder, maxLevel, minLevel)");
   });
 
   it('refuses any option to a service that declares none', () => {
@@ -108,6 +108,76 @@ describe('plugvisor check', () => {
     expect(r.out).toMatch(/upgrade A→B: safe/);
     expect(r.out).toMatch(/rollback B→A: safe/);
     expect(r.out).toMatch(/feature echo-counter\s+off \(opt-in\)\s+—\s+ok\s+ok/);
+    // ... and still shows what changed: the row's ABI change, and every classified change of the service
+    expect(r.out).toMatch(/feature echo-counter\s+off \(opt-in\)\s+—\s+ok\s+ok\s+major\n/);
+    expect(r.out).toMatch(/call ECHO_COUNT\s+smccc 0xc7000002\s+—\s+ok\s+ok\s+major\n/);
+    expect(r.out).toContain(
+      [
+        '  @plugvisor/test-svc-echo 1.0.0 → 1.0.0: major',
+        "    - major: feature 'echo-counter' removed (affects VMs with feature 'echo-counter' on)",
+        "    - major: call ECHO_COUNT (smccc 0xc7000002) removed (affects VMs with feature 'echo-counter' on)",
+        '    default VMs: upgrade A→B moves; rollback B→A moves',
+      ].join('\n'),
+    );
+    const json = JSON.parse(plugvisor('check', fixture('echo-full.json'), fixture('echo-no-counter.json'), '--json').out);
+    const row = json.rows.find((x: { subject: string }) => x.subject === 'feature echo-counter');
+    expect(row).toMatchObject({ upgrade: 'ok', rollback: 'ok', change: 'major', status: 'changed' });
+    expect(json.services).toEqual([
+      expect.objectContaining({
+        service: '@plugvisor/test-svc-echo',
+        a: '1.0.0',
+        b: '1.0.0',
+        bump: 'major',
+        changes: [
+          { bump: 'major', kind: 'removed', subject: "feature 'echo-counter'", message: "feature 'echo-counter' removed", affects: "VMs with feature 'echo-counter' on" },
+          { bump: 'major', kind: 'removed', subject: 'call ECHO_COUNT', message: 'call ECHO_COUNT (smccc 0xc7000002) removed', affects: "VMs with feature 'echo-counter' on" },
+        ],
+        upgrade: { safe: true, problems: [] },
+        rollback: { safe: true, problems: [] },
+      }),
+    ]);
+    expect(json.rows.find((x: { subject: string }) => x.subject === 'feature echo')).toMatchObject({ change: 'none', status: 'ok' });
+  });
+
+  it('shows a register whose accepted values narrowed, though default VMs still move', () => {
+    const r = plugvisor('check', fixture('echo-full.json'), fixture('echo-level-narrowed.json'));
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/register TEST_ECHO_LEVEL\s+0x2 \(accepts 0x0, 0x1, 0x2\)\s+0x2 \(accepts 0x1, 0x2\)\s+ok\s+ok\s+major\n/);
+    expect(r.out).toContain('    - major: firmware register TEST_ECHO_LEVEL accepts [0x0, 0x1, 0x2] → [0x1, 0x2]: no longer 0x0 (affects VMs given TEST_ECHO_LEVEL = 0x0)');
+    const json = JSON.parse(plugvisor('check', fixture('echo-full.json'), fixture('echo-level-narrowed.json'), '--json').out);
+    expect(json.rows.find((x: { subject: string }) => x.subject === 'register TEST_ECHO_LEVEL')).toMatchObject({ upgrade: 'ok', rollback: 'ok', change: 'major', status: 'changed' });
+    // the other way it widened: minor, shown too
+    const back = JSON.parse(plugvisor('check', fixture('echo-level-narrowed.json'), fixture('echo-full.json'), '--json').out);
+    expect(back.services[0].changes).toEqual([
+      expect.objectContaining({ bump: 'minor', message: 'firmware register TEST_ECHO_LEVEL accepts [0x1, 0x2] → [0x0, 0x1, 0x2]: also 0x0' }),
+    ]);
+  });
+
+  it('refuses default VMs whose register value the other build no longer provides, naming it old → new', () => {
+    const r = plugvisor('check', fixture('echo-full.json'), fixture('echo-level-lowered.json'));
+    expect(r.code).toBe(3);
+    expect(r.out).toMatch(/register TEST_ECHO_LEVEL\s+0x2 \(accepts 0x0, 0x1, 0x2\)\s+0x1 \(accepts 0x0, 0x1\)\s+REFUSED\s+ok\s+major\n/);
+    expect(r.out).toContain('    - major: firmware register TEST_ECHO_LEVEL changed: value 0x2 → 0x1 (affects every VM)');
+    expect(r.out).toContain('upgrade A→B: REFUSED\n  - TEST_ECHO_LEVEL (0x603000000014007e) = 0x2 cannot be provided by this build (it provides 0x1; accepts 0x0, 0x1)\nrollback B→A: safe');
+  });
+
+  it('a call renamed in place is no change: default VMs and a recorded VM move both ways', () => {
+    const r = plugvisor('check', fixture('echo-full.json'), fixture('echo-renamed.json'));
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/call ECHO\s+smccc 0xc7000000\s+smccc 0xc7000000 as ECHO_SUM\s+ok\s+ok\s+none\n/);
+    expect(r.out).toContain('    - none: call ECHO renamed ECHO_SUM (same conduit smccc and id 0xc7000000: guests see no change) (no VM sees it)');
+    const vm = recordFile({ features: { 'echo-counter': true } });
+    expect(plugvisor('check', fixture('echo-full.json'), fixture('echo-renamed.json'), '--vm', vm).code).toBe(0);
+    expect(plugvisor('check', fixture('echo-renamed.json'), fixture('echo-full.json'), '--vm', vm).code).toBe(0);
+  });
+
+  it('the same ABI declared in another order: the same manifest hash, no change', () => {
+    const r = plugvisor('check', fixture('echo-full.json'), fixture('echo-reordered.json'));
+    expect(r.code).toBe(0);
+    const [, ha, hb] = /A: echo-full \(manifest ([0-9a-f]+)\)\s+B: echo-reordered \(manifest ([0-9a-f]+)\)/.exec(r.out)!;
+    expect(hb).toBe(ha);
+    expect(r.out).toContain('  @plugvisor/test-svc-echo 1.0.0 → 1.0.0: no ABI change');
+    expect(r.out).not.toMatch(/\s(minor|major|patch)\n/);
   });
 
   it('refuses a VM that enabled the feature, naming it, in table and JSON', () => {
@@ -141,6 +211,10 @@ describe('plugvisor check', () => {
     expect(ha).not.toBe(hb);
     expect(r.out).toMatch(/upgrade A→B: REFUSED\n  - feature 'echo' of @plugvisor\/test-svc-echo@1\.0\.0 answers differently than the VM saw: ECHO probe \[[^\]]+\]: x0=0x0 x1=0x0 x2=0x0 x3=0x0 → x0=0x1 /);
     expect(r.out).toMatch(/rollback B→A: REFUSED\n  - feature 'echo' .*: ECHO probe \[[^\]]+\]: x0=0x1 .* → x0=0x0 /);
+    // the behaviour change is classified on the call's row and listed with the VMs it affects
+    expect(r.out).toMatch(/call ECHO\s+smccc 0xc7000000\s+smccc 0xc7000000\s+REFUSED\s+REFUSED\s+major\n/);
+    expect(r.out).toContain("    - major: behaviour changed: ECHO probe [x1=0x0 x2=0x0 x3=0x0]: x0=0x0 x1=0x0 x2=0x0 x3=0x0 → x0=0x1 x1=0x0 x2=0x0 x3=0x0 (affects every VM with feature 'echo' (on by default))");
+    expect(r.out).toContain('    default VMs: upgrade A→B REFUSED (1 problem, below); rollback B→A REFUSED (1 problem, below)');
     // the same build file twice: same manifest, safe
     const same = plugvisor('check', fixture('echo-full.json'), fixture('echo-full.json'));
     expect(same.code).toBe(0);

@@ -22,7 +22,12 @@ plugvisor check --hosts DUMP[,DUMP...] [--vm SNAPSHOT] [--json]
 
 Is moving VMs from build A to build B safe? Upgrade (A's VMs onto B) and rollback (B's VMs
 back onto A), for the VMs each build creates with defaults, or for one VM: --vm takes an ABI
-record (JSON, as 'plugvisor run --record' writes) or a snapshot file.
+record (JSON, as 'plugvisor run --record' writes) or a snapshot file. The verdicts come from
+the ABI the VM recorded (features, calls, versions, registers, state, what its calls answered),
+never from version numbers. Each row also shows the ABI change A → B on its subject, and per
+service every classified change is listed (what changed, old → new, which VMs it affects), so
+a change the checked VMs do not see (an opt-in feature removed, a register that accepts fewer
+values) is shown too. --json has the same: rows[].change/changes/status and services[].
 
 With --hosts (host capability dumps from 'plugvisor hosts --json', repeatable or
 comma-separated): prints the pool baseline — the XSAVE policy a VM must be created with to move

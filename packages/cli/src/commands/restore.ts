@@ -10,7 +10,8 @@ export const restoreHelp = `plugvisor restore FILE [--build FILE] [--snapshot-at
 Continues a snapshotted VM, on this build or another, on the machine of its architecture
 (arm64 on Unicorn; x86-64 on /dev/kvm, in a new VM with the source's CPUID and xsave ABI). Everything is checked first — the
 stream's integrity, then that this build reproduces the VM's guest ABI exactly (each feature it
-has on, with the same calls; each selected version; service major versions and state), then
+has on, with the same calls by function id; each selected version; firmware register values;
+state schemas; what its calls answered — never version numbers), then
 every service's state and the machine's — and a refusal names every problem (exit 3) before
 anything runs.
 ${failureOptionsHelp}
