@@ -2,15 +2,19 @@ import { parseArgs } from 'node:util';
 import { canonicalJson, describeSignature, hex, serviceAbiFile, UsageError, type Hypervisor } from '@plugvisor/core';
 import { loadBuild } from '../build-file.js';
 import { table } from '../format.js';
+import { abiDiffCommand, abiDiffHelp } from './abi-diff.js';
 
 export const abiHelp = `plugvisor abi [--build FILE] [--json] [--service PKG --manifest]
+plugvisor abi diff OLD NEW [--json] [--suppressions FILE]... [--strict]
 
 Prints the guest ABI of a build: every service with its version, every call (conduit, id,
 gating feature, version bounds), every feature with its default, every version selector and
 every firmware register with its default value.
   --build FILE     build file (default: the default build)
   --json           the build manifest as canonical JSON, with its hash
-  --service PKG    only this service; with --manifest, print the abi.json it checks in`;
+  --service PKG    only this service; with --manifest, print the abi.json it checks in
+
+${abiDiffHelp}`;
 
 export function formatAbi(hv: Hypervisor): string {
   const vm = hv.createVm();
@@ -79,6 +83,7 @@ export function formatAbi(hv: Hypervisor): string {
 }
 
 export async function abiCommand(argv: string[]): Promise<number> {
+  if (argv[0] === 'diff') return abiDiffCommand(argv.slice(1));
   const { values } = parseArgs({
     args: argv,
     options: { build: { type: 'string' }, json: { type: 'boolean' }, service: { type: 'string' }, manifest: { type: 'boolean' } },
