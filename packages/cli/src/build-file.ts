@@ -1,7 +1,8 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { createRequire, isBuiltin } from 'node:module';
-import { dirname, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import semver from 'semver';
 import { checkServiceOptions, ComposeError, describeThrown, Hypervisor, optionsSchemaOf, UsageError, type ServicePlugin } from '@plugvisor/core';
 import { BACKEND_CONDUITS } from './backends.js';
 
@@ -11,10 +12,19 @@ import { BACKEND_CONDUITS } from './backends.js';
  *   { "name": "capped",
  *     "services": [ "@plugvisor/svc-trng",
  *                   { "package": "@plugvisor/svc-psci", "options": { "maxVersion": "1.1" } },
+ *                   { "package": "@plugvisor/svc-pvtime", "version": "^1.0.0" },
  *                   { "module": "./my-service.js" } ] }
  *
  * A service module's default export is a ServicePlugin or a factory `(options) => plugin`.
  * Packages resolve from the build file's folder first, then from the CLI's own dependencies.
+ *
+ * A package entry with "version" (a semver range, npm's syntax: docs.npmjs.com "semver") pins a
+ * release: the highest installed release satisfying it, among every node_modules folder Node
+ * would search from the build file and from the CLI (`require.resolve.paths`), each holding the
+ * package under its own name or under an npm alias (`npm install <alias>@npm:<name>@<version>`,
+ * docs.npmjs.com "npm install": a folder `node_modules/<alias>` whose package.json "name" is the
+ * package). No release satisfying it, or a release that reports another name or version than its
+ * package.json, is a UsageError (BAD_BUILD_FILE) listing what is installed.
  *
  * Options are checked before the factory runs, against the schema the factory declares
  * (`defineServiceFactory` in @plugvisor/core: per key an enum, boolean, integer range or
@@ -25,7 +35,24 @@ import { BACKEND_CONDUITS } from './backends.js';
 export interface ServiceRef {
   readonly package?: string;
   readonly module?: string;
+  /** With "package": a semver range the loaded release must satisfy (the highest installed one that does is taken). */
+  readonly version?: string;
   readonly options?: Record<string, unknown>;
+}
+
+/** One installed release of a package: its version, its folder, and the name it is installed under (the package's own or an npm alias). */
+export interface InstalledRelease {
+  readonly package: string;
+  readonly version: string;
+  readonly dir: string;
+  readonly installedAs: string;
+}
+
+/** A pinned build entry and the release it resolved to. */
+export interface PinnedService {
+  readonly index: number;
+  readonly range: string;
+  readonly release: InstalledRelease;
 }
 
 export interface BuildSpec {
@@ -40,6 +67,8 @@ export interface LoadedBuild {
   readonly hv: Hypervisor;
   readonly path: string;
   readonly spec: BuildSpec;
+  /** The entries that pinned a version, with the release each one loaded. */
+  readonly pinned: readonly PinnedService[];
 }
 
 function parseSpec(path: string): BuildSpec {
@@ -57,10 +86,116 @@ function parseSpec(path: string): BuildSpec {
   spec.services.forEach((s, i) => {
     const ok =
       typeof s === 'string' ||
-      (s && typeof s === 'object' && (typeof s.package === 'string') !== (typeof s.module === 'string') && (s.options === undefined || (!!s.options && typeof s.options === 'object' && !Array.isArray(s.options))));
-    if (!ok) throw new UsageError(`build file ${path}: services[${i}] must be a package name or { "package" | "module", "options"?: {...} }`, 'BAD_BUILD_FILE');
+      (s &&
+        typeof s === 'object' &&
+        (typeof s.package === 'string') !== (typeof s.module === 'string') &&
+        (s.version === undefined || (typeof s.version === 'string' && typeof s.package === 'string')) &&
+        (s.options === undefined || (!!s.options && typeof s.options === 'object' && !Array.isArray(s.options))));
+    if (!ok) {
+      throw new UsageError(
+        `build file ${path}: services[${i}] must be a package name, { "package", "version"?: "RANGE", "options"?: {...} } or { "module", "options"?: {...} }`,
+        'BAD_BUILD_FILE',
+      );
+    }
+    if (typeof s === 'object' && s.version !== undefined && (s.version.trim() === '' || semver.validRange(s.version) === null)) {
+      throw new UsageError(
+        `build file ${path}: services[${i}]: version ${JSON.stringify(s.version)} of ${s.package} is not a semver range (e.g. "1.0.0", "^1.1.0", "~1.2", ">=1.0.0 <2.0.0")`,
+        'BAD_BUILD_FILE',
+      );
+    }
   });
   return spec as BuildSpec;
+}
+
+/**
+ * The node_modules folders Node searches for a bare specifier from `file` (nearest first:
+ * `<dir>/node_modules` for the file's folder and each one above it), the same list `require`
+ * walks (nodejs.org/api/modules.html, "Loading from node_modules folders").
+ */
+function nodeModulesFrom(file: string): string[] {
+  return (createRequire(file).resolve.paths('x') ?? []).filter((d) => basename(d) === 'node_modules');
+}
+
+function readPackageJson(dir: string): { name?: unknown; version?: unknown } | undefined {
+  try {
+    const json = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as unknown;
+    return json && typeof json === 'object' ? (json as { name?: unknown; version?: unknown }) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Every installed release of `pkg` reachable from these files (a build file, the CLI): in each
+ * node_modules folder Node would search from them, nearest first, the package under its own name
+ * and under any npm alias — `npm install svc-psci-1@npm:@plugvisor/svc-psci@1.0.0` installs it as
+ * `node_modules/svc-psci-1`, whose package.json keeps the real "name" (docs.npmjs.com, "npm
+ * install": `npm install <alias>@npm:<name>`). A folder reached twice (a symlink) counts once.
+ */
+export function installedReleases(pkg: string, fromFiles: readonly string[]): InstalledRelease[] {
+  const out: InstalledRelease[] = [];
+  const seenDirs = new Set<string>();
+  const seenReal = new Set<string>();
+  for (const nm of fromFiles.flatMap(nodeModulesFrom)) {
+    if (seenDirs.has(nm)) continue;
+    seenDirs.add(nm);
+    let names: string[];
+    try {
+      names = readdirSync(nm).filter((n) => !n.startsWith('.'));
+    } catch {
+      continue; // no such folder
+    }
+    // The package's own name first, then every other folder (and scope) that may be an alias.
+    const scoped = (scope: string): string[] => {
+      try {
+        return readdirSync(join(nm, scope)).filter((m) => !m.startsWith('.')).map((m) => `${scope}/${m}`);
+      } catch {
+        return [];
+      }
+    };
+    const candidates = new Set([pkg, ...names.flatMap((n) => (n.startsWith('@') ? scoped(n) : [n]))]);
+    for (const installedAs of candidates) {
+      const dir = join(nm, installedAs);
+      const json = readPackageJson(dir);
+      if (!json || json.name !== pkg || typeof json.version !== 'string' || semver.valid(json.version) === null) continue;
+      let real: string;
+      try {
+        real = realpathSync(dir);
+      } catch {
+        continue;
+      }
+      if (seenReal.has(real)) continue;
+      seenReal.add(real);
+      out.push({ package: pkg, version: json.version, dir, installedAs });
+    }
+  }
+  return out;
+}
+
+/** The highest installed release satisfying `range` (the nearest of equal versions), or a UsageError listing what is installed. */
+function pinRelease(path: string, index: number, pkg: string, range: string): InstalledRelease {
+  const releases = installedReleases(pkg, [path, fileURLToPath(import.meta.url)]);
+  const best = semver.maxSatisfying(releases.map((r) => r.version), range);
+  const release = best === null ? undefined : releases.find((r) => r.version === best);
+  if (!release) {
+    const installed = [...releases].sort((a, b) => semver.compare(a.version, b.version)).map((r) => `${r.version} at ${r.dir}`);
+    throw new UsageError(
+      `build file ${path}: services[${index}]: no installed release of ${pkg} satisfies ${range} (installed: ${installed.length ? installed.join(', ') : 'none'})`,
+      'BAD_BUILD_FILE',
+    );
+  }
+  return release;
+}
+
+/** The module file of an installed release: its "exports" (or "main") as Node resolves the name it is installed under. */
+function releaseEntry(path: string, index: number, release: InstalledRelease): string {
+  try {
+    // A require from a file in that node_modules folder looks in that folder first.
+    const nodeModules = join(release.dir, ...release.installedAs.split('/').map(() => '..'));
+    return createRequire(join(nodeModules, 'index.js')).resolve(release.installedAs);
+  } catch (e) {
+    throw new UsageError(`build file ${path}: services[${index}]: ${release.package}@${release.version} at ${release.dir} has no loadable entry: ${oneLine(e)}`, 'BAD_BUILD_FILE');
+  }
 }
 
 function resolveFrom(path: string, ref: ServiceRef): string {
@@ -107,12 +242,15 @@ export async function loadBuild(path: string = DEFAULT_BUILD): Promise<LoadedBui
   const abs = resolve(path);
   const spec = parseSpec(abs);
   const plugins: ServicePlugin<any>[] = [];
+  const pinned: PinnedService[] = [];
   for (const [i, entry] of spec.services.entries()) {
     const ref: ServiceRef = typeof entry === 'string' ? { package: entry } : entry;
     const service = ref.package ?? ref.module!;
     // Every message names the build file and the entry (its index and what it names).
     const at = `build file ${abs}: services[${i}]: service ${service}`;
-    const file = resolveFrom(abs, ref);
+    if (ref.version !== undefined && isBuiltin(ref.package!)) throw new UsageError(`build file ${abs}: ${ref.package} is a Node.js built-in module, not a service package`, 'BAD_BUILD_FILE');
+    const release = ref.version !== undefined ? pinRelease(abs, i, ref.package!, ref.version) : undefined;
+    const file = release ? releaseEntry(abs, i, release) : resolveFrom(abs, ref);
     if (statSync(file, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`${at}: ${file} is a directory, not a module`, 'BAD_BUILD_FILE');
     let mod: { default?: unknown };
     try {
@@ -142,10 +280,21 @@ export async function loadBuild(path: string = DEFAULT_BUILD): Promise<LoadedBui
     if (!isPlugin(plugin)) throw notAService(typeof exported === 'function' ? 'has a factory that returned no plugin (an object with "name" and "apply")' : undefined);
     const bad = declarationProblem(plugin);
     if (bad) throw notAService(`is not a valid service: the plugin ${bad}`);
+    if (release) {
+      // A pinned release is what its package.json says it is: the version a VM's record carries
+      // and the one the operator pinned must be the same.
+      if (plugin.name !== release.package || plugin.version !== release.version) {
+        throw new UsageError(
+          `${at}: the release at ${release.dir} reports itself as ${plugin.name}@${String(plugin.version)}, its package.json says ${release.package}@${release.version}`,
+          'BAD_BUILD_FILE',
+        );
+      }
+      pinned.push({ index: i, range: ref.version!, release });
+    }
     plugins.push(plugin);
   }
   try {
-    return { hv: Hypervisor.compose(plugins, { name: spec.name, conduits: BACKEND_CONDUITS }), path: abs, spec };
+    return { hv: Hypervisor.compose(plugins, { name: spec.name, conduits: BACKEND_CONDUITS }), path: abs, spec, pinned };
   } catch (e) {
     if (e instanceof ComposeError) throw new UsageError(`build file ${abs}: ${e.message}`, 'BAD_BUILD_FILE');
     throw e;
