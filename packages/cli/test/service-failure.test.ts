@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +13,8 @@ import { unicornAvailable } from '@plugvisor/machine-arm64';
 // guest calls from `smccc_hvc` (its HVC #0 at 0x400006f8).
 const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
 const demo = fileURLToPath(new URL('../guests/bin/demo.elf', import.meta.url));
+/** The faulty fixture services call themselves svc-trng at the version its package.json has. */
+const TRNG = `@plugvisor/svc-trng@${(JSON.parse(readFileSync(fileURLToPath(new URL('../../svc-trng/package.json', import.meta.url)), 'utf8')) as { version: string }).version}`;
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 const plugvisor = (...args: string[]) => {
   const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 60_000 });
@@ -37,7 +39,7 @@ describe.skipIf(!unicornAvailable())('service failures during a run (exit 14)', 
       ['undefined', 'threw undefined'],
     ]) {
       const r = plugvisor('run', demo, '--build', fixture(`faulty-${bug}.json`));
-      oneLine(r, 14, `plugvisor: service failure: service @plugvisor/svc-trng@0.0.0 failed in ${CALL}${what}`);
+      oneLine(r, 14, `plugvisor: service failure: service ${TRNG} failed in ${CALL}${what}`);
       expect(r.out).toContain('SMCCC: version 1.1'); // the guest ran up to the call
     }
   });
@@ -58,7 +60,7 @@ describe.skipIf(!unicornAvailable())('service failures during a run (exit 14)', 
   it('a lifecycle tap that never returns (snapshotSave) is stopped by the watchdog too', () => {
     const snap = join(dir, 'never.snap');
     const r = plugvisor('run', demo, '--build', fixture('faulty-snapshot-save-spin.json'), '--snapshot-at', '5', '--snapshot-file', snap, '--hypercall-timeout', '1');
-    oneLine(r, 14, 'plugvisor: service failure: service @plugvisor/svc-trng@0.0.0 failed in its snapshotSave hook: HypercallTimeout: the handler did not return within 1 s');
+    oneLine(r, 14, `plugvisor: service failure: service ${TRNG} failed in its snapshotSave hook: HypercallTimeout: the handler did not return within 1 s`);
     expect(existsSync(snap)).toBe(false);
   });
 
@@ -83,7 +85,7 @@ describe.skipIf(!unicornAvailable())('service failures during a run (exit 14)', 
   it('a snapshotSave tap that throws: named, and no snapshot file (no partial file either)', () => {
     const snap = join(dir, 'save.snap');
     const r = plugvisor('run', demo, '--build', fixture('faulty-snapshot-save.json'), '--snapshot-at', '100', '--snapshot-file', snap);
-    oneLine(r, 14, 'service @plugvisor/svc-trng@0.0.0 failed in its snapshotSave hook: RangeError: faulty-trng: entropy pool size -1');
+    oneLine(r, 14, `service ${TRNG} failed in its snapshotSave hook: RangeError: faulty-trng: entropy pool size -1`);
     expect(existsSync(snap)).toBe(false);
     const onFailure = join(dir, 'save-on-failure.snap');
     const both = plugvisor('run', demo, '--build', fixture('faulty-snapshot-save.json'), '--snapshot-on-failure', onFailure, '--snapshot-at', '100', '--snapshot-file', snap);
@@ -95,7 +97,7 @@ describe.skipIf(!unicornAvailable())('service failures during a run (exit 14)', 
     const snap = join(dir, 'ok.snap');
     expect(plugvisor('run', demo, '--vcpus', '2', '--snapshot-at', '100', '--snapshot-file', snap).code).toBe(0);
     const r = plugvisor('restore', snap, '--build', fixture('faulty-snapshot-restore.json'));
-    oneLine(r, 14, 'plugvisor restore: service failure: service @plugvisor/svc-trng@0.0.0 failed in its snapshotRestore hook: threw the string "restore: pool missing"');
+    oneLine(r, 14, `plugvisor restore: service failure: service ${TRNG} failed in its snapshotRestore hook: threw the string "restore: pool missing"`);
     expect(r.out).toBe('');
   });
 
@@ -109,7 +111,7 @@ describe('build loading failures name the build file and the entry (exit 2)', ()
   const at = (file: string, i: number, service: string) => `build file ${fixture(file)}: services[${i}]: service ${service}`;
   it('a factory that throws, apply() that throws, a factory returning no surface', () => {
     oneLine(plugvisor('abi', '--build', fixture('faulty-factory.json')), 2, `${at('faulty-factory.json', 2, './faulty-trng.mjs')} refused its options {"bug":"factory"}: Cannot read properties of undefined`);
-    oneLine(plugvisor('abi', '--build', fixture('faulty-apply.json')), 2, `build file ${fixture('faulty-apply.json')}: cannot compose the build: @plugvisor/svc-trng@0.0.0: apply() failed: Error: faulty-trng: apply failed`);
+    oneLine(plugvisor('abi', '--build', fixture('faulty-apply.json')), 2, `build file ${fixture('faulty-apply.json')}: cannot compose the build: ${TRNG}: apply() failed: Error: faulty-trng: apply failed`);
     oneLine(plugvisor('abi', '--build', fixture('faulty-no-surface.json')), 2, `${at('faulty-no-surface.json', 2, './faulty-trng.mjs')} is not a valid service: the plugin has no "surface"`);
   });
 

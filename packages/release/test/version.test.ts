@@ -36,6 +36,9 @@ function scratch(): string {
     mkdirSync(join(dir, 'packages', p), { recursive: true });
     for (const f of ['package.json', 'abi.json']) cpSync(join(repo, 'packages', p, f), join(dir, 'packages', p, f));
   }
+  // svc-trng as never released: version 0.0.0, no ledger, no CHANGELOG (whatever the repository's is now).
+  const trng = join(dir, 'packages', 'svc-trng');
+  writeFileSync(join(trng, 'package.json'), JSON.stringify({ ...readJson(join(trng, 'package.json')), version: '0.0.0' }, null, 2) + '\n');
   // svc-psci as released: version 1.0.0, its ledger entry, a CHANGELOG.
   const psci = join(dir, 'packages', 'svc-psci');
   const pkg = readJson(join(psci, 'package.json'));
