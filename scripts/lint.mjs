@@ -60,46 +60,13 @@ const semver = (() => {
   }
 })();
 
-/** Pending changesets: package name → highest bump named; package name → call → waiver reason. */
-function pendingBumps() {
-  const dir = join(root, '.changeset');
-  const bumps = new Map();
-  const waivers = new Map();
-  for (const f of existsSync(dir) ? readdirSync(dir) : []) {
-    if (!f.endsWith('.md') || f === 'README.md') continue;
-    const text = readFileSync(join(dir, f), 'utf8');
-    const front = /^---\n([\s\S]*?)\n---/.exec(text);
-    if (!front) {
-      problems.push(`.changeset/${f}: no front matter`);
-      continue;
-    }
-    const named = [];
-    for (const line of front[1].split('\n')) {
-      const m = /^\s*["']?([^"':]+)["']?\s*:\s*(major|minor|patch)\s*$/.exec(line);
-      if (m) {
-        bumps.set(m[1], core.maxBump(bumps.get(m[1]) ?? 'none', m[2]));
-        named.push(m[1]);
-      }
-    }
-    const body = text.slice(front[0].length);
-    // The summary is what the CHANGELOG says of the release: a changeset without one records a
-    // bump nobody can read (`- 93da681:` and nothing after it).
-    if (named.length > 0 && body.trim() === '') problems.push(`.changeset/${f}: no summary: say what changed for ${named.join(', ')} (it becomes the CHANGELOG entry)`);
-    for (const m of body.matchAll(/^[\s*-]*Guest ABI waiver:\s*([\w.-]+)\s*:\s*(.*)$/gm)) {
-      if (!m[2].trim()) {
-        problems.push(`.changeset/${f}: the waiver for ${m[1]} gives no reason`);
-        continue;
-      }
-      for (const pkg of named) {
-        if (!waivers.has(pkg)) waivers.set(pkg, new Map());
-        waivers.get(pkg).set(m[1], m[2].trim());
-      }
-    }
-  }
-  return { bumps, waivers };
-}
-
-const { bumps, waivers } = pendingBumps();
+// Pending changesets, read as the release step reads them (@plugvisor/release): package → highest
+// bump, package → call → waiver reason, and what is wrong with any (no front matter, an empty
+// summary — it would become an empty CHANGELOG entry — or a waiver without a reason).
+const release = await import(pathToFileURL(join(root, 'packages/release/dist/index.js')).href);
+const pending = release.readPending(root);
+problems.push(...pending.problems);
+const { bumps, waivers } = pending;
 
 /** Every service package of the workspace by name: its folder and loaded plugin (default options). */
 const servicesByName = new Map();

@@ -104,7 +104,7 @@ describe('pnpm lint against the release ledger (scratch copy of the workspace)',
     s.changeset('empty', '---\n"@plugvisor/svc-pvtime": patch\n---\n\n  \n');
     const r = s.lint();
     expect(r.status).toBe(1);
-    expect(r.out).toContain('.changeset/empty.md: no summary: say what changed for @plugvisor/svc-pvtime');
+    expect(r.out).toContain('.changeset/empty.md (@plugvisor/svc-pvtime): no summary: say what changed (it becomes the CHANGELOG entry)');
     s.changeset('empty', '---\n"@plugvisor/svc-pvtime": patch\n---\n\nStolen-time records are written once per run.\n');
     ok(s.lint());
   });

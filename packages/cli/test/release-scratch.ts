@@ -36,7 +36,7 @@ export interface Scratch {
 
 const repo = new URL('../../..', import.meta.url).pathname;
 
-const SCRATCH_LINKED = ['core', 'cli'];
+const SCRATCH_LINKED = ['core', 'cli', 'release'];
 
 export interface ScratchOptions {
   /** The version every service is released at (its ledger entry). */
