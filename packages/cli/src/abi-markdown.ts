@@ -1,4 +1,4 @@
-import { BuildConduits, describeSignature, hex, type ServicePlugin } from '@plugvisor/core';
+import { BuildConduits, continuationText, describeSignature, hex, type ServicePlugin } from '@plugvisor/core';
 import { BACKEND_CONDUITS } from './backends.js';
 
 /**
@@ -62,7 +62,7 @@ export function serviceAbiMarkdown(s: ServicePlugin<any>, conduits: BuildConduit
     out.push(tableMd(['register', 'id', 'value', 'accepted writes', 'meaning'], surface.constants.map((c) => [c.name, hex(c.id), hex(c.value), c.accepts.map((v) => hex(v)).join(', '), c.description])));
   }
   if (surface.state) out.push('', `**Per-VM state**: \`${surface.state.id}\`, schema ${surface.state.version} (reads ${surface.state.minReadable ?? surface.state.version}–${surface.state.version})`);
-  for (const c of surface.continuations ?? []) out.push('', `**Continuation** of ${c.call}: ${c.encoding} — ${c.description}`);
+  for (const c of surface.continuations ?? []) out.push('', `**Continuation** of ${c.call}: ${continuationText(c)} — ${c.description}`);
   if (s.requires?.length) out.push('', `**Requires**: ${s.requires.join(', ')}`);
   out.push('', ABI_END);
   return out.join('\n');

@@ -108,21 +108,24 @@ export class Vm {
   }
 
   /**
-   * Routes one trapped call. The backend has loaded `vcpu.regs` and writes results back. The
+   * Routes one trapped call. The backend has loaded `vcpu.regs` and writes results back; it
+   * returns 0, or for a call its handler preempted (continueCall) the bytes the backend moves the
+   * PC back so the trapping instruction runs again with the rewritten registers. The
    * conduit is resolved by name within the VM's build (hv.conduits): a conduit the build was
    * not composed with throws (PlugvisorError NO_CONDUIT).
    */
-  dispatch(conduit: ConduitDefinition, vcpu: VcpuContext): void {
+  dispatch(conduit: ConduitDefinition, vcpu: VcpuContext): number {
     const table = this.table;
     if (table === undefined) throw new PlugvisorError('NOT_STARTED', 'dispatch before Vm.start(): the ABI is not frozen');
-    table.dispatch(conduit, vcpu);
+    return table.dispatch(conduit, vcpu);
   }
 
   /**
    * The compiled dispatcher for one conduit: what a backend's trap path calls, after start,
-   * instead of `dispatch` (one call less per trap). Same behaviour.
+   * instead of `dispatch` (one call less per trap). Same behaviour, same return: 0 for a finished
+   * call, else the bytes to move the PC back (a preempted call: router/continuation.ts).
    */
-  dispatcher(conduit: ConduitDefinition): (vcpu: VcpuContext) => void {
+  dispatcher(conduit: ConduitDefinition): (vcpu: VcpuContext) => number {
     const table = this.table;
     if (table === undefined) throw new PlugvisorError('NOT_STARTED', 'dispatcher before Vm.start(): the ABI is not frozen');
     return table.dispatcher(conduit);

@@ -1,8 +1,10 @@
 import { ComposeError } from '../errors.js';
 import {
   hex,
+  continuationMask,
   type CallDecl,
   type ConstantRegisterDecl,
+  type ContinuationDecl,
   type FeatureDecl,
   type ServiceDecl,
   type VersionDecl,
@@ -45,6 +47,13 @@ export class AbiCatalog<S extends ServiceDecl = ServiceDecl> {
   /** Sorted ascending by id: KVM_GET_REG_LIST order for the firmware block. */
   readonly registers: readonly RegisterEntry[];
   readonly registerById: ReadonlyMap<bigint, RegisterEntry>;
+  /** Preemptible call name → its continuation encoding (ServiceSurface.continuations). */
+  readonly continuations: ReadonlyMap<string, Owned<ContinuationDecl, S>>;
+  /**
+   * Parent call name → the continuation bits in its sub-ops' selector register (a 64-bit mask)
+   * and what a sub-op without a continuation answers when they are non-zero (ContinuationDecl).
+   */
+  readonly selectorFields: ReadonlyMap<string, { readonly mask: bigint; readonly answer?: { readonly reg: number; readonly value: number } }>;
 
   /** `conduits`: the build's conduits (Hypervisor.conduits), passed in as data. */
   constructor(plugins: readonly S[], conduits: CatalogConduits) {
@@ -221,6 +230,55 @@ export class AbiCatalog<S extends ServiceDecl = ServiceDecl> {
       }
     }
 
+    // Continuations: one per call, declared by the call's own service, fields inside x0..x30 and
+    // 64 bits, not overlapping; a field in a sub-op's selector register must leave the selector
+    // values' bits alone, and every such sub-op of one parent must agree on it.
+    const continuations = new Map<string, Owned<ContinuationDecl, S>>();
+    const selectorFields = new Map<string, { mask: bigint; answer?: { reg: number; value: number }; by: string }>();
+    for (const p of services.values()) {
+      for (const k of p.surface.continuations ?? []) {
+        const who = `${p.name}: continuation of ${k.call}`;
+        const call = calls.get(k.call);
+        if (!call) {
+          problems.push(`${who} names a call no service in the build declares`);
+          continue;
+        }
+        if (call.service !== p) problems.push(`${who} belongs to ${call.service.name}, which declares the call`);
+        if (continuations.has(k.call)) problems.push(`${who} is declared twice`);
+        continuations.set(k.call, { decl: k, service: p });
+        if (!Array.isArray(k.encoding) || k.encoding.length === 0) {
+          problems.push(`${who} has no encoding fields`);
+          continue;
+        }
+        const used = new Map<number, bigint>();
+        for (const f of k.encoding) {
+          const ok = Number.isInteger(f.reg) && f.reg >= 0 && f.reg <= 30 && Number.isInteger(f.shift) && f.shift >= 0 && Number.isInteger(f.width) && f.width >= 1 && f.shift + f.width <= 64;
+          if (!ok) {
+            problems.push(`${who}: field '${f.name}' must be x0..x30 bits within 0..63 (x${f.reg}, shift ${f.shift}, width ${f.width})`);
+            continue;
+          }
+          const bits = continuationMask([f], f.reg);
+          if ((used.get(f.reg) ?? 0n) & bits) problems.push(`${who}: field '${f.name}' overlaps another field of x${f.reg}`);
+          used.set(f.reg, (used.get(f.reg) ?? 0n) | bits);
+        }
+        const sub = call.decl.subOf;
+        if (!sub) continue;
+        const mask = used.get(sub.selector) ?? 0n;
+        if (mask === 0n) continue;
+        if ((BigInt(sub.value >>> 0) & mask) !== 0n) problems.push(`${who}: its field in x${sub.selector} overlaps the selector value ${hex(sub.value)}`);
+        const prev = selectorFields.get(sub.call);
+        const answer = k.otherSubOps;
+        if (prev && (prev.mask !== mask || JSON.stringify(prev.answer) !== JSON.stringify(answer))) {
+          problems.push(`${who}: its field in the selector x${sub.selector} of ${sub.call} differs from ${prev.by}'s`);
+        } else selectorFields.set(sub.call, { mask, ...(answer ? { answer } : {}), by: k.call });
+      }
+    }
+    for (const [parent, { mask }] of selectorFields) {
+      for (const c of subOps.get(parent) ?? []) {
+        if ((BigInt(c.decl.subOf!.value >>> 0) & mask) !== 0n) problems.push(`sub-op ${c.decl.name} of ${parent}: selector value ${hex(c.decl.subOf!.value)} overlaps the continuation field of the selector`);
+      }
+    }
+
     for (const p of services.values()) {
       for (const r of p.requires ?? []) {
         if (!services.has(r)) problems.push(`${p.name} requires ${r}, which is not in the build`);
@@ -244,6 +302,8 @@ export class AbiCatalog<S extends ServiceDecl = ServiceDecl> {
     this.versions = versions;
     this.calls = calls;
     this.subOps = subOps;
+    this.continuations = continuations;
+    this.selectorFields = new Map([...selectorFields].map(([k, { mask, answer }]) => [k, answer ? { mask, answer } : { mask }]));
     this.registers = [...registerOwners.values()].map((o) => o.entry).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     this.registerById = new Map(this.registers.map((r) => [r.id, r]));
   }

@@ -8,6 +8,8 @@
 
 import { canonicalJson } from './manifest.js';
 import { formatDifference, type AbiBuild, type BehaviourDifference, type ServiceBehaviour } from './behaviour.js';
+import { continuationMask, type ContinuationDecl, type ContinuationField } from './surface.js';
+import { continuationText } from './record.js';
 
 export type Bump = 'none' | 'patch' | 'minor' | 'major';
 const RANK: Record<Bump, number> = { none: 0, patch: 1, minor: 2, major: 3 };
@@ -161,6 +163,31 @@ export function compareRecordedBehaviour(was: ServiceBehaviour, now: ServiceBeha
 }
 
 /**
+ * Did the old surface refuse every bit `now`'s fields use, for `call` (a sub-op)? True when a
+ * sibling sub-op (same parent and selector) had a continuation with `otherSubOps` whose fields in
+ * the selector register cover them: the router answered any non-zero value there with an error.
+ */
+function refusedBefore(o: Manifest['surface'], renames: Map<string, string>, call: string, now: Obj): boolean {
+  const oldName = [...renames].find(([, to]) => to === call)?.[0] ?? call;
+  const decl = (o.calls ?? []).find((c) => c.name === oldName);
+  const sub = decl?.subOf as Obj | undefined;
+  if (!sub) return false;
+  let refused = 0n;
+  for (const k of o.continuations ?? []) {
+    if (!k.otherSubOps) continue;
+    const sibling = (o.calls ?? []).find((c) => c.name === k.call)?.subOf as Obj | undefined;
+    if (!sibling || sibling.call !== sub.call || sibling.selector !== sub.selector) continue;
+    refused |= continuationMask(k.encoding as ContinuationField[], Number(sub.selector));
+  }
+  for (const f of (now.encoding as ContinuationField[] | undefined) ?? []) {
+    if (f.reg !== Number(sub.selector)) return false;
+    const bits = continuationMask([f], f.reg);
+    if ((bits & ~refused) !== 0n) return false;
+  }
+  return true;
+}
+
+/**
  * Classifies old → new (both parsed abi.json manifests, or ledger entries). Every difference is
  * an entry naming its subject, its fields old → new, and the VMs it affects.
  */
@@ -273,8 +300,32 @@ export function classifyAbiChange(oldM: Manifest, newM: Manifest, options: Class
     else if (Number(n.state.minReadable ?? n.state.version) > Number(o.state.version)) note('major', 'changed', 'state', `state schema ${String(o.state.version)} → ${String(n.state.version)}: cannot read schema ${String(o.state.version)}`, affects);
     else note('minor', 'added', 'state', `state schema ${String(o.state.version)} → ${String(n.state.version)} (still reads the old one)`, affects);
   }
-  if (!same(o.continuations, n.continuations)) {
-    note('major', 'changed', 'continuations', `continuation (restart) encodings ${shown(o.continuations)} → ${shown(n.continuations)}`, 'VMs with a preempted call in flight, or saved in guest memory');
+  // Continuations, per call (a call renamed in place keeps its continuation): an encoding is
+  // what a guest may hold in its registers or memory across a move, so any change for a call an
+  // existing VM can issue is major; a continuation of a new call is minor.
+  {
+    const encodingOf = (k: Obj | undefined): string => continuationText(k as unknown as ContinuationDecl | undefined);
+    const oldK = new Map((o.continuations ?? []).map((k) => [renames.get(String(k.call)) ?? String(k.call), k]));
+    const newK = byName(n.continuations);
+    const renamed = new Set(renames.values());
+    for (const call of new Set([...oldK.keys(), ...newK.keys()])) {
+      const was = oldK.get(call);
+      const now = newK.get(call);
+      const a = encodingOf(was);
+      const b = encodingOf(now);
+      const affects = `VMs with ${call} preempted in flight, or its continuation saved in guest memory`;
+      if (a !== b) {
+        const existed = oldCalls.has(call) || renamed.has(call);
+        if (!was && !existed) note('minor', 'added', `continuation ${call}`, `new preemptible call ${call}: continuation ${b}`, `VMs that enable ${call}`);
+        else if (!was && now && refusedBefore(o, renames, call, now)) {
+          // Every bit the new fields use was refused before (a sibling sub-op's continuation field
+          // in the same selector, with an answer for sub-ops without one): no guest can hold such
+          // a value, and zero still means a first leg. Compatible for existing VMs, not for rollback.
+          note('minor', 'added', `continuation ${call}`, `continuation of ${call}: not preemptible → ${b} (its field was refused before)`, `VMs moved back to a release without it while ${call} is preempted`);
+        }
+        else note('major', was ? (now ? 'changed' : 'removed') : 'changed', `continuation ${call}`, `continuation of ${call}: ${a} → ${b}`, affects);
+      } else if (!same(was, now)) note('patch', 'changed', `continuation ${call}`, `continuation of ${call}: description only`, affects);
+    }
   }
 
   // Behaviour: every probe the old release recorded, replayed on the new code (or, without

@@ -87,7 +87,11 @@ export function canonicalSurface(surface: ServiceSurface): ServiceSurface {
     ...(surface.versions ? { versions: byName(surface.versions) } : {}),
     ...(surface.constants ? { constants: byName(surface.constants).map((c) => ({ ...c, accepts: [...c.accepts].sort(byNumber) })) } : {}),
     ...(surface.continuations
-      ? { continuations: [...surface.continuations].sort((a, b) => byCodeUnits(a.call, b.call) || byCodeUnits(a.encoding, b.encoding)) }
+      ? {
+          continuations: [...surface.continuations]
+            .sort((a, b) => byCodeUnits(a.call, b.call))
+            .map((k) => ({ ...k, encoding: [...k.encoding].sort((a, b) => a.reg - b.reg || a.shift - b.shift) })),
+        }
       : {}),
   };
 }

@@ -2,7 +2,7 @@ import type { AbiCatalog } from './catalog.js';
 import { formatDifference, type AbiBuild, type Transcript, type VmBehaviour } from './behaviour.js';
 import { callExposed } from './exposure.js';
 import { byCodeUnits } from './manifest.js';
-import { hex, type CallDecl } from './surface.js';
+import { formatContinuation, hex, type CallDecl, type ContinuationDecl, type ContinuationField } from './surface.js';
 import { VmAbi } from './vm-abi.js';
 
 /**
@@ -26,6 +26,27 @@ export interface AbiRecord {
    * the destination build. Records written before `ids` existed are still read (checkBehaviour).
    */
   readonly behaviour?: VmBehaviour;
+  /**
+   * The continuation encoding of every preemptible call the VM's enabled features give it, by
+   * wire identity (callId). A guest may hold one in a vCPU or, for a descheduled task, in its own
+   * memory, so restore compares these whether or not a vCPU is mid-call. Absent in records
+   * written before continuations were recorded (then nothing is compared).
+   */
+  readonly continuations?: { readonly [callId: string]: ContinuationUse };
+}
+
+export interface ContinuationUse {
+  readonly call: string;
+  readonly feature: string;
+  readonly encoding: readonly ContinuationField[];
+  readonly otherSubOps?: { readonly reg: number; readonly value: number };
+}
+
+/** A continuation as one line for messages and comparison: fields, then the other sub-ops' answer. */
+export function continuationText(k: Pick<ContinuationDecl, 'encoding' | 'otherSubOps'> | undefined): string {
+  if (!k) return 'not preemptible';
+  const o = k.otherSubOps;
+  return `${formatContinuation(k.encoding)}${o ? `; other sub-ops answer ${o.value} in x${o.reg}` : ''}`;
 }
 
 export interface ServiceUse {
@@ -97,7 +118,24 @@ export function recordOf(abi: VmAbi, hv?: AbiBuild): AbiRecord {
   }
   const registers: Record<string, string> = {};
   for (const [id, value] of abi.registerValues()) registers[hex(id)] = hex(value);
-  const record = { format: 1 as const, services: sortedKeys(services), features: sortedKeys(features), versions: sortedKeys(versions), registers };
+  const continuations: Record<string, ContinuationUse> = {};
+  for (const [name, f] of Object.entries(features)) {
+    if (!f.enabled) continue;
+    for (const decl of exposedDecls(catalog, name, (sel) => abi.versionValue(sel))) {
+      const k = catalog.continuations.get(decl.name)?.decl;
+      if (!k) continue;
+      const encoding = [...k.encoding].sort((a, b) => a.reg - b.reg || a.shift - b.shift).map((x) => ({ name: x.name, reg: x.reg, shift: x.shift, width: x.width }));
+      continuations[callId(decl)] = { call: decl.name, feature: name, encoding, ...(k.otherSubOps ? { otherSubOps: { reg: k.otherSubOps.reg, value: k.otherSubOps.value } } : {}) };
+    }
+  }
+  const record = {
+    format: 1 as const,
+    services: sortedKeys(services),
+    features: sortedKeys(features),
+    versions: sortedKeys(versions),
+    registers,
+    continuations: sortedKeys(continuations),
+  };
   if (!hv) return record;
   const behaviour: Record<string, VmBehaviour[string]> = {};
   for (const [feature, b] of Object.entries(hv.behaviour.vmBehaviour(abi.features(), abi.versions()))) {
@@ -224,6 +262,36 @@ export function checkRecordDetailed(record: AbiRecord, catalog: AbiCatalog, hv?:
           ` (offers ${have.decl.values.map((v) => v.name).join(', ')}; maximum ${max.name})`,
       );
     }
+  }
+
+  if (record.continuations) {
+    // Every preemptible call the VM has, by wire identity: the destination must use the same
+    // encoding for it (a task the guest descheduled mid-call holds it in guest memory, so this
+    // holds whether or not a vCPU was mid-call at the snapshot), and must preempt it at all.
+    const destination = new Map<string, { decl: CallDecl; k: ContinuationDecl | undefined; owner: string }>();
+    for (const [name, use] of Object.entries(record.features)) {
+      if (!use.enabled || !catalog.features.has(name)) continue;
+      for (const decl of exposedDecls(catalog, name, versionValue)) {
+        const owned = catalog.continuations.get(decl.name);
+        destination.set(callId(decl), { decl, k: owned?.decl, owner: catalog.calls.get(decl.name)!.service.name });
+      }
+    }
+    for (const [id, was] of Object.entries(record.continuations)) {
+      if (!record.features[was.feature]?.enabled) continue;
+      const here = destination.get(id);
+      subject = `call ${was.call}`;
+      service = record.features[was.feature]!.service;
+      if (!here) continue; // the call itself is missing: reported per feature above
+      const a = continuationText(was);
+      const b = continuationText(here.k);
+      if (a !== b) {
+        const svc = catalog.services.get(here.owner)!;
+        problems.push(`call ${callLabel(id, here.decl.name)} of ${svc.name}@${svc.version} continues differently than the VM's: ${a} → ${b}`);
+      }
+    }
+    // A call the VM saw finish in one leg that this build may preempt is not refused here: the VM
+    // holds no continuation of it, and the first leg's registers mean what they meant (all
+    // continuation bits zero); what the call answers is compared by the behaviour replay.
   }
 
   if (hv && record.behaviour && list.length === 0) list.push(...checkBehaviour(record, hv));

@@ -51,7 +51,9 @@ export interface CallDecl {
  * (not the conduit's id register); selector values are unique per parent. A sub-op is gated by
  * its own feature and version bounds, which may belong to another service than the parent's
  * (svc-evtchn-fifo's init_control under svc-xen's event_channel_op), and is exposed only while
- * its parent is too. The router compares the selector register's low 32 bits (a C `int cmd`);
+ * its parent is too. The router compares the selector register's low 32 bits (a C `int cmd`),
+ * without the bits of a continuation field declared there (ContinuationDecl: Xen's memory_op
+ * chooses its op from `cmd & MEMOP_CMD_MASK`);
  * a selector value nobody exposes goes to the parent's own handler, which answers it as the
  * hypercall's `default:` case does (Xen: -ENOSYS).
  */
@@ -127,14 +129,56 @@ export interface StateDecl {
 }
 
 /**
- * A continuation (restart) encoding a service uses for preemptible calls. Declared because
- * it is ABI: a guest (or a migrated vCPU) may re-issue a call with it.
+ * One field of a continuation encoding: `width` bits of register x`reg` from bit `shift` carry
+ * the call's progress when it is re-issued (Xen's memory_op: the start extent in cmd[63:6],
+ * `{ name: 'start extent', reg: 0, shift: 6, width: 58 }`: xen/include/xen/hypercall.h
+ * MEMOP_EXTENT_SHIFT). Zero in every field is the call's first leg.
+ */
+export interface ContinuationField {
+  readonly name: string;
+  readonly reg: number;
+  readonly shift: number;
+  readonly width: number;
+  readonly description?: string;
+}
+
+/**
+ * A call's continuation (restart) encoding. Declared because it is ABI: a handler that ends a
+ * leg with `continueCall` rewrites the guest's argument registers and the vCPU re-executes the
+ * trapping instruction (Xen's hypercall_create_continuation, xen/arch/arm/domain.c), so the
+ * rewritten registers may sit in a descheduled guest task's saved context — in guest memory —
+ * when the VM moves. Restore refuses a build whose encoding for the call differs, and a handler
+ * that preempts a call without one is a service failure.
+ *
+ * `otherSubOps`: for a sub-op whose field lies in its parent's selector register (Xen's cmd),
+ * the router strips the field's bits before choosing the sub-op, and a sub-op of that parent
+ * that declares no continuation and sees non-zero bits there gets this answer without its
+ * handler running (Xen's do_memory_op: `if ( unlikely(start_extent) ) return -EINVAL;`, xen/
+ * common/memory.c) — the rule that keeps a later encoding change compatible (core README).
  */
 export interface ContinuationDecl {
   readonly call: string;
   readonly description: string;
-  /** e.g. which register bits carry the restart state. */
-  readonly encoding: string;
+  /** The fields that carry the progress, compared exactly: the encoding is ABI. */
+  readonly encoding: readonly ContinuationField[];
+  /** Register and signed value the parent's other sub-ops answer when the field is non-zero. */
+  readonly otherSubOps?: { readonly reg: number; readonly value: number };
+}
+
+/** A continuation encoding as one canonical line: `x0[63:6] start extent`, fields by register and bit. */
+export function formatContinuation(encoding: readonly ContinuationField[]): string {
+  if (encoding.length === 0) return 'none';
+  return [...encoding]
+    .sort((a, b) => a.reg - b.reg || a.shift - b.shift)
+    .map((f) => `x${f.reg}[${f.shift + f.width - 1}:${f.shift}] ${f.name}`)
+    .join(', ');
+}
+
+/** The bits of register `reg` that the encoding's fields occupy. */
+export function continuationMask(encoding: readonly ContinuationField[], reg: number): bigint {
+  let m = 0n;
+  for (const f of encoding) if (f.reg === reg) m |= ((1n << BigInt(f.width)) - 1n) << BigInt(f.shift);
+  return m;
 }
 
 /**

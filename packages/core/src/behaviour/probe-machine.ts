@@ -29,7 +29,7 @@ export class ProbeMachine implements Machine {
   private power: VcpuPowerState[] = ['on', 'off'];
 
   constructor() {
-    this.vcpus = [0, 1].map((index) => ({ index, regs: new RegisterFile(32), machine: this, viaSmc: false }));
+    this.vcpus = [0, 1].map((index) => ({ index, regs: new RegisterFile(32), machine: this, viaSmc: false, trapLength: 4 }));
   }
 
   /** Back to the state every probe starts from. */
@@ -74,11 +74,13 @@ export class ProbeMachine implements Machine {
     this.effects.push(`irq(${vcpu},${intid},${level ? 1 : 0})`);
   }
 
-  /** Fixed clocks, entropy reading as ones, interrupt configuration logged as an effect. */
+  /** Fixed clocks, entropy reading as ones, interrupt configuration logged as an effect, no interrupt pending. */
   private readonly capabilities: MachineCapabilities = Object.freeze({
     'counter-clock': { sample: () => ({ wallClockNs: PROBE_WALL_CLOCK_NS, counter: PROBE_COUNTER }) },
     'interrupt-config': { configure: (intid: number, trigger: 'level' | 'edge') => void this.effects.push(`irq-config(${intid},${trigger})`) },
     entropy: { fill: (out: Uint32Array) => void out.fill(0xffff_ffff) },
+    // Never an interrupt pending: a probe's legs end on their budget only, so transcripts are deterministic.
+    'interrupt-pending': { pending: () => false },
   });
 
   capability<K extends CapabilityName>(name: K): MachineCapabilities[K] | undefined {

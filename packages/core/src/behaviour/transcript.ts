@@ -144,14 +144,22 @@ export class ProbeRunner {
     const conduit = this.hv.conduits.get(call.conduit)!;
     const vm = this.vm(service);
     this.load(call, conduit, probe, background);
+    let rewind: number;
     try {
-      vm.dispatch(conduit, this.machine.vcpus[0]!);
+      rewind = vm.dispatch(conduit, this.machine.vcpus[0]!);
     } catch (thrown) {
       // The dispatcher wraps what a handler throws (router.ts): record the handler's own error.
       const e = thrown instanceof ServiceFailure ? thrown.cause : thrown;
       return `threw: ${(e as Error).name}: ${(e as Error).message}`;
     }
-    return observe(this.machine, resultsOf(call, conduit), probe.fill);
+    const out = observe(this.machine, resultsOf(call, conduit), probe.fill);
+    if (rewind === 0) return out;
+    // Preempted: the continuation is behaviour too (its encoding is ABI), recorded as the
+    // registers its declared fields live in, as the first leg left them.
+    const fields = this.hv.catalog.continuations.get(call.name)?.decl.encoding ?? [];
+    const regs = this.machine.vcpus[0]!.regs;
+    const rs = [...new Set(fields.map((f) => f.reg))].sort((a, b) => a - b);
+    return `${out} | continue(${rs.map((r) => `x${r}=${hexOf(regs.get(r))}`).join(' ')})`;
   }
 
   /** Every probe of a call. */

@@ -22,11 +22,22 @@ export interface EntropySource {
   fill(out: Uint32Array): void;
 }
 
+/**
+ * Whether a vCPU has an interrupt pending that its interrupt controller would signal (arm64: the
+ * GIC CPU interface asserts IRQ; the guest's PSTATE.I mask is not consulted). What a preemptible
+ * call asks between units of work, as Xen's hypercall_preempt_check() asks
+ * local_events_need_delivery() (xen/include/xen/sched.h, xen/arch/arm/include/asm/event.h).
+ */
+export interface InterruptPending {
+  pending(vcpu: number): boolean;
+}
+
 /** Capability names and their interfaces. Extend by declaration merging for new abilities. */
 export interface MachineCapabilities {
   'counter-clock': CounterClock;
   'interrupt-config': InterruptConfig;
   entropy: EntropySource;
+  'interrupt-pending': InterruptPending;
 }
 
 export type CapabilityName = keyof MachineCapabilities;

@@ -86,4 +86,11 @@ export interface VcpuContext {
    * for HVC (KVM's KVM_HYPERCALL_EXIT_SMC). SMCCC answers a few calls differently per conduit.
    */
   readonly viaSmc?: boolean;
+  /**
+   * Bytes the trapping instruction occupies before the PC the backend resumes the vCPU at
+   * (arm64 HVC/SMC: 4). Set once by the backend; the dispatcher returns it for a preempted call
+   * (router/continuation.ts) and the backend moves the PC back by what it returned. Undefined: the
+   * backend cannot re-execute a trap, and a handler that preempts there is a service failure.
+   */
+  readonly trapLength?: number;
 }

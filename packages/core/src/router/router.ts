@@ -22,6 +22,8 @@ interface CallSite {
   readonly id?: number;
   /** Not a call: a lifecycle tap or state handler of the service in flight (inService). */
   readonly phase?: Exclude<ServiceFailurePhase, 'call'>;
+  /** The registers a continuation of the call may rewrite; undefined: it declares none (Route.continues). */
+  readonly continues?: number;
 }
 
 /** One exposed call: the hook its service tapped, the service's per-VM binding, its register masks. */
@@ -31,11 +33,21 @@ interface Route {
   readonly binding: ServiceBinding<any>;
   /** [read, write] (RegisterTransfer). */
   readonly masks: readonly [number, number];
+  /**
+   * The registers a continuation of this call may rewrite (bit n = xn: what it reads), or
+   * undefined when the call declares no continuation (preempting it is a service failure).
+   */
+  readonly continues?: number;
 }
 
 /** An exposed sub-op: reached when its parent's selector register (u32) holds `value`. */
 interface SubRoute extends Route {
   readonly value: number;
+  /**
+   * The parent's selector carries a continuation field this sub-op does not use: non-zero bits
+   * there get `answer` (ContinuationDecl.otherSubOps), or the parent's handler without one.
+   */
+  readonly refuse?: { readonly lo: number; readonly hi: number; readonly answer?: { readonly reg: number; readonly value: number } };
 }
 
 /** An exposed single-id call, with its exposed sub-ops if it is a multiplexed call's parent. */
@@ -44,6 +56,8 @@ interface ExactRoute extends Route {
   /** The selector register of the sub-ops, when there are any. */
   readonly selector?: number;
   readonly subs?: readonly SubRoute[];
+  /** The selector's low-word bits that choose the sub-op (not a continuation field's). */
+  readonly keep?: number;
 }
 
 interface RangeRoute extends Route {
@@ -149,7 +163,7 @@ export function isExposed(call: CallDecl, abi: VmAbi, catalog: AbiCatalog): bool
  * conduit object is resolved by name within the build (`dispatcher` once, `dispatch` per call).
  */
 export class DispatchTable {
-  private readonly byConduit: Array<(vcpu: VcpuContext) => void>;
+  private readonly byConduit: Array<(vcpu: VcpuContext) => number>;
   private readonly transfers: RegisterTransfer[];
   private readonly exposed: Array<{ ids: Set<number>; ranges: Array<[number, number]> }>;
   private readonly exposedCalls = new Set<string>();
@@ -172,10 +186,17 @@ export class DispatchTable {
       const conduit = conduits.get(decl.conduit)!; // the catalog checked the build has it
       const c = conduits.indexOf(conduit);
       const site: CallSite = Object.freeze({ name: decl.name, service: service.name, version: service.version });
-      const route = { hook: hooks.call.get(decl.name)!, site, binding: bindingOf(service.name), masks: callMasks(decl, conduit) };
+      const masks = callMasks(decl, conduit);
+      const continues = catalog.continuations.has(decl.name) ? (masks[0] | (decl.subOf ? 1 << decl.subOf.selector : 0)) >>> 0 : undefined;
+      const route = { hook: hooks.call.get(decl.name)!, site, binding: bindingOf(service.name), masks, ...(continues !== undefined ? { continues } : {}) };
       if (decl.subOf) {
         const list = subs.get(decl.subOf.call) ?? [];
-        list.push({ ...route, value: decl.subOf.value >>> 0 });
+        const field = catalog.selectorFields.get(decl.subOf.call);
+        const refuse =
+          field && continues === undefined
+            ? { lo: Number(field.mask & 0xffff_ffffn), hi: Number(field.mask >> 32n), ...(field.answer ? { answer: field.answer } : {}) }
+            : undefined;
+        list.push({ ...route, value: decl.subOf.value >>> 0, ...(refuse ? { refuse } : {}) });
         subs.set(decl.subOf.call, list);
       } else if (decl.last === undefined || decl.last === decl.id) {
         if (catalog.subOps.has(decl.name)) parents.push([decl.name, c, exact[c]!.length]);
@@ -193,8 +214,11 @@ export class DispatchTable {
       for (const r of list) {
         read |= r.masks[0];
         write |= r.masks[1];
+        if (r.refuse?.answer) write |= 1 << r.refuse.answer.reg;
       }
-      exact[c]![i] = { ...p, selector, subs: list, masks: [read >>> 0, write >>> 0] };
+      const field = catalog.selectorFields.get(name);
+      const keep = field ? ~Number(field.mask & 0xffff_ffffn) >>> 0 : 0xffff_ffff;
+      exact[c]![i] = { ...p, selector, subs: list, keep, masks: [read >>> 0, write >>> 0] };
     }
     this.byConduit = list.map((conduit, c) => compileConduit(conduit, exact[c]!, ranges[c]!));
     this.transfers = list.map((conduit, c) => compileTransfer(conduit, exact[c]!, ranges[c]!));
@@ -204,13 +228,18 @@ export class DispatchTable {
     }));
   }
 
-  /** Route one trapped call; `vcpu.regs` holds the guest's registers and receives results. */
-  dispatch(conduit: ConduitDefinition, vcpu: VcpuContext): void {
-    this.byConduit[this.conduits.indexOf(conduit)]!(vcpu);
+  /**
+   * Route one trapped call; `vcpu.regs` holds the guest's registers and receives results.
+   * Returns 0 when the call finished, or, when its handler preempted it (continueCall), the
+   * bytes to move the PC back (`vcpu.trapLength`) so the vCPU re-executes the trapping
+   * instruction with the rewritten registers (router/continuation.ts).
+   */
+  dispatch(conduit: ConduitDefinition, vcpu: VcpuContext): number {
+    return this.byConduit[this.conduits.indexOf(conduit)]!(vcpu);
   }
 
-  /** The compiled dispatcher of one conduit, for a backend's trap path to call directly. */
-  dispatcher(conduit: ConduitDefinition): (vcpu: VcpuContext) => void {
+  /** The compiled dispatcher of one conduit, for a backend's trap path to call directly (returns as `dispatch`). */
+  dispatcher(conduit: ConduitDefinition): (vcpu: VcpuContext) => number {
     return this.byConduit[this.conduits.indexOf(conduit)]!;
   }
 
@@ -255,6 +284,12 @@ export class DispatchTable {
  * (Atomics.load; racy, which is enough to see the same call busy for seconds on end).
  */
 const HEARTBEAT = new Int32Array(new SharedArrayBuffer(8));
+/**
+ * The continuation requested by the handler now running, as plain int stores (the trap path
+ * allocates nothing): [0] 1 when it called continueCall. Read after the hook only by the cases of
+ * calls that declare a continuation (continueCall refuses the others while their handler runs).
+ */
+export const CONTINUATION = new Int32Array(1);
 const BEAT_SEQ = 0;
 const BEAT_SITE = 1;
 HEARTBEAT[BEAT_SITE] = -1;
@@ -268,7 +303,7 @@ export function hypercallHeartbeat(): Int32Array {
 const SITES: CallSite[] = [];
 const SITE_NUMBERS = new Map<string, number>();
 function siteNumber(site: CallSite): number {
-  const key = `${site.service}@${site.version}:${site.phase ?? 'call'}:${site.name}:${site.id ?? '*'}`;
+  const key = `${site.service}@${site.version}:${site.phase ?? 'call'}:${site.name}:${site.id ?? '*'}:${site.continues ?? '-'}`;
   let n = SITE_NUMBERS.get(key);
   if (n === undefined) {
     n = SITES.length;
@@ -315,8 +350,39 @@ export function inService<T>(service: string, version: string, phase: Exclude<Se
 function contain(e: unknown, vcpu: VcpuContext, id: number): never {
   const site = SITES[HEARTBEAT[BEAT_SITE]!];
   HEARTBEAT[BEAT_SITE] = -1;
+  CONTINUATION[0] = 0; // a handler that threw after continueCall: no leg is left pending
   if (e instanceof ServiceFailure || !site) throw e;
   throw failureOf(site, id >>> 0, vcpu.index, e);
+}
+
+/**
+ * continueCall's check, while the handler runs (so a throw is contained as its call's failure):
+ * the call in flight must declare a continuation and the continuation may rewrite only registers
+ * the call reads (`rewritten`: bit n = xn). Then the dispatcher's case sees CONTINUATION[0].
+ */
+export function requestContinuation(rewritten: number): void {
+  const site = SITES[HEARTBEAT[BEAT_SITE]!];
+  if (!site || site.phase) throw new Error('continueCall outside a call handler');
+  if (site.continues === undefined) throw new Error('preempted a call that declares no continuation (ServiceSurface.continuations): the guest could not re-issue it compatibly');
+  const stray = (rewritten & ~site.continues) >>> 0;
+  if (stray !== 0) {
+    const regs = [...Array(31).keys()].filter((r) => stray & (1 << r)).map((r) => `x${r}`);
+    throw new Error(`continuation rewrites ${regs.join(', ')}, which the call does not read`);
+  }
+  CONTINUATION[0] = 1;
+}
+
+/**
+ * The dispatcher's path for a preempted call (the call's site is still in flight, so a throw
+ * here is contained as that call's failure): the backend must be able to rewind. Returns the
+ * bytes the backend moves the PC back.
+ */
+function preempted(vcpu: VcpuContext): number {
+  CONTINUATION[0] = 0;
+  const length = vcpu.trapLength;
+  if (length === undefined || !(length > 0)) throw new Error('preempted a call on a machine that cannot re-execute the trapping instruction (no trapLength)');
+  HEARTBEAT[BEAT_SITE] = -1;
+  return length;
 }
 
 /**
@@ -341,15 +407,21 @@ function compileConduit(conduit: ConduitDefinition, exact: readonly ExactRoute[]
   // names its range (a watchdog reports its first id; a throw reports the id the guest passed).
   const siteOf = (i: number): CallSite => {
     const r = routes[i]!;
-    if (i < exact.length) return { ...r.site, id: (r as ExactRoute).id >>> 0 };
+    const k = r.continues !== undefined ? { continues: r.continues } : {};
+    if (i < exact.length) return { ...r.site, ...k, id: (r as ExactRoute).id >>> 0 };
     if (i < exact.length + ranges.length) {
       const { first, last } = r as RangeRoute;
-      return { ...r.site, id: first >>> 0, name: `${r.site.name} (0x${(first >>> 0).toString(16)}..0x${(last >>> 0).toString(16)})` };
+      return { ...r.site, ...k, id: first >>> 0, name: `${r.site.name} (0x${(first >>> 0).toString(16)}..0x${(last >>> 0).toString(16)})` };
     }
     const parent = exact.find((p) => p.subs?.includes(r as SubRoute))!;
-    return { ...r.site, id: parent.id >>> 0 };
+    return { ...r.site, ...k, id: parent.id >>> 0 };
   };
-  const call = (i: number) => `beat[${BEAT_SITE}] = ${siteNumber(siteOf(i))}; h${i}.call(vcpu, b${i}); beat[${BEAT_SITE}] = -1; return;`;
+  // After the hook: a handler that called continueCall (cont[0] set) goes to `preempted`, which
+  // returns the bytes to rewind; a finished call returns 0 (router/continuation.ts).
+  // Only a call that declares a continuation can have one (continueCall checks while its handler
+  // runs), so only its case looks: the others pay nothing.
+  const call = (i: number) =>
+    `beat[${BEAT_SITE}] = ${siteNumber(siteOf(i))}; h${i}.call(vcpu, b${i}); ${routes[i]!.continues !== undefined ? 'if (cont[0] !== 0) return preempted(vcpu); ' : ''}beat[${BEAT_SITE}] = -1; return 0;`;
   const lines = [
     '"use strict";',
     ...routes.map((_, i) => `const h${i} = h[${i}], b${i} = b[${i}];`),
@@ -358,7 +430,7 @@ function compileConduit(conduit: ConduitDefinition, exact: readonly ExactRoute[]
     `  beat[${BEAT_SEQ}] = (beat[${BEAT_SEQ}] + 1) | 0;`,
     '  try {',
   ];
-  const notSupportedCall = 'notSupported(vcpu.regs); return;'; // core code: no site
+  const notSupportedCall = 'notSupported(vcpu.regs); return 0;'; // core code: no site
   const high = conduit.functionIdHighWord;
   if (high !== undefined) {
     if (!Number.isInteger(high) || high < 0) throw new Error(`conduit ${conduit.name}: bad functionIdHighWord`);
@@ -368,8 +440,20 @@ function compileConduit(conduit: ConduitDefinition, exact: readonly ExactRoute[]
     lines.push('  switch (id) {');
     exact.forEach((r, i) => {
       if (!r.subs?.length) return void lines.push(`    case ${r.id >>> 0}: ${call(i)}`);
-      lines.push(`    case ${r.id >>> 0}:`, `      switch (vcpu.regs.u32[${r.selector! * 2}]) {`);
-      for (const sr of r.subs) lines.push(`        case ${sr.value >>> 0}: ${call(subIndex.get(sr)!)}`);
+      const sel = r.selector! * 2;
+      const keep = r.keep ?? 0xffff_ffff;
+      lines.push(`    case ${r.id >>> 0}:`, `      switch (${keep === 0xffff_ffff ? `vcpu.regs.u32[${sel}]` : `(vcpu.regs.u32[${sel}] & ${keep}) >>> 0`}) {`);
+      for (const sr of r.subs) {
+        const f = sr.refuse;
+        // A sub-op that does not use its parent's continuation field refuses a non-zero one (Xen's
+        // do_memory_op: -EINVAL), so giving it a meaning later stays compatible (core README).
+        const refuse = !f
+          ? ''
+          : `if (((vcpu.regs.u32[${sel}] & ${f.lo >>> 0}) | (vcpu.regs.u32[${sel + 1}] & ${f.hi >>> 0})) !== 0) { ${
+              f.answer ? `vcpu.regs.setSigned(${f.answer.reg | 0}, ${f.answer.value | 0}); return 0;` : 'break;'
+            } } `;
+        lines.push(`        case ${sr.value >>> 0}: ${refuse}${call(subIndex.get(sr)!)}`);
+      }
       lines.push('      }', `      ${call(i)}`);
     });
     lines.push('  }');
@@ -379,19 +463,23 @@ function compileConduit(conduit: ConduitDefinition, exact: readonly ExactRoute[]
   });
   lines.push(`  ${notSupportedCall}`, '  } catch (e) {', '    contain(e, vcpu, id);', '  }', '};');
   // Objects reach the generated code as arguments, never as source text: only integers are inlined.
-  const factory = new Function('notSupported', 'h', 'b', 'beat', 'contain', lines.join('\n')) as (
+  const factory = new Function('notSupported', 'h', 'b', 'beat', 'contain', 'cont', 'preempted', lines.join('\n')) as (
     notSupported: ConduitDefinition['notSupported'],
     h: readonly CallHook[],
     b: readonly ServiceBinding<any>[],
     beat: Int32Array,
     containFn: typeof contain,
-  ) => (vcpu: VcpuContext) => void;
+    cont: Int32Array,
+    preemptedFn: typeof preempted,
+  ) => (vcpu: VcpuContext) => number;
   return factory(
     conduit.notSupported,
     routes.map((r) => r.hook),
     routes.map((r) => r.binding),
     HEARTBEAT,
     contain,
+    CONTINUATION,
+    preempted,
   );
 }
 

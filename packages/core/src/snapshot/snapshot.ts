@@ -239,6 +239,19 @@ export function validateAbiRecord(r: unknown): AbiRecord | string {
       if (!ok) return `ABI record: behaviour.${name} must be { digest, calls: { call: { input: output } }, ids?: { call: id } }, got ${show(b)}`;
     }
   }
+  if (r.continuations !== undefined) {
+    if (!isObject(r.continuations)) return `ABI record: continuations must be an object, got ${show(r.continuations)}`;
+    const int = (x: unknown, lo: number, hi: number) => Number.isInteger(x) && (x as number) >= lo && (x as number) <= hi;
+    for (const [id, c] of Object.entries(r.continuations)) {
+      const k = c as Record<string, unknown>;
+      const fieldOk = (f: unknown) => isObject(f) && isName(f.name) && int(f.reg, 0, 30) && int(f.shift, 0, 63) && int(f.width, 1, 64 - Number(f.shift));
+      const other = k?.otherSubOps as Record<string, unknown> | undefined;
+      const ok =
+        isObject(k) && isName(k.call) && isName(k.feature) && Array.isArray(k.encoding) && k.encoding.length > 0 && k.encoding.length <= 64 && k.encoding.every(fieldOk) &&
+        (other === undefined || (isObject(other) && int(other.reg, 0, 30) && int(other.value, -0x8000_0000, 0x7fff_ffff)));
+      if (!ok) return `ABI record: continuations.${id} must be { call, feature, encoding: [{ name, reg, shift, width }], otherSubOps?: { reg, value } }, got ${show(c)}`;
+    }
+  }
   return r as unknown as AbiRecord;
 }
 

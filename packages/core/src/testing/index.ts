@@ -8,3 +8,4 @@ export { rebuildGuestImages, type GuestImageRebuild } from './guest-images.js';
 export { withHandler, withSignature } from './variants.js';
 export { checkPersistence, type PersistenceCheck, type PersistentComponent } from './persistence.js';
 export { echoServiceFactory } from './echo-service.js';
+export { createPreemptService, PREEMPT, type PreemptOptions } from './preempt-service.js';

@@ -24,7 +24,7 @@ export class MemoryMachine implements Machine {
   ) {
     this.ram = new Uint8Array(ramSize);
     this.memory = new FlatGuestMemory([{ base: ramBase, bytes: this.ram }]);
-    this.vcpus = Array.from({ length: vcpuCount }, (_, index) => ({ index, regs: new RegisterFile(32), machine: this }));
+    this.vcpus = Array.from({ length: vcpuCount }, (_, index) => ({ index, regs: new RegisterFile(32), machine: this, trapLength: 4 }));
     this.power = Array.from({ length: vcpuCount }, (_, i) => (i === 0 ? 'on' : 'off'));
     this.interrupts = Array.from({ length: vcpuCount }, () => new Set());
     this.entries = Array.from({ length: vcpuCount }, () => undefined);
