@@ -47,7 +47,7 @@ export class X86Machine extends RuntimeMachine<TrapRouter, X86VcpuStateValue, Vc
   private readonly vm: KvmVm;
   private readonly ram: HostRam;
   private readonly vcpus: X86Vcpu[] = [];
-  private dispatch: ((ctx: VcpuContext) => void) | undefined;
+  private dispatch: ((ctx: VcpuContext) => number) | undefined;
   private dispatchFor: TrapRouter | undefined;
   protected readonly runtime: MachineRuntime;
   protected readonly vcpuCodec = x86VcpuCodec;
@@ -213,9 +213,12 @@ export class X86Machine extends RuntimeMachine<TrapRouter, X86VcpuStateValue, Vc
       if (exit.kind === 'io') {
         if (exit.port === Ports.HYPERCALL && exit.out) {
           v.loadRegs();
-          dispatch(ctx);
-          v.storeRax();
+          const back = dispatch(ctx);
+          if (back === 0) v.storeRax();
+          else v.continueAt(back); // preempted (core continueCall): the OUT runs again
           rt.trapped();
+          // Between two legs: back to the runtime, so a pause or snapshot lands here.
+          if (back !== 0) return YIELD;
         } else portIo(exit, k.run8, this.serial, this.runtime, v.index);
       } else if (exit.kind !== 'interrupted') return exitToRuntime(v, exit);
       if (rt.stopRequested || shared) return YIELD;

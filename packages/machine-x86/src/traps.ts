@@ -24,8 +24,12 @@ import type { RegisterFile } from '@plugvisor/core';
 export interface TrapRouter {
   /** Freezes the ABI; called once before the first vCPU runs. */
   start(): void;
-  /** Routes one call; the handler reads/writes `vcpu.regs`. */
-  dispatch(conduit: ConduitDefinition, vcpu: VcpuContext): void;
+  /**
+   * Routes one call; the handler reads/writes `vcpu.regs`. Returns 0, or for a preempted call
+   * (core continueCall) the bytes to move RIP back onto the OUT (`vcpu.trapLength`); a router
+   * that returns nothing never preempts.
+   */
+  dispatch(conduit: ConduitDefinition, vcpu: VcpuContext): number | void;
   /** A vCPU was reset to its entry state (a CPU_ON took effect): the core's vcpuReset hook. */
   vcpuReset?(vcpu: number): void;
 }
@@ -70,16 +74,16 @@ export function startRouter(router: TrapRouter): void {
 }
 
 /** Routes one trapped call. One call site for the hot path to adapt. */
-export function dispatchTrap(router: TrapRouter, vcpu: VcpuContext): void {
-  router.dispatch(x86Conduit, vcpu);
+export function dispatchTrap(router: TrapRouter, vcpu: VcpuContext): number {
+  return router.dispatch(x86Conduit, vcpu) || 0;
 }
 
 /**
  * The dispatcher the hot path calls, after start: the VM's compiled per-conduit dispatcher
  * (core Vm.dispatcher, one call less per trap) when the router has one, else `dispatch`.
  */
-export function compiledDispatch(router: TrapRouter): (vcpu: VcpuContext) => void {
-  const r = router as TrapRouter & { dispatcher?: (c: ConduitDefinition) => (vcpu: VcpuContext) => void };
+export function compiledDispatch(router: TrapRouter): (vcpu: VcpuContext) => number {
+  const r = router as TrapRouter & { dispatcher?: (c: ConduitDefinition) => (vcpu: VcpuContext) => number };
   if (typeof r.dispatcher === 'function') return r.dispatcher(x86Conduit);
-  return (vcpu) => router.dispatch(x86Conduit, vcpu);
+  return (vcpu) => router.dispatch(x86Conduit, vcpu) || 0;
 }

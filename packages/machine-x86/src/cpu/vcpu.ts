@@ -38,7 +38,11 @@ export class X86Vcpu {
     readonly kvm: KvmVcpu,
     private readonly env: VcpuEnv,
   ) {
-    this.ctx = { index, regs: this.regs, machine: env.machine };
+    // A preempted call (core continueCall) re-executes the OUT's opcode byte, EE/EF (`out dx, al|eax`:
+    // the only OUTs that reach port 0x600); a 0x66 prefix before it is not repeated, which the
+    // port conduit does not see (any width is the same hypercall). Rewinding needs the pending
+    // I/O completed first (settle: KVM_RUN with immediate_exit), so without it there is none.
+    this.ctx = { index, regs: this.regs, machine: env.machine, ...(env.immediateExit ? { trapLength: 1 } : {}) };
     if (env.syncRegs) kvm.enableSyncRegs();
   }
 
@@ -69,6 +73,21 @@ export class X86Vcpu {
       this.regBuf32[1] = r[1]!;
       this.kvm.setRegs(this.regBuf);
     }
+  }
+
+  /**
+   * A preempted call: the OUT runs again with the registers the handler left (all of rax..r15:
+   * a continuation rewrites arguments). The pending I/O is completed first (settle), so RIP is
+   * past the OUT however KVM advances it (before the exit, or on completion: arch/x86/kvm/x86.c
+   * complete_fast_pio_out), then moved back `bytes` onto it.
+   */
+  continueAt(bytes: number): void {
+    this.settle();
+    const b = this.kvm.getRegs(this.regBuf);
+    const v = new BigUint64Array(b.buffer, b.byteOffset, 18);
+    for (let r = 0; r < 16; r++) v[r] = this.regs.u64[r]!;
+    v[R.RIP] = BigInt.asUintN(64, v[R.RIP]! - BigInt(bytes));
+    this.kvm.setRegs(b);
   }
 
   /** Enters 64-bit long mode at `entry` with rdi = `context` (CPL0, paging on, IF = 0). */
