@@ -2,6 +2,7 @@ import { MachineError, StateReader } from '@plugvisor/core';
 import { Layout } from './board/layout.js';
 import { validatePl011State, type Pl011State } from './devices/pl011.js';
 import { GICD_MAX_CPUS, validateGicdState, type GicdState } from './devices/gicd.js';
+import { parseHoleRuns, type HoleRun } from './memory/holes.js';
 
 /** The board and device state a snapshot carries beside the per-vCPU blobs. */
 export interface Arm64MachineDescription {
@@ -21,6 +22,12 @@ export interface Arm64MachineDescription {
    * older builds: their counter follows the host's).
    */
   readonly virtualCounter?: string;
+  /**
+   * Guest pages removed from RAM (memory/holes.ts) as ascending, apart runs of
+   * ["0x<guest-physical address>", <4 KiB pages>]; absent when none are (and in snapshots of
+   * builds before page removal).
+   */
+  readonly holes?: readonly HoleRun[];
 }
 
 export interface Arm64MachineOptions {
@@ -60,6 +67,8 @@ export function validateArm64Description(value: unknown, vcpuRecords: number): A
   if (counter !== undefined && (typeof counter !== 'string' || !/^(0|[1-9][0-9]{0,19})$/.test(counter) || BigInt(counter) >= 1n << 64n)) {
     r.fail('virtualCounter', 'is not a 64-bit counter value as a decimal string');
   }
+  const holes = r.raw('holes');
+  if (holes !== undefined) parseHoleRuns(holes, ramSize, (problem) => r.fail('holes', problem));
   const gicd = r.raw('gicd') === undefined ? undefined : validateGicdState(r.raw('gicd'), Math.min(vcpus, GICD_MAX_CPUS), 'arm64 machine description gicd');
   return {
     board: 'plugvisor-virt',
@@ -71,7 +80,15 @@ export function validateArm64Description(value: unknown, vcpuRecords: number): A
     nextVcpu,
     ...(gicd ? { gicd } : {}),
     ...(counter !== undefined ? { virtualCounter: counter as string } : {}),
+    ...(holes !== undefined ? { holes: holes as HoleRun[] } : {}),
   };
+}
+
+/** A validated description's removed pages as [first page, count] runs (none: empty). */
+export function parseArm64Holes(d: Arm64MachineDescription): Array<[number, number]> {
+  return d.holes === undefined ? [] : parseHoleRuns(d.holes, d.ramSize, (problem) => {
+    throw new MachineError(`arm64 machine description: holes ${problem}`);
+  });
 }
 
 /** Checks the options' vCPU count and RAM size (defaults applied); throws MachineError. */

@@ -30,3 +30,4 @@ export { XEN_HVC_IMM, type TrapRouter } from './traps.js';
 export { unicornAvailable, UnicornError } from './ffi/unicorn.js';
 export { checkArm64Snapshot, machineFromPlan } from './snapshot.js';
 export { arm64Backend } from './backend.js';
+export { GuestPageAbsentError, GUEST_PAGE_SIZE, type HoleRun } from './memory/holes.js';

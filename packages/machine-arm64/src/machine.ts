@@ -20,14 +20,15 @@
  * engine's translation cache.
  */
 import { FlatGuestMemory, MachineRuntime, RuntimeMachine, YIELD, HALT, type VcpuExit, type CapabilityName, type MachineCapabilities, type Arch, type GuestMemory, type Machine, type MachineImage } from '@plugvisor/core';
-import { HostRam, UcMemType, UNLIMITED_COUNT, type MemFault } from './ffi/unicorn.js';
+import { HostRam, UcMemType, UNLIMITED_COUNT, type CpuInternals, type MemFault } from './ffi/unicorn.js';
+import { GuestPageHoles, HoleAwareMemory } from './memory/holes.js';
 import { openVcpu } from './board/engines.js';
 import { Layout, entryProblem } from './board/layout.js';
 import { SAVED_SYSREGS, SCTLR_M, Sys } from './cpu/sysregs.js';
 import { Pl011 } from './devices/pl011.js';
 import { GICD_MAX_CPUS, GicDistributor } from './devices/gicd.js';
 import { COUNTER_HZ } from './devices/generic-timer.js';
-import { checkArm64Options, validateArm64Description, type Arm64MachineDescription, type Arm64MachineOptions } from './description.js';
+import { checkArm64Options, parseArm64Holes, validateArm64Description, type Arm64MachineDescription, type Arm64MachineOptions } from './description.js';
 import { deliverException } from './cpu/exceptions.js';
 import { Vcpu, Excp, MPIDR_AFF_MASK, type TakenException, type VcpuHost } from './cpu/vcpu.js';
 import { CNTPCT_EL0, CNTVCT_EL0, sampleClock, type ClockSample } from './cpu/clock.js';
@@ -77,6 +78,8 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
   private memFault: MemFault | undefined;
   /** The GIC distributor (devices/gicd.ts), shared by every vCPU. */
   readonly gicd!: GicDistributor;
+  /** Guest pages removed from RAM (memory/holes.ts): removeGuestPages / addGuestPages. */
+  private readonly holes: GuestPageHoles;
 
   constructor(options: Arm64MachineOptions = {}) {
     super();
@@ -89,7 +92,8 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
     this.uart = new Pl011(sink);
     this.ram = HostRam.allocate(size);
     this.ram32 = new Uint32Array(this.ram.bytes.buffer, this.ram.bytes.byteOffset, size >>> 2);
-    this.memory = new FlatGuestMemory([{ base: Layout.RAM_BASE, bytes: this.ram.bytes }]);
+    this.holes = new GuestPageHoles(this.vcpus, this.ram, size);
+    this.memory = new HoleAwareMemory(new FlatGuestMemory([{ base: Layout.RAM_BASE, bytes: this.ram.bytes }]), this.holes.set);
     this.runtime = new MachineRuntime(
       {
         reset: (i, entry, context) => this.vcpus[i]!.reset(entry, context),
@@ -177,6 +181,15 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
   private readonly capabilities: Partial<MachineCapabilities> = Object.freeze({
     'counter-clock': { sample: (c: 'virtual' | 'physical') => this.sampleClock(c) },
     'interrupt-config': { configure: (i: number, t: 'level' | 'edge') => this.configureInterrupt(i, t) },
+    // For preemptible calls between units of work (core continueCall): timers are brought up to
+    // date first, so a tick that fell due during a long call counts.
+    'interrupt-pending': {
+      pending: (i: number) => {
+        const v = this.vcpu(i);
+        v.pollTimers();
+        return v.gic.irqAsserted;
+      },
+    },
   });
 
   capability<K extends CapabilityName>(name: K): MachineCapabilities[K] | undefined {
@@ -336,7 +349,42 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
    */
   dropTranslations(v: Vcpu): void {
     if (!v.ran) return;
-    v.withMmuOff(() => v.engine.removeCache(Layout.RAM_BASE, Layout.RAM_BASE + BigInt(this.ramSize)));
+    // From the first page the guest still has: no translation exists of removed pages, and
+    // uc_ctl_remove_cache drops nothing when the range's first address cannot be translated.
+    const from = this.holes.firstPresent();
+    if (from !== undefined) v.withMmuOff(() => v.engine.removeCache(from, Layout.RAM_BASE + BigInt(this.ramSize)));
+  }
+
+  // ---- guest pages (memory/holes.ts) -------------------------------------------------------------
+
+  /**
+   * Removes `count` 4 KiB pages from guest RAM at `gpa` (4 KiB aligned, inside RAM; pages already
+   * removed stay so): a guest access to one then takes the abort Xen injects (memory/holes.ts),
+   * a service's access through `memory` fails, and the host memory is given back. Returns how
+   * many pages were removed. May be called from a hypercall handler.
+   */
+  removeGuestPages(gpa: bigint, count: number): number {
+    return this.holes.remove(gpa, count);
+  }
+
+  /** Puts removed pages of [gpa, gpa + count pages) back, zeroed; returns how many. */
+  addGuestPages(gpa: bigint, count: number): number {
+    return this.holes.add(gpa, count);
+  }
+
+  /** Is the 4 KiB page holding `gpa` RAM the guest has (not removed, inside RAM)? */
+  isGuestPagePresent(gpa: bigint): boolean {
+    return this.holes.isPresent(gpa);
+  }
+
+  /** The removed pages as ascending runs. */
+  guestPageHoles(): { gpa: bigint; pages: number }[] {
+    return this.holes.save().map(([gpa, pages]) => ({ gpa: BigInt(gpa), pages }));
+  }
+
+  /** VcpuHost: an exception the CPU model took to EL2 that may be a stage 2 abort on a removed page. */
+  stage2Abort(v: Vcpu, cpu: CpuInternals): boolean | GuestFault {
+    return this.holes.count === 0 ? false : this.holes.onStage2Abort(v, cpu);
   }
 
   // ---- traps (called from the engine's interrupt hook) ---------------------------------------
@@ -344,7 +392,10 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
   onHypercall(v: Vcpu, intno: number, imm16: number): void {
     const conduit = intno === Excp.HVC ? hvcConduit(imm16) : smcConduit(imm16);
     if (conduit) {
-      v.route(conduit.index);
+      const back = v.route(conduit.index);
+      if (back !== 0) v.rewind(back);
+      // A handler removed guest pages: this engine sees it before the guest runs on (memory/holes.ts).
+      if (this.holes.unsettled(v)) this.holes.settle(v);
     } else if (intno === Excp.SMC) {
       v.setX0Signed(SMC_UNKNOWN_IMM_X0); // TrapKind.SMC_REJECT
     } else {
@@ -382,6 +433,8 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
     // (other CPUs' instruction fetches are not coherent with stores until then): what other
     // vCPUs invalidated since this one last ran is dropped first.
     this.dropStaleCode(v);
+    // Guest pages removed since this engine last ran (memory/holes.ts).
+    if (this.holes.unsettled(v)) this.holes.settle(v);
     try {
       // The timers' lines follow the counter; the vCPU's IRQ input follows its GIC CPU
       // interface (a virtual IRQ the CPU model takes itself when PSTATE.I allows: Vcpu.syncIrq).
@@ -487,6 +540,7 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
       gicd: this.gicd.save(),
       nextVcpu: this.runtime.nextVcpu,
       virtualCounter,
+      ...(this.holes.count > 0 ? { holes: this.holes.save() } : {}),
     };
   }
 
@@ -497,6 +551,8 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
     return RuntimeMachine.restoreImage(image, arm64VcpuCodec.decode, build, d.nextVcpu, (m) => {
       m.uart.restore(d.uart);
       if (d.gicd) m.gicd.restore(d.gicd);
+      // Removed pages (absent in snapshots of builds before them, and when none were removed).
+      if (d.holes) m.holes.restore(parseArm64Holes(d));
       // A snapshot from before the counter was saved: its guest saw the host's counter (CNTVOFF 0).
       if (d.virtualCounter !== undefined) m.continueCounter(BigInt(d.virtualCounter));
       else for (const v of m.vcpus) v.engine.writeSys(Sys.CNTVOFF_EL2, 0n);
@@ -521,6 +577,7 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
     if (this.disposed) return;
     this.disposed = true;
     for (const v of this.vcpus) v.engine.close();
+    this.holes.dispose();
     this.ram.free();
   }
 }

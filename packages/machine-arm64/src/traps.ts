@@ -20,10 +20,14 @@ import { Conduits, NOT_SUPPORTED_CLASS, type Conduit, type RegisterTransfer, typ
 export interface TrapRouter {
   /** Freezes the ABI; called once before the first vCPU runs. */
   start(): void;
-  /** Routes one call; the handler reads/writes `vcpu.regs`. */
-  dispatch(conduit: Conduit, vcpu: VcpuContext): void;
+  /**
+   * Routes one call; the handler reads/writes `vcpu.regs`. Returns 0, or for a preempted call
+   * (core continueCall) the bytes to move the PC back (`vcpu.trapLength`, 4): the HVC runs again.
+   * A router that returns nothing never preempts.
+   */
+  dispatch(conduit: Conduit, vcpu: VcpuContext): number | void;
   /** After start: the conduit's compiled dispatcher, called directly (core: Vm.dispatcher). */
-  dispatcher?(conduit: Conduit): (vcpu: VcpuContext) => void;
+  dispatcher?(conduit: Conduit): (vcpu: VcpuContext) => number;
   /**
    * After start: which registers each call reads and writes (core: Vm.transfer, from the calls'
    * signatures). A router without it gets `wholesaleTransfer`.
@@ -66,7 +70,7 @@ export function smcConduit(imm16: number): Conduit | undefined {
 /** How one conduit's traps are routed, fixed when the router starts. */
 export interface TrapPath {
   readonly conduit: Conduit;
-  readonly dispatch: (vcpu: VcpuContext) => void;
+  readonly dispatch: (vcpu: VcpuContext) => number;
   readonly transfer: RegisterTransfer;
 }
 
@@ -95,7 +99,7 @@ export function trapPaths(router: TrapRouter): TrapPath[] {
   for (const conduit of [smcccConduit, xenConduit]) {
     paths[conduit.index] = {
       conduit,
-      dispatch: router.dispatcher ? router.dispatcher(conduit) : (vcpu) => router.dispatch(conduit, vcpu),
+      dispatch: router.dispatcher ? router.dispatcher(conduit) : (vcpu) => router.dispatch(conduit, vcpu) || 0,
       transfer: router.transfer ? router.transfer(conduit) : wholesaleTransfer(conduit),
     };
   }

@@ -24,6 +24,7 @@ import type { BenchRow } from '@plugvisor/core/testing';
 import { guestImage } from '../testing/guests.js';
 import { UcEngine, HostRam, Reg, WINDOW_PC } from '../ffi/unicorn.js';
 import { Sys } from '../cpu/sysregs.js';
+import { runArm64HolesBench } from './holes.js';
 
 const BASELINE_C = fileURLToPath(new URL('../../bench/uc_baseline.c', import.meta.url));
 const ITER_MARK = 1_000_000n; // the value of `iterations` in the committed bench images
@@ -224,6 +225,8 @@ export async function runArm64Bench(options: { rounds?: number; hvcIterations?: 
       row('arm64 trap breakdown: hook + read + x0 write-back batch (ns/trap)', 'raw2'),
     ];
     if (!Number.isNaN(perTrapNs('raw3'))) rows.push(row('arm64 trap breakdown: hook + PC, x0 read and x0 write through the register window (ns/trap)', 'raw3'));
+    // Removed guest pages (memory/holes.ts): removal, an access fault, a sweep with holes elsewhere.
+    rows.push(...runArm64HolesBench({ rounds }));
     rows.push({ name: 'arm64 compute-only guest loop, full machine (iterations/s)', value: jsRate, unit: 'iter/s', baseline: cRate, baselineName: 'same image on bare Unicorn from C', ratio: jsRate / cRate, goal: 'ratio >= 0.9 (bare Unicorn from C)', pass: jsRate / cRate >= 0.9 });
     return rows;
   } finally {

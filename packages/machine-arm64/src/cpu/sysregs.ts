@@ -125,6 +125,8 @@ export const SCR_HCE = 1n << 8n;
 export const SCR_RW = 1n << 10n;
 export const SCR_APK = 1n << 16n;
 export const SCR_API = 1n << 17n;
+/** HCR_EL2.VM: stage 2 translation for EL1&0 (set only while guest pages are removed: memory/holes.ts). */
+export const HCR_VM = 1n;
 export const HCR_IMO = 1n << 4n;
 export const HCR_VI = 1n << 7n;
 export const HCR_TID3 = 1n << 18n;

@@ -25,11 +25,13 @@ export function maskRegisters(mask: number): number[] {
  * One conduit's moves through a register window `w` (x_n at u32 [2n, 2n+1], as in a
  * RegisterFile `r`):
  *  - `route(w, r, ctx, k)`: the id register is already in `r`; loads class k's other read
- *    registers, dispatches, stores class k's write registers;
+ *    registers, dispatches, stores class k's write registers; returns what the dispatcher
+ *    returned: 0, or for a preempted call (core continueCall) the bytes to rewind, after storing
+ *    the registers the class reads too (a continuation rewrites argument registers);
  *  - `zero(r, k)`: zeroes the registers class k touches (read, write, id) in `r`.
  */
 export interface WindowRoute {
-  readonly route: (w: Uint32Array, r: Uint32Array, ctx: VcpuContext, k: number) => void;
+  readonly route: (w: Uint32Array, r: Uint32Array, ctx: VcpuContext, k: number) => number;
   readonly zero: (r: Uint32Array, k: number) => void;
 }
 
@@ -37,14 +39,18 @@ const move = (regs: readonly number[], from: string, to: string): string =>
   regs.map((n) => `${to}[${2 * n}] = ${from}[${2 * n}]; ${to}[${2 * n + 1}] = ${from}[${2 * n + 1}];`).join(' ');
 
 /** Generates the WindowRoute of one conduit. Only integers reach the source text. */
-export function compileWindowRoute(t: RegisterTransfer, dispatch: (vcpu: VcpuContext) => void): WindowRoute {
+export function compileWindowRoute(t: RegisterTransfer, dispatch: (vcpu: VcpuContext) => number): WindowRoute {
   const idBit = 1 << t.idRegister;
   const route = ['"use strict";', 'return function route(w, r, ctx, k) {', '  switch (k) {'];
   const zero = ['"use strict";', 'return function zero(r, k) {', '  switch (k) {'];
   t.readMasks.forEach((read, k) => {
     const write = t.writeMasks[k]!;
     if (!Number.isInteger(read) || !Number.isInteger(write)) throw new Error(`transfer class ${k}: bad masks`);
-    route.push(`    case ${k}: ${move(maskRegisters(read & ~idBit), 'w', 'r')} dispatch(ctx); ${move(maskRegisters(write), 'r', 'w')} return;`);
+    const back = maskRegisters(read & ~write);
+    route.push(
+      `    case ${k}: { ${move(maskRegisters(read & ~idBit), 'w', 'r')} const back = dispatch(ctx); ${move(maskRegisters(write), 'r', 'w')} ` +
+        `if (back !== 0) { ${move(back, 'r', 'w')} } return back; }`,
+    );
     zero.push(`    case ${k}: ${maskRegisters(read | write | idBit).map((n) => `r[${2 * n}] = 0; r[${2 * n + 1}] = 0;`).join(' ')} return;`);
   });
   // A class number the transfer never returns cannot happen; refuse loudly rather than skip a call.

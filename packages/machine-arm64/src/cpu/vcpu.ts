@@ -39,6 +39,7 @@ import {
   HCR_TID3,
   HCR_TPU,
   HCR_VI,
+  HCR_VM,
   MODE_EL1H,
   MODE_EL3H,
   PSTATE_DAIF,
@@ -132,6 +133,8 @@ interface ClassPlan {
   /** Registers written back, ascending, and their batch. */
   readonly outs: Int8Array;
   readonly outBatch: RegBatch | undefined;
+  /** Registers the class reads but does not write: written back too after a preempted call. */
+  readonly backs: Int8Array;
 }
 
 /** One conduit's trap path on one vCPU, prepared when the router starts. */
@@ -143,7 +146,7 @@ interface ConduitPlan {
   readonly moves: WindowRoute;
   /** Batch mode: u32 index of the id register's low half in the head batch. */
   readonly idHead: number;
-  readonly dispatch: (vcpu: VcpuContext) => void;
+  readonly dispatch: (vcpu: VcpuContext) => number;
   /** Batch mode: per transfer class. */
   readonly classes: readonly ClassPlan[];
 }
@@ -167,11 +170,19 @@ export interface VcpuHost {
    * translations of it before they next run.
    */
   codeChanged(vcpu: Vcpu, line?: bigint): void;
+  /**
+   * The CPU model took an exception to EL2 that is not a trapped system instruction: a stage 2
+   * abort is the machine's (memory/holes.ts) — true if it was injected into the guest (the
+   * engine runs on), a GuestFault to stop with, false if it is not one.
+   */
+  stage2Abort(vcpu: Vcpu, cpu: CpuInternals): boolean | GuestFault;
 }
 
 /** The trapping vCPU as handlers see it; the vCPU sets `viaSmc` before each dispatch. */
 export interface TrapContext extends VcpuContext {
   viaSmc: boolean;
+  /** HVC and SMC are 4 bytes and leave PC past themselves: a preempted call rewinds 4 (core continueCall). */
+  readonly trapLength: 4;
 }
 
 /** A guest exception Unicorn reported that is not a hypercall: handled after the slice. */
@@ -209,8 +220,8 @@ export class Vcpu {
   readonly cpu: CpuInternals | undefined;
   /** The EL1 physical and virtual timers, emulated (devices/generic-timer.ts). */
   readonly timer = new GenericTimer((t) => this.engine.readSys(t === TimerId.Virtual ? CNTVCT_EL0 : CNTPCT_EL0));
-  /** HCR_EL2 without VI (see the constructor). */
-  private readonly hcr: bigint;
+  /** HCR_EL2 without VI (see the constructor; VM while guest pages are removed: setStage2). */
+  private hcr: bigint;
   /** HCR_EL2.VI as last written: the vCPU's IRQ input (see syncIrq). */
   private irqLine = false;
   /**
@@ -257,7 +268,7 @@ export class Vcpu {
     useWindow = true,
   ) {
     this.affinity = affinityOfIndex(index);
-    this.ctx = { index, regs: new RegisterFile(32), machine: host.machine, viaSmc: false };
+    this.ctx = { index, regs: new RegisterFile(32), machine: host.machine, viaSmc: false, trapLength: 4 };
     const xs = Array.from({ length: 31 }, (_, i) => xReg(i));
     // The register window is looked for even when traps use batches: the CPU internals are
     // located from it.
@@ -341,6 +352,15 @@ export class Vcpu {
     this.engine.writeSys(Sys.HCR_EL2, want ? this.hcr | HCR_VI : this.hcr);
   }
 
+  /**
+   * Stage 2 translation on or off (HCR_EL2.VM), for removed guest pages (memory/holes.ts, which
+   * sets VTCR_EL2/VTTBR_EL2 first). Changing VM flushes the TLB (helper.c hcr_write).
+   */
+  setStage2(on: boolean): void {
+    this.hcr = on ? this.hcr | HCR_VM : this.hcr & ~HCR_VM;
+    this.engine.writeSys(Sys.HCR_EL2, this.irqLine ? this.hcr | HCR_VI : this.hcr);
+  }
+
   /** True if traps move registers through the register window (no FFI call). */
   get directRegisters(): boolean {
     return this.window !== undefined;
@@ -387,6 +407,7 @@ export class Vcpu {
               fromHeadAt: Int8Array.from(fromHead.map(headAt)),
               outs: Int8Array.from(maskRegisters(t.writeMasks[k]!)),
               outBatch: this.batchOf(t.writeMasks[k]!),
+              backs: Int8Array.from(maskRegisters(read & ~t.writeMasks[k]!)),
             };
           });
       this.plans[path.conduit.index] = {
@@ -454,8 +475,11 @@ export class Vcpu {
     if (cpu !== undefined) {
       cpu.takeException();
       const el = (this.pstate() >> 2) & 3;
-      const fault = el === 1 ? this.vectorProblem() : undefined;
-      if ((el === 1 && fault === undefined) || (el === 2 && this.emulateEl2Trap(cpu))) {
+      // A stage 2 abort (a removed guest page) is injected into the guest as Xen does, or ends
+      // the run as a guest fault (an address outside RAM): memory/holes.ts.
+      const stage2 = el === 2 && this.host.stage2Abort(this, cpu);
+      const fault = el === 1 ? this.vectorProblem() : stage2 instanceof GuestFault ? stage2 : undefined;
+      if ((el === 1 && fault === undefined) || stage2 === true || (el === 2 && fault === undefined && this.emulateEl2Trap(cpu))) {
         // Taken: the engine runs on — unless a stop was asked for during the slice from where
         // the engine cannot be stopped (a device access: the machine's stop()). An exception
         // boundary is a safe place, and an OS makes one often (every system call).
@@ -565,8 +589,12 @@ export class Vcpu {
     this.takeException('sync', elr, ESR_IL | (BigInt(EC.UNKNOWN) << 26n), undefined, { pc: elr, pstate: spsr });
   }
 
-  /** Routes the trapped call through conduit `index`'s path (see above). */
-  route(index: number): void {
+  /**
+   * Routes the trapped call through conduit `index`'s path (see above). Returns 0, or for a call
+   * its handler preempted the bytes to move the PC back (see rewind), with the registers the
+   * call reads written back as well as its results.
+   */
+  route(index: number): number {
     const p = this.plans[index]!;
     const ctx = this.ctx;
     const regs = ctx.regs.u32;
@@ -595,10 +623,7 @@ export class Vcpu {
       this.lastPlan = p;
       this.lastClass = k;
     }
-    if (w !== undefined) {
-      p.moves.route(w, regs, ctx, k);
-      return;
-    }
+    if (w !== undefined) return p.moves.route(w, regs, ctx, k);
     const h = this.head!.u32;
     const c = p.classes[k]!;
     const fromHead = c.fromHead;
@@ -619,7 +644,7 @@ export class Vcpu {
         regs[o + 1] = v[2 * i + 1]!;
       }
     }
-    p.dispatch(ctx);
+    const back = p.dispatch(ctx);
     const outBatch = c.outBatch;
     if (outBatch !== undefined) {
       const outs = c.outs;
@@ -631,6 +656,20 @@ export class Vcpu {
       }
       outBatch.write();
     }
+    if (back !== 0) for (const r of c.backs) this.engine.write64(xReg(r), ctx.regs.u64[r]!);
+    return back;
+  }
+
+  /**
+   * A preempted call (core continueCall): the vCPU re-executes the trapping instruction, `bytes`
+   * before the PC the trap left (Xen on Arm's hypercall_create_continuation: `regs->pc -= 4`,
+   * xen/arch/arm/domain.c), and the engine stops after the hook, so the next slice starts there:
+   * timers are polled, a pending interrupt is taken before the HVC runs again (ELR_EL1 = the
+   * HVC), and a pause or snapshot lands between the two legs.
+   */
+  rewind(bytes: number): void {
+    this.engine.write64(Reg.PC, this.pc() - BigInt(bytes));
+    this.kick = true;
   }
 
   /** Writes only x0 = value (sign-extended 32-bit): the answer to SMC #imm != 0. */

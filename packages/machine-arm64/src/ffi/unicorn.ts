@@ -148,6 +148,7 @@ interface Lib {
   uc_mem_map: (uc: unknown, address: bigint | number, size: number, perms: number) => number;
   uc_mem_map_ptr: (uc: unknown, address: bigint | number, size: number, perms: number, ptr: bigint) => number;
   uc_mem_write: (uc: unknown, address: bigint | number, bytes: Uint8Array, size: number) => number;
+  uc_mem_unmap: (uc: unknown, address: bigint | number, size: number) => number;
   uc_mmio_map: (uc: unknown, address: bigint | number, size: number, rd: unknown, urd: null, wr: unknown, uwr: null) => number;
   uc_reg_read: (uc: unknown, regid: number, value: ArrayBufferView | bigint) => number;
   uc_reg_write: (uc: unknown, regid: number, value: ArrayBufferView | bigint) => number;
@@ -159,6 +160,7 @@ interface Lib {
   uc_query: (uc: unknown, type: number, out: BigUint64Array) => number;
   mmap: (addr: null, length: number, prot: number, flags: number, fd: number, offset: number) => bigint;
   munmap: (addr: bigint, length: number) => number;
+  madvise: (addr: bigint, length: number, advice: number) => number;
   getpid: () => number;
   process_vm_readv: (pid: number, local: BigUint64Array, liovcnt: number, remote: BigUint64Array, riovcnt: number, flags: number) => number | bigint;
   /**
@@ -195,6 +197,7 @@ function load(): Lib {
       uc_mem_map: uc.func('int uc_mem_map(uc_engine *uc, uint64_t address, size_t size, uint32_t perms)'),
       uc_mem_map_ptr: uc.func('int uc_mem_map_ptr(uc_engine *uc, uint64_t address, size_t size, uint32_t perms, void *ptr)'),
       uc_mem_write: uc.func('int uc_mem_write(uc_engine *uc, uint64_t address, const void *bytes, size_t size)'),
+      uc_mem_unmap: uc.func('int uc_mem_unmap(uc_engine *uc, uint64_t address, size_t size)'),
       uc_mmio_map: uc.func(
         'int uc_mmio_map(uc_engine *uc, uint64_t address, size_t size, void *read_cb, void *user_data_read, void *write_cb, void *user_data_write)',
       ),
@@ -213,6 +216,7 @@ function load(): Lib {
       uc_query: uc.func('int uc_query(uc_engine *uc, int type, _Out_ size_t *result)'),
       mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
       munmap: libc.func('int munmap(void *addr, size_t length)'),
+      madvise: libc.func('int madvise(void *addr, size_t length, int advice)'),
       getpid: libc.func('int getpid(void)'),
       process_vm_readv: libc.func(
         'intptr_t process_vm_readv(int pid, const void *local_iov, unsigned long liovcnt, const void *remote_iov, unsigned long riovcnt, unsigned long flags)',
@@ -305,6 +309,17 @@ export class HostRam {
       throw new PlugvisorError('NO_MEMORY', `cannot map ${size} bytes of guest RAM`);
     }
     return new HostRam(ptr, size);
+  }
+
+  /**
+   * Gives the host pages of [offset, offset + length) back and makes them read as zero
+   * (madvise(2) MADV_DONTNEED on a private anonymous mapping: "subsequent accesses of pages in
+   * the range ... will result in zero-fill-on-demand pages"); offset and length are multiples of
+   * 4 KiB. Where the host refuses (another page size), the bytes are zeroed instead.
+   */
+  discard(offset: number, length: number): void {
+    if (length <= 0) return;
+    if (load().madvise(this.ptr + BigInt(offset), length, 4 /* MADV_DONTNEED */) !== 0) this.bytes.fill(0, offset, offset + length);
   }
 
   /** Unmaps the memory. Only call after every engine mapping it is closed (a koffi view of unmapped memory faults). */
@@ -405,6 +420,11 @@ export class UcEngine {
 
   mapRam(base: bigint, ram: HostRam): void {
     check('uc_mem_map_ptr', load().uc_mem_map_ptr(this.handle, base, ram.size, UC_PROT_ALL, ram.ptr));
+  }
+
+  /** Removes the whole mapping at [base, base + size) (uc_mem_unmap of a region mapped as one: no split). */
+  unmap(base: bigint, size: number): void {
+    check('uc_mem_unmap', load().uc_mem_unmap(this.handle, base, size));
   }
 
   /** Maps a private read-only, executable page range and fills it (a boot ROM). */

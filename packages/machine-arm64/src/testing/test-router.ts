@@ -9,6 +9,16 @@ import type { TrapRouter } from '../traps.js';
 export const TEST_GET_MODE = 0xc6000f01;
 export const TEST_SET_IRQ = 0xc6000f02;
 export const TEST_REPORT = 0xc6000f03;
+/** x1 = guest-physical address, x2 = pages: the machine removes them (x0 = how many it removed). */
+export const TEST_REMOVE_PAGES = 0xc6000f04;
+/** x1 = guest-physical address, x2 = pages: the machine adds them back (x0 = how many). */
+export const TEST_ADD_PAGES = 0xc6000f05;
+
+/** A machine that can remove guest pages (Arm64Machine). */
+interface PageMachine {
+  removeGuestPages(gpa: bigint, count: number): number;
+  addGuestPages(gpa: bigint, count: number): number;
+}
 
 export interface TestRouterOptions {
   mode?: number;
@@ -80,6 +90,13 @@ export class TestRouter implements TrapRouter {
         this.reports.push(r.get(1));
         r.set(0, 0n);
         break;
+      case TEST_REMOVE_PAGES:
+      case TEST_ADD_PAGES: {
+        const m = this.machine as unknown as PageMachine;
+        const n = id === TEST_REMOVE_PAGES ? m.removeGuestPages(r.get(1), Number(r.get(2))) : m.addGuestPages(r.get(1), Number(r.get(2)));
+        r.set(0, BigInt(n));
+        break;
+      }
       default:
         conduit.notSupported(r);
         return;
