@@ -32,12 +32,30 @@ export interface InterruptPending {
   pending(vcpu: number): boolean;
 }
 
+/**
+ * The guest's physical map at 4 KiB granularity: pages can be taken out of RAM and put back
+ * zeroed, as Xen's guest_remove_page / guest_physmap_add_page do for the memory reservation
+ * ops (xen/common/memory.c). While removed, a guest access to a page faults as the machine's
+ * stage 2 reports it, and a service's access through `machine.memory` fails.
+ */
+export interface GuestPages {
+  /** Removes `count` pages from `gpa` (4 KiB aligned, inside RAM); pages already gone stay so. Returns how many were removed. */
+  remove(gpa: bigint, count: number): number;
+  /** Puts removed pages of [gpa, gpa + count pages) back, zeroed; returns how many. */
+  add(gpa: bigint, count: number): number;
+  /** Is the page holding `gpa` RAM the guest has (inside RAM and not removed)? */
+  isPresent(gpa: bigint): boolean;
+  /** RAM's first address and size in pages, and how many of them are present now. */
+  size(): { readonly base: bigint; readonly pages: number; readonly present: number };
+}
+
 /** Capability names and their interfaces. Extend by declaration merging for new abilities. */
 export interface MachineCapabilities {
   'counter-clock': CounterClock;
   'interrupt-config': InterruptConfig;
   entropy: EntropySource;
   'interrupt-pending': InterruptPending;
+  'guest-pages': GuestPages;
 }
 
 export type CapabilityName = keyof MachineCapabilities;
