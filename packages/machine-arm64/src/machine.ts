@@ -21,7 +21,7 @@
  */
 import { FlatGuestMemory, MachineRuntime, RuntimeMachine, YIELD, HALT, type VcpuExit, type CapabilityName, type MachineCapabilities, type Arch, type GuestMemory, type Machine, type MachineImage } from '@plugvisor/core';
 import { HostRam, UcMemType, UNLIMITED_COUNT, type CpuInternals, type MemFault } from './ffi/unicorn.js';
-import { GuestPageHoles, HoleAwareMemory } from './memory/holes.js';
+import { GUEST_PAGE_SIZE, GuestPageHoles, HoleAwareMemory } from './memory/holes.js';
 import { openVcpu } from './board/engines.js';
 import { Layout, entryProblem } from './board/layout.js';
 import { SAVED_SYSREGS, SCTLR_M, Sys } from './cpu/sysregs.js';
@@ -177,12 +177,22 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
     return -1;
   }
 
-  /** Capabilities: 'counter-clock' (sampleClock) and 'interrupt-config' (configureInterrupt), made once. */
+  /** Capabilities: 'counter-clock' (sampleClock), 'interrupt-config' (configureInterrupt), 'guest-pages' (the page holes), 'interrupt-pending'; made once. */
   private readonly capabilities: Partial<MachineCapabilities> = Object.freeze({
     'counter-clock': { sample: (c: 'virtual' | 'physical') => this.sampleClock(c) },
     'interrupt-config': { configure: (i: number, t: 'level' | 'edge') => this.configureInterrupt(i, t) },
     // For preemptible calls between units of work (core continueCall): timers are brought up to
     // date first, so a tick that fell due during a long call counts.
+    // The memory reservation ops (Xen's guest_remove_page / guest_physmap_add_page): memory/holes.ts.
+    'guest-pages': {
+      remove: (gpa: bigint, count: number) => this.removeGuestPages(gpa, count),
+      add: (gpa: bigint, count: number) => this.addGuestPages(gpa, count),
+      isPresent: (gpa: bigint) => this.isGuestPagePresent(gpa),
+      size: () => {
+        const pages = this.ramSize / GUEST_PAGE_SIZE;
+        return { base: Layout.RAM_BASE, pages, present: pages - this.holes.count };
+      },
+    },
     'interrupt-pending': {
       pending: (i: number) => {
         const v = this.vcpu(i);
