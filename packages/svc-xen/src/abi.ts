@@ -75,6 +75,22 @@ export const XENFEAT = Object.freeze({
 });
 
 export const XENMEM_add_to_physmap = 7;
+/** The memory reservation sub-ops (memory.h) and the page-count queries. */
+export const XENMEM = Object.freeze({
+  increase_reservation: 0,
+  decrease_reservation: 1,
+  current_reservation: 3,
+  maximum_reservation: 4,
+  populate_physmap: 6,
+} as const);
+/** xen_memory_reservation.mem_flags (memory.h): the bits Xen's checks read. */
+export const XENMEMF = Object.freeze({
+  populate_on_demand: 1 << 16,
+  exact_node_request: 1 << 17,
+  vnode: 1 << 18,
+});
+/** The largest extent_order a domU's reservation ops accept (Arm: CONFIG_DOMU_MAX_ORDER, xen/arch/arm/include/asm/config.h). */
+export const DOMU_MAX_ORDER = 9;
 export const XENMAPSPACE_shared_info = 0;
 export const XENMAPSPACE_gmfn_foreign = 4;
 /** memory_op: cmd[5:0] is the sub-op, cmd[:6] the start extent (MEMOP_EXTENT_SHIFT). */

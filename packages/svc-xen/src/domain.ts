@@ -55,6 +55,13 @@ export class XenDomain {
   abiState: unknown = undefined;
   /** Incremented whenever guest pages were (re)mapped: cached views elsewhere must be remade. */
   memoryEpoch = 0;
+  /**
+   * Pages the domain owns that are not in its physical map (Xen's d->tot_pages counts them):
+   * what XENMEM_increase_reservation allocates on an auto-translated guest, and the page a
+   * populate_physmap over a mapped gfn displaces (Arm's p2m replaces the entry; the old page
+   * stays the domain's). tot_pages is the machine's present RAM pages plus these (ops/reservation.ts).
+   */
+  unmappedPages = 0;
   private mappedFor: GuestMemory | undefined;
   private vcpus = 0;
 
@@ -252,6 +259,11 @@ export class XenDomain {
   // ---- binding helpers used by the ops ----------------------------------------------------
 
   /** The domain a guest-supplied domid names: 'self', 'vmm' (domain 0), or undefined (-ESRCH). */
+  /** Is guest frame `gfn` where the guest registered shared_info or a vcpu_info (pages Xen keeps mapped)? */
+  holdsRegisteredPage(gfn: bigint): boolean {
+    return this.sharedInfoGfn === gfn || this.vcpuInfo.some((s) => s.gfn === gfn);
+  }
+
   lookupDomain(domid: number): 'self' | 'vmm' | undefined {
     if (domid === 0x7ff0 || domid === this.domid) return 'self';
     if (domid === 0) return 'vmm';

@@ -1,13 +1,14 @@
 import { defineService, packageVersion, type CallDecl, type CallHandler, type ServicePlugin, type Vm } from '@plugvisor/core';
-import { EVTCHNOP, EVTCHN_ARG_SIZE as SIZE, HYPERVISOR, XEN_ERRNO, evtchnSubOf } from './abi.js';
+import { EVTCHNOP, EVTCHN_ARG_SIZE as SIZE, HYPERVISOR, MEMOP_EXTENT_SHIFT, XENMEM, XEN_ERRNO, evtchnSubOf } from './abi.js';
 import { XenDomain } from './domain.js';
 import { xenEvtchnHooks } from './hooks.js';
 import * as evtchn from './ops/evtchn.js';
 import { memoryOp } from './ops/memory.js';
+import { currentReservation, decreaseReservation, increaseReservation, maximumReservation, populatePhysmap } from './ops/reservation.js';
 import { vcpuOp } from './ops/vcpu.js';
 import { xenVersion } from './ops/version.js';
 import { STATE_ID, STATE_VERSION, loadDomain, saveDomain } from './state.js';
-import { EVENT_CHANNEL_OP, MEMORY_OP, VCPU_OP, XEN_VERSION_OP, evtchnSubOp } from './signatures.js';
+import { EVENT_CHANNEL_OP, MEMORY_OP, VCPU_OP, XEN_VERSION_OP, evtchnSubOp, reservationQuery, reservationSubOp } from './signatures.js';
 import { ret } from './subop.js';
 
 /**
@@ -19,6 +20,7 @@ import { ret } from './subop.js';
 
 export * from './abi.js';
 export { XenDomain } from './domain.js';
+export { EXTENT_PAGES_PER_LEG, RESERVATION_SIZE } from './ops/reservation.js';
 export { XenError } from './errors.js';
 export { xenEvtchnHooks, type XenEvtchnHooks } from './hooks.js';
 export { ECS, PortTable } from './ports.js';
@@ -70,6 +72,35 @@ const SUBOPS: ReadonlyArray<[string, number, CallHandler<XenDomain>, number]> = 
  */
 const eventChannelOp: CallHandler<XenDomain> = (v) => ret(v.regs, -XEN_ERRNO.ENOSYS);
 
+export const MEMORY_OP_CALL = 'HYPERVISOR_memory_op';
+
+/**
+ * The memory reservation sub-ops (ops/reservation.ts), as declared sub-ops of memory_op under
+ * the opt-in feature `memory-reservation`: name, XENMEM_*, handler, signature, and whether it is
+ * preemptible (its start extent lives in cmd above MEMOP_EXTENT_SHIFT).
+ */
+const RESERVATION_SUBOPS: ReadonlyArray<[string, number, CallHandler<XenDomain>, boolean]> = [
+  ['XENMEM_increase_reservation', XENMEM.increase_reservation, increaseReservation, true],
+  ['XENMEM_decrease_reservation', XENMEM.decrease_reservation, decreaseReservation, true],
+  ['XENMEM_current_reservation', XENMEM.current_reservation, currentReservation, false],
+  ['XENMEM_maximum_reservation', XENMEM.maximum_reservation, maximumReservation, false],
+  ['XENMEM_populate_physmap', XENMEM.populate_physmap, populatePhysmap, true],
+];
+
+/**
+ * The continuation of each preemptible reservation op, as xen/common/memory.c do_memory_op
+ * creates it: `op | (nr_done << MEMOP_EXTENT_SHIFT)` in cmd, arg unchanged. Every other
+ * memory_op sub-op this build declares answers a non-zero start extent with -EINVAL (do_memory_op:
+ * `if ( unlikely(start_extent) ) return -EINVAL;`); add_to_physmap is memory_op's own handler and
+ * reads the bits itself (XENMAPSPACE_gmfn_range's continuation), so it keeps its behaviour.
+ */
+const RESERVATION_CONTINUATIONS = RESERVATION_SUBOPS.filter(([, , , preempt]) => preempt).map(([call]) => ({
+  call,
+  description: 'the next extent to do, in cmd above XENMEM_* (MEMOP_EXTENT_SHIFT, xen/include/public/memory.h)',
+  encoding: [{ name: 'start extent', reg: 0, shift: MEMOP_EXTENT_SHIFT, width: 64 - MEMOP_EXTENT_SHIFT }],
+  otherSubOps: { reg: 0, value: -XEN_ERRNO.EINVAL },
+}));
+
 export function createXenService(): ServicePlugin<XenDomain> {
   const calls: CallDecl[] = [
     { name: 'HYPERVISOR_memory_op', conduit: 'xen', id: HYPERVISOR.memory_op, feature: 'xen', signature: MEMORY_OP },
@@ -84,6 +115,14 @@ export function createXenService(): ServicePlugin<XenDomain> {
       feature: 'evtchn-2l',
       signature: evtchnSubOp(size),
     })),
+    ...RESERVATION_SUBOPS.map(([name, op, , preempt]) => ({
+      name,
+      conduit: 'xen',
+      id: HYPERVISOR.memory_op,
+      subOf: { call: MEMORY_OP_CALL, selector: 0, value: op },
+      feature: 'memory-reservation',
+      signature: preempt ? reservationSubOp(op) : reservationQuery(op),
+    })),
   ];
   const handlers: Record<string, CallHandler<XenDomain>> = {
     HYPERVISOR_memory_op: memoryOp,
@@ -92,6 +131,7 @@ export function createXenService(): ServicePlugin<XenDomain> {
     HYPERVISOR_event_channel_op: eventChannelOp,
   };
   for (const [name, , h] of SUBOPS) handlers[name] = h;
+  for (const [name, , h] of RESERVATION_SUBOPS) handlers[name] = h;
 
   const hooksOf = (vm: Vm) => xenEvtchnHooks(vm.hv);
   return defineService<XenDomain>({
@@ -114,8 +154,15 @@ export function createXenService(): ServicePlugin<XenDomain> {
           legacy:
             '2-level event channels were the only event-channel ABI before FIFO (Xen 4.4, 2014), and every Xen guest still starts in them: FIFO is entered by EVTCHNOP_init_control',
         },
+        {
+          name: 'memory-reservation',
+          default: 'opt-in',
+          description:
+            'memory_op XENMEM_increase_reservation, decrease_reservation, populate_physmap (preemptible) and current/maximum_reservation: ballooning; off: those cmds are -ENOSYS',
+        },
       ],
       calls,
+      continuations: RESERVATION_CONTINUATIONS,
       state: { id: STATE_ID, version: STATE_VERSION },
     },
     state: {

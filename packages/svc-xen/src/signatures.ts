@@ -220,6 +220,45 @@ export const MEMORY_OP: CallSignature = Object.freeze({
 });
 
 /**
+ * struct xen_memory_reservation (xen/include/public/memory.h; 32 bytes on arm64): {XEN_GUEST_HANDLE
+ * extent_start, xen_ulong_t nr_extents, unsigned int extent_order, unsigned int mem_flags,
+ * domid_t domid} and 6 bytes of padding. The sample is a guest ballooning out one page, gfn
+ * 0x40005 of the probe machine's RAM, with the one-entry extent array placed in the struct's own
+ * tail padding (offset 26: Xen reads it with copy_from_guest_offset, which needs no alignment,
+ * and never reads the padding as part of the struct), so the probe's one argument page holds both.
+ */
+const RESERVATION_SAMPLE_GFN = RAM_GFN + 5n;
+const xenMemoryReservation = (f: { extentStart: bigint; nr: bigint; order: number; flags: number; domid: number; tail: bigint }): string =>
+  le(u64(f.extentStart), u64(f.nr), u32(f.order), u32(f.flags), u16(f.domid), field(6)(f.tail));
+const RESERVATION_SAMPLES: readonly string[] = Object.freeze([
+  xenMemoryReservation({ extentStart: PROBE_RAM_BASE + 0x1000n + 26n, nr: 1n, order: 0, flags: 0, domid: DOMID_SELF, tail: RESERVATION_SAMPLE_GFN }),
+]);
+
+/**
+ * XENMEM_increase_reservation / decrease_reservation / populate_physmap (memory_op sub-ops 0, 1,
+ * 6): cmd keeps the start extent above MEMOP_EXTENT_SHIFT (the first value is a fresh call, the
+ * others a continuation's and one past any reservation), arg the reservation struct.
+ */
+export const reservationSubOp = (op: number): CallSignature =>
+  Object.freeze({
+    args: [
+      { name: 'cmd', reg: 0, width: 'u64', kind: 'enum', values: [op, op | (1 << MEMOP_EXTENT_SHIFT), BigInt(op) | (1n << 26n << BigInt(MEMOP_EXTENT_SHIFT))] },
+      guestHandle(1, 32, 'reservation', RESERVATION_SAMPLES),
+    ] satisfies ArgDecl[],
+    results: XEN_RC,
+  });
+
+/** XENMEM_current_reservation / maximum_reservation: struct xen_memory_domain {domid_t domid}. */
+export const reservationQuery = (op: number): CallSignature =>
+  Object.freeze({
+    args: [
+      { name: 'cmd', reg: 0, width: 'u64', kind: 'enum', values: [op, op | (1 << MEMOP_EXTENT_SHIFT)] },
+      guestHandle(1, 2, 'domain', [u16(DOMID_SELF), u16(0), u16(5)]),
+    ] satisfies ArgDecl[],
+    results: XEN_RC,
+  });
+
+/**
  * HYPERVISOR_xen_version(cmd, arg): XENVER_* (xen/include/public/version.h). get_features
  * first: it copies its struct in and out, so the pointer probes see both directions. The
  * largest buffer is xen_capabilities_info_t / xen_commandline_t: 1024 bytes. Sample:

@@ -16,6 +16,8 @@ import { ECS } from './ports.js';
  *   dummy          hex | ''        Xen's dummy vcpu_info
  *   vcpuInfo       [[gfn, offset] | null, ...] per vCPU
  *   vmmPorts       number[]        the VMM's ports (-1 free, 0 unbound, n bound to guest port n)
+ *   unmappedPages  number          optional, absent when 0: pages the domain owns outside its
+ *                                  physical map (the memory reservation ops' accounting)
  */
 export const STATE_ID = 'xen-domain';
 export const STATE_VERSION = 1;
@@ -40,6 +42,7 @@ export function saveDomain(d: XenDomain): StateValue {
     dummy: hex(d.dummy, 64),
     vcpuInfo: d.vcpuInfo.map((s) => (s.gfn === null ? null : [s.gfn, s.offset])),
     vmmPorts: [...d.vmmPorts],
+    ...(d.unmappedPages ? { unmappedPages: d.unmappedPages } : {}),
   };
 }
 
@@ -89,6 +92,8 @@ export function loadDomain(data: StateValue, vm: Vm, hooks: XenEvtchnHooks): Xen
   });
   if (!Array.isArray(data.vmmPorts) || data.vmmPorts[0] !== -1 || !data.vmmPorts.every((x) => isInt(x, -1, t.valid - 1))) bad('vmmPorts');
   d.vmmPorts = [...(data.vmmPorts as number[])];
+  if (data.unmappedPages !== undefined && !isInt(data.unmappedPages, 1, 2 ** 52)) bad('unmappedPages');
+  d.unmappedPages = (data.unmappedPages as number | undefined) ?? 0;
   // Each end of a channel must name the other: a snapshot that disagrees with itself is refused.
   for (let p = 1; p < t.valid; p++) {
     if (t.state[p] !== ECS.INTERDOMAIN) continue;

@@ -6,8 +6,11 @@ import { highBitsSet, ret } from '../subop.js';
 
 /**
  * HYPERVISOR_memory_op(cmd, arg): only XENMEM_add_to_physmap for XENMAPSPACE_shared_info, the
- * one a guest needs to see shared_info (xen/common/memory.c, xen/arch/arm/mm.c). Every other
- * sub-op, and every other map space, is -ENOSYS here (Xen has them; this personality does not).
+ * one a guest needs to see shared_info (xen/common/memory.c, xen/arch/arm/mm.c). The reservation
+ * sub-ops are declared sub-ops of their own (ops/reservation.ts) that the router sends elsewhere
+ * when a VM has them; this handler sees whatever cmd reaches memory_op's `default:`, with all of
+ * x0. Every other sub-op, and every other map space, is -ENOSYS here (Xen has them; this
+ * personality does not).
  *
  * struct xen_add_to_physmap (arm64, 24 bytes): u16 domid @0, u16 size @2, u32 space @4,
  * xen_ulong_t idx @8, xen_pfn_t gpfn @16.
