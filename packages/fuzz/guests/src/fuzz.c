@@ -670,7 +670,24 @@ static void xen_one(struct cpu *c)
     int ok = v >= -XEN_MAX_ERRNO;
     const char *why = "neither a result nor -errno";
     switch (op) {
-    case 12: case 24: case 32:
+    case 12:
+        /* The reservation sub-ops (xen/common/memory.c do_memory_op, with svc-xen's opt-in
+         * memory-reservation on): increase/decrease/populate_physmap answer the extents done, never
+         * less than the start extent in cmd[63:6] and never an errno; current/maximum_reservation a
+         * page count. Off, they are -ENOSYS like any other cmd. */
+        if ((r->in[0] & 63) == 0 || (r->in[0] & 63) == 1 || (r->in[0] & 63) == 6) {
+            ok = v == -ENOSYS || (v >= 0 && (u64)v >= (r->in[0] >> 6));
+            why = "reservation op: neither -ENOSYS nor the extents done";
+            break;
+        }
+        if ((r->in[0] & 63) == 3 || (r->in[0] & 63) == 4)
+            break;
+        if (ok && v > 0) {
+            ok = 0;
+            why = "positive result";
+        }
+        break;
+    case 24: case 32:
         if (ok && v > 0) {
             ok = 0;
             why = "positive result";
