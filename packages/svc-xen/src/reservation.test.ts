@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Conduits, Hypervisor } from '@plugvisor/core';
+import { Conduits, Hypervisor, type StateValue } from '@plugvisor/core';
 import { MemoryMachine } from '@plugvisor/core/testing';
 import { createXenService, EXTENT_PAGES_PER_LEG, xenDomain } from './index.js';
 import { loadDomain, saveDomain } from './state.js';
@@ -271,9 +271,9 @@ describe('memory reservation: preemption', () => {
     reservation(g, { nr: 2, list: 0n }, []);
     expect(run(g, OP.increase).rc).toBe(2);
     const d = xenDomain(vm);
-    const saved = saveDomain(d) as Record<string, unknown>;
-    expect(saved.unmappedPages).toBe(2);
+    const saved = saveDomain(d);
+    expect((saved as Record<string, unknown>).unmappedPages).toBe(2);
     expect(loadDomain(saved, vm, d.hooks).unmappedPages).toBe(2);
-    expect(() => loadDomain({ ...saved, unmappedPages: -1 }, vm, d.hooks)).toThrow(/unmappedPages/);
+    expect(() => loadDomain({ ...(saved as Record<string, StateValue>), unmappedPages: -1 }, vm, d.hooks)).toThrow(/unmappedPages/);
   });
 });
