@@ -1,4 +1,4 @@
-import type { CapabilityName, MachineCapabilities } from '../machine/capabilities.js';
+import { FlatGuestPages, type CapabilityName, type MachineCapabilities } from '../machine/capabilities.js';
 import type { Machine, SystemEvent, VcpuContext, VcpuPowerState } from '../machine/machine.js';
 import { FlatGuestMemory } from '../machine/memory.js';
 import { RegisterFile } from '../machine/registers.js';
@@ -37,7 +37,7 @@ export class ProbeMachine implements Machine {
     this.ram.fill(0);
     this.effects.length = 0;
     this.power = ['on', 'off'];
-    this.removed.clear();
+    this.pages.clear();
     for (const v of this.vcpus) v.regs.u64.fill(0n);
   }
 
@@ -75,27 +75,10 @@ export class ProbeMachine implements Machine {
     this.effects.push(`irq(${vcpu},${intid},${level ? 1 : 0})`);
   }
 
-  /** Removed guest pages ('guest-pages'), as page numbers from PROBE_RAM_BASE; every probe starts with none. */
-  private readonly removed = new Set<number>();
-
-  /** Removes (or puts back, zeroed) whole pages inside RAM; each change is logged as an effect. */
-  private changePages(gpa: bigint, count: number, remove: boolean): number {
-    const first = Number((gpa - PROBE_RAM_BASE) >> 12n);
-    const pages = PROBE_RAM_SIZE / 4096;
-    if ((gpa & 0xfffn) !== 0n || gpa < PROBE_RAM_BASE || !Number.isInteger(count) || count < 0 || first + count > pages) {
-      throw new Error(`guest-pages: 0x${gpa.toString(16)} + ${count} pages is not inside RAM`);
-    }
-    let changed = 0;
-    for (let p = first; p < first + count; p++) {
-      if (this.removed.has(p) === remove) continue;
-      if (remove) this.removed.add(p);
-      else this.removed.delete(p);
-      this.ram.fill(0, p * 4096, (p + 1) * 4096);
-      changed++;
-    }
-    if (changed) this.effects.push(`${remove ? 'page-remove' : 'page-add'}(0x${gpa.toString(16)},${count})`);
-    return changed;
-  }
+  /** Removed guest pages ('guest-pages'); every probe starts with none, and each change is logged as an effect. */
+  private readonly pages = new FlatGuestPages(this.ram, PROBE_RAM_BASE, (gpa, count, removed) =>
+    this.effects.push(`${removed ? 'page-remove' : 'page-add'}(0x${gpa.toString(16)},${count})`),
+  );
 
   /** Fixed clocks, entropy reading as ones, interrupt configuration logged as an effect, no interrupt pending, page removals logged. */
   private readonly capabilities: MachineCapabilities = Object.freeze({
@@ -104,12 +87,7 @@ export class ProbeMachine implements Machine {
     entropy: { fill: (out: Uint32Array) => void out.fill(0xffff_ffff) },
     // Never an interrupt pending: a probe's legs end on their budget only, so transcripts are deterministic.
     'interrupt-pending': { pending: () => false },
-    'guest-pages': {
-      remove: (gpa: bigint, count: number) => this.changePages(gpa, count, true),
-      add: (gpa: bigint, count: number) => this.changePages(gpa, count, false),
-      isPresent: (gpa: bigint) => gpa >= PROBE_RAM_BASE && gpa < PROBE_RAM_BASE + BigInt(PROBE_RAM_SIZE) && !this.removed.has(Number((gpa - PROBE_RAM_BASE) >> 12n)),
-      size: () => ({ base: PROBE_RAM_BASE, pages: PROBE_RAM_SIZE / 4096, present: PROBE_RAM_SIZE / 4096 - this.removed.size }),
-    },
+    'guest-pages': this.pages,
   });
 
   capability<K extends CapabilityName>(name: K): MachineCapabilities[K] | undefined {

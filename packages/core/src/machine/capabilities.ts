@@ -64,3 +64,64 @@ export type CapabilityName = keyof MachineCapabilities;
 export function capabilityOf<K extends CapabilityName>(machine: Machine, name: K): MachineCapabilities[K] | undefined {
   return machine.capability?.(name);
 }
+
+/**
+ * 'guest-pages' over one flat RAM buffer, for machines that run no guest code (the probe machine,
+ * the MemoryMachine test double): a removed page is only a number in a set — nothing can fault
+ * on it here — and its bytes are zeroed when removed and when put back, so nothing stale shows.
+ * `onChange(gpa, count, removed, changed)` is told of every call that changed a page.
+ */
+export class FlatGuestPages implements GuestPages {
+  private readonly removed = new Set<number>();
+
+  constructor(
+    private readonly ram: Uint8Array,
+    private readonly base: bigint,
+    private readonly onChange?: (gpa: bigint, count: number, removed: boolean) => void,
+  ) {}
+
+  remove(gpa: bigint, count: number): number {
+    return this.change(gpa, count, true);
+  }
+
+  add(gpa: bigint, count: number): number {
+    return this.change(gpa, count, false);
+  }
+
+  isPresent(gpa: bigint): boolean {
+    const page = this.pageOf(gpa);
+    return page !== undefined && !this.removed.has(page);
+  }
+
+  size(): { readonly base: bigint; readonly pages: number; readonly present: number } {
+    const pages = this.ram.byteLength / 4096;
+    return { base: this.base, pages, present: pages - this.removed.size };
+  }
+
+  /** Every page present again (nothing zeroed: for a machine reset that rewrites RAM anyway). */
+  clear(): void {
+    this.removed.clear();
+  }
+
+  private pageOf(gpa: bigint): number | undefined {
+    const off = gpa - this.base;
+    return off < 0n || off >= BigInt(this.ram.byteLength) ? undefined : Number(off >> 12n);
+  }
+
+  private change(gpa: bigint, count: number, remove: boolean): number {
+    const first = this.pageOf(gpa);
+    if ((gpa & 0xfffn) !== 0n || first === undefined || !Number.isInteger(count) || count < 0 || first + count > this.ram.byteLength / 4096) {
+      throw new Error(`guest-pages: 0x${gpa.toString(16)} + ${count} pages is not inside RAM`);
+    }
+    let changed = 0;
+    for (let p = first; p < first + count; p++) {
+      if (this.removed.has(p) === remove) continue;
+      if (remove) this.removed.add(p);
+      else this.removed.delete(p);
+      this.ram.fill(0, p * 4096, (p + 1) * 4096);
+      changed++;
+    }
+    if (changed) this.onChange?.(gpa, count, remove);
+    return changed;
+  }
+}

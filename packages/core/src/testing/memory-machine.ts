@@ -1,4 +1,4 @@
-import type { CapabilityName, GuestPages, MachineCapabilities } from '../machine/capabilities.js';
+import { FlatGuestPages, type CapabilityName, type MachineCapabilities } from '../machine/capabilities.js';
 import type { Machine, SystemEvent, VcpuContext, VcpuPowerState } from '../machine/machine.js';
 import { FlatGuestMemory } from '../machine/memory.js';
 import { RegisterFile } from '../machine/registers.js';
@@ -17,6 +17,8 @@ export class MemoryMachine implements Machine {
   readonly power: VcpuPowerState[];
   readonly interrupts: Array<Set<number>>;
   readonly entries: Array<{ entry: bigint; context: bigint } | undefined>;
+  /** The 'guest-pages' capability: removed pages zeroed, nothing faults (no guest runs here). */
+  private readonly guestPages: FlatGuestPages;
 
   constructor(
     readonly vcpuCount = 1,
@@ -25,6 +27,7 @@ export class MemoryMachine implements Machine {
   ) {
     this.ram = new Uint8Array(ramSize);
     this.memory = new FlatGuestMemory([{ base: ramBase, bytes: this.ram }]);
+    this.guestPages = new FlatGuestPages(this.ram, ramBase);
     this.vcpus = Array.from({ length: vcpuCount }, (_, index) => ({ index, regs: new RegisterFile(32), machine: this, trapLength: 4 }));
     this.power = Array.from({ length: vcpuCount }, (_, i) => (i === 0 ? 'on' : 'off'));
     this.interrupts = Array.from({ length: vcpuCount }, () => new Set());
@@ -59,46 +62,8 @@ export class MemoryMachine implements Machine {
     this.events.push(event);
   }
 
-  /**
-   * Removed guest pages (the 'guest-pages' capability), as page numbers from ramBase. A set is
-   * enough here: this machine runs no guest, so nothing faults; a removed page is zeroed so
-   * that what it held cannot come back, and `add` zeroes it again, as the arm64 machine does.
-   */
-  readonly removed = new Set<number>();
-
-  private readonly guestPages: GuestPages = {
-    remove: (gpa, count) => this.changePages(gpa, count, true),
-    add: (gpa, count) => this.changePages(gpa, count, false),
-    isPresent: (gpa) => {
-      const page = this.pageOf(gpa);
-      return page !== undefined && !this.removed.has(page);
-    },
-    size: () => ({ base: this.ramBase, pages: this.ram.byteLength / 4096, present: this.ram.byteLength / 4096 - this.removed.size }),
-  };
-
   capability<K extends CapabilityName>(name: K): MachineCapabilities[K] | undefined {
     return (name === 'guest-pages' ? this.guestPages : undefined) as MachineCapabilities[K] | undefined;
-  }
-
-  private pageOf(gpa: bigint): number | undefined {
-    const off = gpa - this.ramBase;
-    return off < 0n || off >= BigInt(this.ram.byteLength) ? undefined : Number(off >> 12n);
-  }
-
-  private changePages(gpa: bigint, count: number, remove: boolean): number {
-    const first = this.pageOf(gpa);
-    if ((gpa & 0xfffn) !== 0n || first === undefined || !Number.isInteger(count) || count < 0 || first + count > this.ram.byteLength / 4096) {
-      throw new Error(`guest-pages: 0x${gpa.toString(16)} + ${count} pages is not inside RAM`);
-    }
-    let changed = 0;
-    for (let p = first; p < first + count; p++) {
-      if (this.removed.has(p) === remove) continue;
-      if (remove) this.removed.add(p);
-      else this.removed.delete(p);
-      this.ram.fill(0, p * 4096, (p + 1) * 4096);
-      changed++;
-    }
-    return changed;
   }
 
   setInterrupt(vcpu: number, intid: number, level: boolean): void {
