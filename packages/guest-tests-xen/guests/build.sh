@@ -19,8 +19,11 @@ for g in badinput evbench fifo probe; do
   o="$(compile "src/$g.c")" || exit 1
   "$CC" "${CFLAGS[@]}" "${LDFLAGS[@]}" -o "$OUT/$g.elf" "${RT_OBJS[@]}" "$o"
 done
-# reservation.c takes its own exceptions (the data aborts of removed pages), so it links the
-# machine runtime without xenlib (whose handle_exception is the event-channel upcall).
-o="$(compile src/reservation.c)" || exit 1
-"$CC" "${CFLAGS[@]}" "${LDFLAGS[@]}" -o "$OUT/reservation.elf" "${RT_OBJS[@]:0:2}" "$o"
+# reservation.c and balloon.c take their own exceptions (the data aborts of removed pages; the
+# balloon's scheduler), so they link the machine runtime without xenlib (whose handle_exception is
+# the event-channel upcall).
+for g in reservation balloon; do
+  o="$(compile "src/$g.c")" || exit 1
+  "$CC" "${CFLAGS[@]}" "${LDFLAGS[@]}" -o "$OUT/$g.elf" "${RT_OBJS[@]:0:2}" "$o"
+done
 echo "built: $(cd "$OUT" && ls *.elf | tr '\n' ' ')"
