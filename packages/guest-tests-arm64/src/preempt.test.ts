@@ -38,7 +38,7 @@ describe('preemptible hypercall on arm64 (guest re-executes the HVC)', () => {
     const { m, text } = boot(build({ onPreempt: () => void legs++ }), window);
     expect(m.registerTransport).toBe(window ? 'window' : 'batches');
     expect(m.run()).toMatchObject({ kind: 'system-event', event: { kind: 'off' } });
-    expect(legs).toBe(13); // 40 units, 3 a leg
+    expect(legs).toBe(26); // 40 units, 3 a leg, twice (the second call with IRQs masked)
     expect(text()).toContain('preempt: done=40 bad=0 irqs=0 id=0 at_hvc=0 x0=0 plain=42 refused=-22');
     m.dispose();
   });
@@ -57,6 +57,28 @@ describe('preemptible hypercall on arm64 (guest re-executes the HVC)', () => {
     m.configureInterrupt(PPI, 'edge'); // one rising edge, one IRQ
     expect(m.run()).toMatchObject({ kind: 'system-event', event: { kind: 'off' } });
     expect(text()).toContain(`preempt: done=40 bad=0 irqs=1 id=${PPI} at_hvc=1 x0=${HVC_X0_AFTER_FIRST_LEG} plain=42 refused=-22`);
+    m.dispose();
+  });
+
+  it("an interrupt pending while the guest masks IRQs (PSTATE.I) ends no leg early, as Xen's local_events_need_delivery; it is taken once the guest unmasks", () => {
+    const BUF2 = 0x40a0_0100n;
+    const legsOf = new Map<bigint, number>();
+    const { m, text } = boot(
+      build({
+        onPreempt: (vcpu) => {
+          const buf = vcpu.regs.get(1);
+          legsOf.set(buf, (legsOf.get(buf) ?? 0) + 1);
+          // Raised during the masked call's first leg; still pending at every later check.
+          if (buf === BUF2 && legsOf.get(buf) === 1) vcpu.machine.setInterrupt(vcpu.index, PPI, true);
+        },
+      }),
+    );
+    m.configureInterrupt(PPI, 'edge');
+    expect(m.run()).toMatchObject({ kind: 'system-event', event: { kind: 'off' } });
+    // 13 preemptions, as with no interrupt at all; were PSTATE.I ignored, every leg after the
+    // first would end after one unit (37).
+    expect(legsOf.get(BUF2)).toBe(13);
+    expect(text()).toContain('preempt masked: done=40 bad=0 irqs_while_masked=0 irqs_after=1');
     m.dispose();
   });
 

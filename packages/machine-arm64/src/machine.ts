@@ -24,7 +24,7 @@ import { HostRam, UcMemType, UNLIMITED_COUNT, type CpuInternals, type MemFault }
 import { GUEST_PAGE_SIZE, GuestPageHoles, HoleAwareMemory } from './memory/holes.js';
 import { openVcpu } from './board/engines.js';
 import { Layout, entryProblem } from './board/layout.js';
-import { SAVED_SYSREGS, SCTLR_M, Sys } from './cpu/sysregs.js';
+import { PSTATE_I, SAVED_SYSREGS, SCTLR_M, Sys } from './cpu/sysregs.js';
 import { Pl011 } from './devices/pl011.js';
 import { GICD_MAX_CPUS, GicDistributor } from './devices/gicd.js';
 import { COUNTER_HZ } from './devices/generic-timer.js';
@@ -193,11 +193,14 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
         return { base: Layout.RAM_BASE, pages, present: pages - this.holes.count };
       },
     },
+    // Xen's hypercall_preempt_check asks local_events_need_delivery(), which is false while the
+    // guest masks IRQs (vcpu_event_delivery_is_enabled: PSTATE.I at the trap,
+    // xen/arch/arm/include/asm/event.h): a call made with IRQs masked runs its full budget.
     'interrupt-pending': {
       pending: (i: number) => {
         const v = this.vcpu(i);
         v.pollTimers();
-        return v.gic.irqAsserted;
+        return v.gic.irqAsserted && (v.pstate() & PSTATE_I) === 0;
       },
     },
   });

@@ -23,10 +23,11 @@ export interface EntropySource {
 }
 
 /**
- * Whether a vCPU has an interrupt pending that its interrupt controller would signal (arm64: the
- * GIC CPU interface asserts IRQ; the guest's PSTATE.I mask is not consulted). What a preemptible
- * call asks between units of work, as Xen's hypercall_preempt_check() asks
- * local_events_need_delivery() (xen/include/xen/sched.h, xen/arch/arm/include/asm/event.h).
+ * Whether a vCPU has an interrupt pending that it would take now: its interrupt controller
+ * signals one (arm64: the GIC CPU interface asserts IRQ) and the guest does not mask it (arm64:
+ * PSTATE.I clear at the trap). What a preemptible call asks between units of work, as Xen's
+ * hypercall_preempt_check() asks local_events_need_delivery() (xen/include/xen/sched.h,
+ * xen/arch/arm/include/asm/event.h: vcpu_event_delivery_is_enabled, then the vGIC).
  */
 export interface InterruptPending {
   pending(vcpu: number): boolean;

@@ -8,13 +8,18 @@
  * An interrupt the test raises during the first leg must be taken between two legs, at the HVC
  * itself (ELR_EL1 points at `hvc #0xea1`, x0 already holds the rewritten start), and the call
  * still completes. Then PREEMPT_PLAIN (cmd 2), which uses no continuation: 42, and -EINVAL
- * with a non-zero start field (Xen's do_memory_op rule). Prints one line and powers off.
+ * with a non-zero start field (Xen's do_memory_op rule). Then PREEMPT_MARK again on a second
+ * array with IRQs masked (PSTATE.I): an interrupt the test raises meanwhile must not end a leg
+ * early — Xen's hypercall_preempt_check() asks local_events_need_delivery(), false while the
+ * guest masks IRQs (xen/arch/arm/include/asm/event.h) — and is taken once the guest unmasks.
+ * Prints two lines and powers off.
  */
 #include "guest.h"
 
 #define WORK_OP 0x31
 #define N 40
 #define BUF ((volatile u8 *)0x40a00000UL)
+#define BUF2 ((volatile u8 *)0x40a00100UL)
 #define HVC_XEN 0xd401d422u /* hvc #0xea1 */
 #define GICD 0x08000000UL
 
@@ -54,5 +59,16 @@ int main(u64 x0)
     s64 refused = xen_hypercall(WORK_OP, 2 | (1UL << 6), 0, 0, 0, 0);
     printf("preempt: done=%ld bad=%u irqs=%u id=%u at_hvc=%u x0=%lx plain=%ld refused=%ld\n",
            r, bad, irqs, irq_id, irq_at_hvc, irq_x0, plain, refused);
+
+    u32 before = irqs;
+    irq_disable();
+    s64 r2 = xen_hypercall(WORK_OP, 1, (u64)BUF2, N, 0, 0);
+    u32 masked = irqs - before;
+    irq_enable();
+    __asm__ volatile("isb" ::: "memory");
+    u32 after = irqs - before;
+    u32 bad2 = 0;
+    for (u32 i = 0; i < N; i++) bad2 += BUF2[i] != 1;
+    printf("preempt masked: done=%ld bad=%u irqs_while_masked=%u irqs_after=%u\n", r2, bad2, masked, after);
     psci_system_off();
 }
