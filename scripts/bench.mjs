@@ -10,6 +10,7 @@ const suites = {
   x86: ['../packages/machine-x86/dist/bench/index.js', 'runX86Bench'],
   xsave: ['../packages/xsave/bench/index.mjs', 'runXsaveBench'],
   'evtchn-fifo': ['../packages/svc-evtchn-fifo/bench/index.mjs', 'runEvtchnBench'],
+  balloon: ['../packages/guest-tests-xen/bench/balloon.mjs', 'runBalloonBench'],
   transcripts: ['../packages/cli/bench/transcripts.mjs', 'runTranscriptBench'],
   linux: ['../packages/cli/bench/linux.mjs', 'runLinuxBench'],
 };

@@ -53,6 +53,8 @@ const MAX_STALE_RANGES = 4096;
 /** Slice bounds for a vCPU running alone in count mode (see soloSlice). */
 const SOLO_SLICE_MAX = 2_000_000;
 const SLICE_MIN = 10_000;
+/** How often (host ms) 'interrupt-pending' reads the vCPU's timers: 10 µs. */
+const TIMER_POLL_MS = 0.01;
 
 export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue, Arm64VcpuState> implements Machine, VcpuHost {
   readonly arch: Arch = 'arm64';
@@ -196,14 +198,24 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
     // Xen's hypercall_preempt_check asks local_events_need_delivery(), which is false while the
     // guest masks IRQs (vcpu_event_delivery_is_enabled: PSTATE.I at the trap,
     // xen/arch/arm/include/asm/event.h): a call made with IRQs masked runs its full budget.
+    // Reading the timers costs engine calls (about 4 µs), and a preemptible call asks between
+    // every unit of work (Xen: every extent), so they are read at most every TIMER_POLL_MS of host
+    // time; a line raised otherwise (setInterrupt, an SGI) is in the GIC state and seen at once.
     'interrupt-pending': {
       pending: (i: number) => {
         const v = this.vcpu(i);
-        v.pollTimers();
+        const now = performance.now();
+        if (!(now - (this.timersPolledAt[i] ?? -Infinity) < TIMER_POLL_MS)) {
+          this.timersPolledAt[i] = now;
+          v.pollTimers();
+        }
         return v.gic.irqAsserted && (v.pstate() & PSTATE_I) === 0;
       },
     },
   });
+
+  /** Per vCPU: performance.now() when 'interrupt-pending' last read its timers. */
+  private readonly timersPolledAt: number[] = [];
 
   capability<K extends CapabilityName>(name: K): MachineCapabilities[K] | undefined {
     return this.capabilities[name] as MachineCapabilities[K] | undefined;
