@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Hypervisor, type ServicePlugin } from '@plugvisor/core';
 import { createPsciService } from '@plugvisor/svc-psci';
 import { createXenService } from '@plugvisor/svc-xen';
-import { boot, MEM_SIZE, runGuest, xenBuild } from './harness.js';
+import { boot, MEM_SIZE, RAM_BASE, runGuest, xenBuild } from './harness.js';
 import { createGuestTestService } from './service.js';
 
 /**
@@ -59,6 +59,24 @@ describe('memory reservation from a real arm64 guest (svc-xen, feature memory-re
     const starts: bigint[] = [];
     const run = boot(watchedBuild(starts), 'reservation', { features: { 'memory-reservation': true } });
     const { m, t } = run;
+    // Every byte of RAM before the bad calls (sync 1) and after them (sync 2): only the guest's
+    // own buffers may change — the reservation struct it rewrites, and its stack below SP.
+    let before: Uint8Array | undefined;
+    const changedOutside: string[] = [];
+    t.onSync = (tag, resv, sp) => {
+      const ram = new Uint8Array(MEM_SIZE);
+      m.memory.read(RAM_BASE, ram);
+      if (tag === 1) before = ram;
+      if (tag === 2) {
+        for (let i = 0; i < MEM_SIZE; i++) {
+          if (ram[i] === before![i]) continue;
+          const at = RAM_BASE + BigInt(i);
+          const own = (at >= resv && at < resv + 32n) || (at >= sp - 4096n && at < sp + 256n);
+          if (!own && changedOutside.length < 8) changedOutside.push(`0x${at.toString(16)}: ${before![i]} → ${ram[i]}`);
+        }
+      }
+      return 0;
+    };
     const r = runGuest(m, () => {});
     expect(t.tagged(TAG.FAIL), run.console()).toEqual([]);
     expect(r).toMatchObject({ kind: 'system-event', event: { kind: 'off' } });
@@ -66,6 +84,8 @@ describe('memory reservation from a real arm64 guest (svc-xen, feature memory-re
     const got = Object.fromEntries(t.tagged(TAG.CASE).map((c) => [Number(c.a), Number(BigInt.asIntN(64, c.b))]));
     const named = (o: Record<string, number>) => Object.entries(o).map(([id, rc]) => `${id} ${CASES[Number(id)]?.[0] ?? '?'}: ${rc}`);
     expect(named(got)).toEqual(named(Object.fromEntries(Object.entries(CASES).map(([id, [, rc]]) => [id, rc]))));
+    expect(t.syncs).toBe(2);
+    expect(changedOutside).toEqual([]);
     expect(m.guestPageHoles()).toEqual([]); // every page came back
     // Five bad calls (one leg each; the struct-not-RAM call has x0 = 1 too), then the big
     // decrease in two legs: the HVC re-executed with x0 = 1 | 256 << 6.

@@ -28,8 +28,10 @@ static struct xen_memory_domain md = { DOMID_SELF };
 static volatile u64 faults, far, elr;
 extern char probe_load[];
 
-/* The test service's report call (src/service.ts); this guest links no xenlib. */
+/* The test service's report and sync calls (src/service.ts); this guest links no xenlib. */
 void test_report(u64 tag, u64 a, u64 b) { smccc_hvc(TEST_REPORT, tag, a, b, 0); }
+u64 test_sync(u64 tag, u64 a, u64 b) { struct smccc_res r; smccc_hvc(TEST_SYNC, tag, a, b, &r); return r.a0; }
+static inline u64 read_sp(void) { u64 v; __asm__ volatile("mov %0, sp" : "=r"(v)); return v; }
 
 #define R(id, v) test_report(TAG_CASE, (id), (u64)(s64)(v))
 
@@ -79,7 +81,12 @@ int main(u64 x0)
     R(1, max);
     R(2, memop(XENMEM_current_reservation, &md));
 
-    /* Bad reservations: each answers the extents done, 0 here, and removes nothing. */
+    /*
+     * Bad reservations: each answers the extents done, 0 here, and removes nothing. The test
+     * copies all of RAM at sync 1 and compares at sync 2: only this guest's own buffers (resv,
+     * and its stack near SP) may differ.
+     */
+    test_sync(1, (u64)&resv, read_sp());
     R(10, reserve(XENMEM_decrease_reservation, list, 2, 10, 0, DOMID_SELF));       /* order 10 > 9 */
     R(11, reserve(XENMEM_decrease_reservation, list, 2, 0, 0, 0));                 /* dom0 */
     R(12, reserve(XENMEM_decrease_reservation, list, 2, 0, 0, 7));                 /* no such domain */
@@ -87,6 +94,7 @@ int main(u64 x0)
     R(14, xen_hypercall(__HYPERVISOR_memory_op, XENMEM_decrease_reservation, 0x1000, 0, 0, 0)); /* struct not RAM */
     R(15, reserve(XENMEM_increase_reservation, 0, 1, 0, 0, DOMID_SELF));           /* at max_pages */
     R(16, xen_hypercall(__HYPERVISOR_memory_op, XENMEM_current_reservation | (1 << 6), (u64)&md, 0, 0, 0)); /* start extent on a plain sub-op */
+    test_sync(2, (u64)&resv, read_sp());
     for (i = 0, n = 0; i < NPAGES; i++) n += gone(area[i]);
     R(17, n);
 
