@@ -73,9 +73,13 @@ describe.runIf(haveLinux)('a Linux guest across processes and builds', () => {
     expect(first.code, tail(first)).toBe(0);
     const at = first.err.match(/snapshot at guest time (\d+\.\d+) s written to/);
     expect(at, tail(first)).not.toBeNull();
-    // at the end of the slice that reached it: within a few ms of guest time
+    // At the end of the slice that reached it: within a few ms of guest time on a quiet host
+    // (1.500-1.526 s measured; machine-arm64's guest-time.test.ts pins the mechanism). The
+    // counter follows the host clock, so a host that stalls the process mid-slice moves the
+    // landing later (1.601 and 1.603 s seen with other test processes busy on both cores); the
+    // bound says "before the kernel is anywhere near done" (it powers off after about 5 s).
     expect(Number(at![1])).toBeGreaterThanOrEqual(1.5);
-    expect(Number(at![1])).toBeLessThan(1.6);
+    expect(Number(at![1])).toBeLessThan(2);
     expect(initLines(first.out)).not.toContain('powering off');
     const second = await plugvisor(['restore', snap]);
     expect(second.code, tail(second)).toBe(0);
