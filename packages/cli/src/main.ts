@@ -1,4 +1,4 @@
-import { PlugvisorError, ServiceFailure, UsageError } from '@plugvisor/core';
+import { isPlugvisorError, isServiceFailure, isUsageError } from '@plugvisor/core';
 import { abiCommand, abiHelp } from './commands/abi.js';
 import { checkCommand, checkHelp } from './commands/check.js';
 import { demoCommand, demoHelp } from './commands/demo.js';
@@ -47,19 +47,21 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await command.run(rest);
   } catch (e) {
-    // parseArgs reports unknown or malformed flags with ERR_PARSE_ARGS_* codes
-    const code = (e as { code?: string }).code ?? '';
-    if (e instanceof UsageError || code.startsWith('ERR_PARSE_ARGS')) {
+    // parseArgs reports unknown or malformed flags with ERR_PARSE_ARGS_* codes. Core's errors are
+    // recognised by their brand, so one thrown by a service's own copy of @plugvisor/core (a
+    // factory refusing its options, a ServiceFailure) is still one line and an exit status.
+    const code = (e as { code?: unknown } | undefined)?.code;
+    if (isUsageError(e) || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
       process.stderr.write(`plugvisor ${name}: ${(e as Error).message}\n`);
       return Exit.USAGE;
     }
-    if (e instanceof ServiceFailure) {
+    if (isServiceFailure(e)) {
       // A service failed outside a guest run (creating the VM, restoring it): exit 14, one line.
       process.stderr.write(`plugvisor ${name}: service failure: ${e.message}\n`);
       if (process.env.PLUGVISOR_DEBUG === '1') process.stderr.write(`${(e.cause as Error)?.stack ?? String(e.cause)}\n`);
       return Exit.SERVICE_FAILURE;
     }
-    if (e instanceof PlugvisorError) {
+    if (isPlugvisorError(e)) {
       process.stderr.write(`plugvisor ${name}: ${e.message}\n`);
       return Exit.FAILURE;
     }

@@ -61,17 +61,18 @@ export function createScratch(options: ScratchOptions): Scratch {
   cpSync(join(repo, '.changeset/config.json'), join(template, '.changeset/config.json'));
   symlinkSync(join(repo, 'node_modules'), join(template, 'node_modules'));
   mkdirSync(join(template, 'packages'));
-  type Pkg = { name: string; plugvisor?: { service?: boolean; machine?: boolean }; dependencies?: Record<string, string> };
+  type Pkg = { name: string; plugvisor?: { service?: boolean; machine?: boolean }; dependencies?: Record<string, string>; peerDependencies?: Record<string, string> };
   const all = new Map<string, Pkg>();
   for (const dir of readdirSync(join(repo, 'packages'))) {
     if (existsSync(join(repo, 'packages', dir, 'package.json'))) all.set(dir, JSON.parse(readFileSync(join(repo, 'packages', dir, 'package.json'), 'utf8')) as Pkg);
   }
-  // The services asked for and every service package they depend on.
+  // The services asked for and every service package they depend on (a hook owner they tap is a peer).
   const wanted = new Set<string>();
   const want = (dir: string) => {
     if (wanted.has(dir) || !all.get(dir)?.plugvisor?.service) return;
     wanted.add(dir);
-    for (const dep of Object.keys(all.get(dir)?.dependencies ?? {})) for (const [d, p] of all) if (p.name === dep) want(d);
+    const pkg = all.get(dir);
+    for (const dep of Object.keys({ ...pkg?.dependencies, ...pkg?.peerDependencies })) for (const [d, p] of all) if (p.name === dep) want(d);
   };
   for (const [dir, pkg] of all) if (pkg.plugvisor?.service && (!options.services || options.services.includes(dir))) want(dir);
   const services: string[] = [];

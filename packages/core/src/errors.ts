@@ -19,17 +19,61 @@ export const Errno = Object.freeze({
 export type ErrnoName = keyof typeof Errno;
 
 /**
+ * The brand every PlugvisorError carries, under a key from the global symbol registry
+ * (`Symbol.for`, ECMA-262 "GlobalSymbolRegistry"): the same symbol in every copy of this module.
+ * Its value is the names of the error's classes, most derived first (`['UsageError',
+ * 'PlugvisorError']`).
+ */
+export const PLUGVISOR_ERROR_BRAND: unique symbol = Symbol.for('@plugvisor/core:error') as never;
+
+/**
+ * The class names an error carries in its brand, most derived first, or undefined if it is no
+ * PlugvisorError of any copy of @plugvisor/core.
+ */
+export function plugvisorErrorKinds(e: unknown): readonly string[] | undefined {
+  if (typeof e !== 'object' || e === null) return undefined;
+  const kinds = (e as { [PLUGVISOR_ERROR_BRAND]?: unknown })[PLUGVISOR_ERROR_BRAND];
+  return Array.isArray(kinds) && kinds.every((k) => typeof k === 'string') ? (kinds as readonly string[]) : undefined;
+}
+
+/**
  * The base class. `C` is the class's union of codes; the base class itself takes any code
  * (components without an error class of their own use it with their own codes).
+ *
+ * Recognised across copies of @plugvisor/core: a service installed with its own copy throws
+ * errors whose prototype chain is that copy's, so a plain `instanceof` (ECMA-262
+ * OrdinaryHasInstance: the prototype chain) would not know them. Every instance carries the
+ * brand above, and the class defines `Symbol.hasInstance` (ECMA-262 InstanceofOperator), so
+ * `e instanceof UsageError` is true for a UsageError of any copy: the prototype chain first,
+ * then the brand's class names. Subclasses are recognised by their class name: give a subclass
+ * a name no other PlugvisorError subclass has (prefix it with the package's own word, as
+ * XenError, XsaveError).
  */
 export class PlugvisorError<C extends string = string> extends Error {
+  declare readonly [PLUGVISOR_ERROR_BRAND]: readonly string[];
+
   constructor(
     readonly code: C,
     message: string,
   ) {
     super(message);
     this.name = new.target.name;
+    const kinds: string[] = [];
+    for (let c: unknown = new.target; typeof c === 'function' && c !== Error && c !== Function.prototype; c = Object.getPrototypeOf(c)) {
+      kinds.push((c as { name: string }).name);
+    }
+    Object.defineProperty(this, PLUGVISOR_ERROR_BRAND, { value: Object.freeze(kinds), enumerable: false });
   }
+
+  static override [Symbol.hasInstance]<T>(this: abstract new (...args: any[]) => T, value: unknown): value is T {
+    if (Function.prototype[Symbol.hasInstance].call(this, value)) return true;
+    return plugvisorErrorKinds(value)?.includes(this.name) ?? false;
+  }
+}
+
+/** `e` is a PlugvisorError, made by this copy of @plugvisor/core or any other. */
+export function isPlugvisorError(e: unknown): e is PlugvisorError {
+  return e instanceof PlugvisorError;
 }
 
 /** A ONE_REG / ABI-configuration call failed the way KVM would fail it. */
@@ -110,6 +154,11 @@ export class UsageError extends PlugvisorError<UsageErrorCode> {
   constructor(message: string, code: UsageErrorCode = 'BAD_ARGUMENT') {
     super(code, message);
   }
+}
+
+/** `e` is a UsageError, made by this copy of @plugvisor/core or any other. */
+export function isUsageError(e: unknown): e is UsageError {
+  return e instanceof UsageError;
 }
 
 /** Where in a service's life a failure happened: one of its call handlers, a hook tap, its state handler. */
@@ -201,4 +250,9 @@ export class ServiceFailure extends PlugvisorError<'SERVICE_FAILURE'> {
     const pc = this.pc !== undefined ? ` at PC 0x${this.pc.toString(16)}` : '';
     return `service ${s.service}@${s.version} failed in ${where}${vcpu}${pc}: ${describeThrown(this.cause)}`;
   }
+}
+
+/** `e` is a ServiceFailure, made by this copy of @plugvisor/core or any other. */
+export function isServiceFailure(e: unknown): e is ServiceFailure {
+  return e instanceof ServiceFailure;
 }

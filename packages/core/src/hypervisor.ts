@@ -4,7 +4,7 @@ import { buildManifest, type BuildManifest } from './abi/manifest.js';
 import { VmAbi } from './abi/vm-abi.js';
 import { AbiError, ComposeError, describeThrown, PlugvisorError } from './errors.js';
 import { behaviourOracle } from './behaviour/transcript.js';
-import { createHooks, type HypervisorHooks } from './plugin/hooks.js';
+import { createHooks, pluginHooks, type HypervisorHooks } from './plugin/hooks.js';
 import type { ServicePlugin } from './plugin/service.js';
 import { Vm } from './vm.js';
 import { BuildConduits } from './router/build-conduits.js';
@@ -110,6 +110,16 @@ export class Hypervisor {
     const vm = new Vm(this, abi);
     vm.initialiseServices();
     return vm;
+  }
+
+  /**
+   * Hooks a plugin owns for this build, keyed `'<package name>:<registry name>'`: the first
+   * caller's `create` makes them, every copy of the owning package gets the same frozen object
+   * (`pluginHooks` in `plugin/hooks.ts`, which services call so a build made by an older core
+   * works too).
+   */
+  pluginHooks<T extends object>(key: string, create: () => T): T {
+    return pluginHooks(this, key, create);
   }
 
   /** Parses `name=on|off` the way the CLI takes `--feature`. */

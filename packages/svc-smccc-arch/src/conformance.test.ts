@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Hypervisor, serviceBehaviour, type CallSignature, type ServicePlugin } from '@plugvisor/core';
-import { checkServiceConformance, withSignature } from '@plugvisor/core/testing';
+import { checkRecord, Hypervisor, serviceBehaviour, smcccReturn, type CallSignature, type ServicePlugin } from '@plugvisor/core';
+import { checkServiceConformance, withHandler, withSignature } from '@plugvisor/core/testing';
 import { ARCH_WORKAROUND_1, ARCH_WORKAROUND_3, createSmcccArchService } from './index.js';
 
 /**
@@ -30,6 +30,36 @@ describe('svc-smccc-arch: conformance kit', () => {
     expect(t.SMCCC_ARCH_FEATURES!['x1=0xc5000020']).toBe('x0=0xffffffffffffffff x1=0x0 x2=0x0 x3=0x0'); // no PV time in this build
     expect(t.SMCCC_ARCH_WORKAROUND_1!['-']).toBe('x0=0x0 x1=0x0 x2=0x0 x3=0x0');
     expect(t.SMCCC_ARCH_WORKAROUND_1!.smc).toBe('x0=0xffffffffffffffff x1=0x0 x2=0x0 x3=0x0');
+  });
+
+  it('SMCCC_VERSION follows the VM\'s smccc selector: 1.1 (KVM\'s) by default, 1.2 only when selected; nothing else changes', () => {
+    const arch = createSmcccArchService();
+    const hv = Hypervisor.compose([arch], { name: 'arch' });
+    expect(hv.createVm().abi.version('smccc')).toBe('1.1');
+    const b = serviceBehaviour(hv, arch);
+    expect(b.default!.SMCCC_VERSION!['-']).toBe('x0=0x10001 x1=0x0 x2=0x0 x3=0x0');
+    expect(b['smccc=1.2']!.SMCCC_VERSION!['-']).toBe('x0=0x10002 x1=0x0 x2=0x0 x3=0x0');
+    expect(b['smccc=1.2']!.SMCCC_VERSION!.smc).toBe('x0=0x10002 x1=0x0 x2=0x0 x3=0x0');
+    // a non-default configuration records only what differs from the default VM: SMCCC_VERSION alone
+    expect(Object.keys(b['smccc=1.2']!)).toEqual(['SMCCC_VERSION']);
+    expect(Object.keys(b['smccc=1.2']!.SMCCC_VERSION!).sort()).toEqual(Object.keys(b.default!.SMCCC_VERSION!).sort());
+    expect(() => hv.createVm({ versions: { smccc: '1.3' } })).toThrow(/1\.3/);
+  });
+
+  it('moves VMs of the release before the selector (1.0.0: SMCCC_VERSION fixed at 1.1) up, not back', () => {
+    // 1.0.0 as released: no version selector, SMCCC_VERSION answering 0x10001.
+    const real = createSmcccArchService();
+    const { versions: _, ...surface } = real.surface;
+    const released = withHandler(Object.freeze({ ...real, surface }), 'SMCCC_VERSION', () => (v) => smcccReturn(v.regs, 0x1_0001));
+    const before = Hypervisor.compose([released], { name: '1.0.0' });
+    const now = Hypervisor.compose([createSmcccArchService()], { name: 'now' });
+    // upgrade: a VM that never had the selector gets the default, 1.1, and answers exactly as before
+    expect(checkRecord(before.createVm().record(), now.catalog, now)).toEqual([]);
+    // rollback: a VM of this release records its smccc selection, which 1.0.0 cannot offer (core's
+    // "selected versions must be offered"), even at 1.1 — refused by name, never a changed view
+    for (const smccc of ['1.1', '1.2']) {
+      expect(checkRecord(now.createVm({ versions: { smccc } }).record(), before.catalog, before)).toEqual(['@plugvisor/svc-smccc-arch no longer offers a smccc version selector']);
+    }
   });
 
   it('catches ARCH_FEATURES advertising a workaround call the VM does not expose', () => {

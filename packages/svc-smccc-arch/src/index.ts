@@ -1,10 +1,11 @@
 import { HookMap, SyncBailHook } from 'tapable';
-import { defineService, packageVersion, smcccReturn, type CallSignature, type Hypervisor, type ResultDecl, type ServicePlugin, type VcpuContext, type Vm } from '@plugvisor/core';
+import { defineService, packageVersion, pluginHooks, smcccReturn, type CallSignature, type Hypervisor, type ResultDecl, type ServicePlugin, type VcpuContext, type Vm } from '@plugvisor/core';
 
 /**
  * The Arm SMCCC architecture calls (owner 0) as KVM/arm64 answers them
  * (Linux arch/arm64/kvm/hypercalls.c, arch/arm64/kvm/hyp/hyp-entry.S):
- *   SMCCC_VERSION        → 0x10001 (SMCCC 1.1)
+ *   SMCCC_VERSION        → the VM's `smccc` version: 0x10001 (SMCCC 1.1, KVM's and the default)
+ *                          or 0x10002 (1.2) when its operator selected it
  *   SMCCC_ARCH_FEATURES  → per queried id: the WORKAROUND levels of an unaffected host, or what a
  *                          service tapped `smcccArchHooks(hv).features.for(id)` answers; else −1
  *   ARCH_WORKAROUND_1/2/3 via HVC → x0 = 0 (KVM's EL2 fast path; x1 ends up 0); via SMC → −1
@@ -19,6 +20,25 @@ export const ARCH_WORKAROUND_1 = 0x8000_8000;
 export const ARCH_WORKAROUND_2 = 0x8000_7fff;
 export const ARCH_WORKAROUND_3 = 0x8000_3fff;
 export const SMCCC_VERSION_1_1 = 0x1_0001;
+export const SMCCC_VERSION_1_2 = 0x1_0002;
+
+/**
+ * The `smccc` version selector's values (Arm DEN0028, "SMC Calling Convention"; Linux
+ * include/linux/arm-smccc.h ARM_SMCCC_VERSION_1_x). 1.1 is what KVM answers and the default.
+ * 1.2 adds x4-x17 as argument/result registers of SMC64/HVC64 calls and SMCCC_ARCH_SOC_ID
+ * (0x80000002), which Linux looks for only at 1.2 or later (drivers/firmware/smccc/smccc.c,
+ * arm_smccc_version_init). 1.3 is not offered: at 1.3 a caller may set the SVE hint, bit 16 of
+ * the function id (ARM_SMCCC_1_3_SVE_HINT; Linux's arch/arm64/kernel/smccc-call.S did with SVE),
+ * which the callee must accept, and no router in this repository drops it yet — such a guest
+ * would get NOT_SUPPORTED for every call.
+ */
+export const SMCCC_VERSIONS = Object.freeze([
+  Object.freeze({ name: '1.1', value: SMCCC_VERSION_1_1 }),
+  Object.freeze({ name: '1.2', value: SMCCC_VERSION_1_2 }),
+]);
+
+/** The version selector's name, as operators type it (`--version smccc=1.2`). */
+export const SMCCC_SELECTOR = 'smccc';
 
 export const KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_1 = 0x6030_0000_0014_0001n;
 export const KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2 = 0x6030_0000_0014_0002n;
@@ -70,15 +90,15 @@ export interface SmcccArchHooks {
   readonly features: HookMap<SyncBailHook<[Vm], number | undefined>>;
 }
 
-// Plugin-owned hooks, one set per build (webpack's getCompilationHooks pattern).
-const registry = new WeakMap<Hypervisor, SmcccArchHooks>();
+const createSmcccArchHooks = (): SmcccArchHooks => ({ features: new HookMap(() => new SyncBailHook<[Vm], number | undefined>(['vm'])) });
+
+/**
+ * Plugin-owned hooks, one set per build (webpack's getCompilationHooks pattern), kept in the
+ * build's registry (`pluginHooks` of @plugvisor/core) rather than in this module: a package that
+ * installed its own copy of svc-smccc-arch still taps the hooks the build's copy calls.
+ */
 export function smcccArchHooks(hv: Hypervisor): SmcccArchHooks {
-  let hooks = registry.get(hv);
-  if (!hooks) {
-    hooks = Object.freeze({ features: new HookMap(() => new SyncBailHook<[Vm], number | undefined>(['vm'])) });
-    registry.set(hv, hooks);
-  }
-  return hooks;
+  return pluginHooks(hv, '@plugvisor/svc-smccc-arch:hooks', createSmcccArchHooks);
 }
 
 const NAME = '@plugvisor/svc-smccc-arch';
@@ -87,7 +107,7 @@ export function createSmcccArchService(): ServicePlugin<undefined> {
   return defineService<undefined>({
     name: NAME,
     version: packageVersion(import.meta.url),
-    description: 'Arm SMCCC 1.1 architecture calls and Spectre workaround discovery',
+    description: 'Arm SMCCC 1.1/1.2 architecture calls and Spectre workaround discovery',
     surface: {
       features: [
         {
@@ -96,6 +116,14 @@ export function createSmcccArchService(): ServicePlugin<undefined> {
           description: 'SMCCC_VERSION, SMCCC_ARCH_FEATURES and the ARCH_WORKAROUND_1/2/3 calls (always answered by KVM)',
           legacy:
             'KVM has answered SMCCC_VERSION and SMCCC_ARCH_FEATURES for every arm64 guest since Linux 4.16 (the Spectre-v2 mitigation), and each workaround call since its mitigation landed; it has no control to hide them (arch/arm64/kvm/hypercalls.c kvm_smccc_default_allowed, and the SMCCC filter reserves the range)',
+        },
+      ],
+      versions: [
+        {
+          name: SMCCC_SELECTOR,
+          description: 'SMCCC version the guest sees in SMCCC_VERSION (KVM answers 1.1; 1.2 lets a spec-following guest look for SMCCC_ARCH_SOC_ID)',
+          values: SMCCC_VERSIONS,
+          default: '1.1',
         },
       ],
       calls: [
@@ -130,7 +158,7 @@ export function createSmcccArchService(): ServicePlugin<undefined> {
       ],
     },
     handlers: {
-      SMCCC_VERSION: (vcpu) => smcccReturn(vcpu.regs, SMCCC_VERSION_1_1),
+      SMCCC_VERSION: (vcpu, b) => smcccReturn(vcpu.regs, b.vm.abi.versionValue(SMCCC_SELECTOR)),
       SMCCC_ARCH_FEATURES(vcpu, b) {
         const queried = vcpu.regs.lo(1); // read as u32, as KVM does
         const answer = smcccArchHooks(b.vm.hv).features.get(queried)?.call(b.vm);

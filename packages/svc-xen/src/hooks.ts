@@ -1,10 +1,10 @@
 import { SyncBailHook, SyncHook } from 'tapable';
-import type { Hypervisor, Vm } from '@plugvisor/core';
+import { pluginHooks, type Hypervisor, type Vm } from '@plugvisor/core';
 import type { XenDomain } from './domain.js';
 
 /**
  * svc-xen's own hooks, one set per build (webpack's getCompilationHooks pattern, as
- * svc-smccc-arch's smcccArchHooks). They are Xen's `struct evtchn_port_ops` turned inside out:
+ * svc-smccc-arch's smcccArchHooks), in the build's registry. They are Xen's `struct evtchn_port_ops` turned inside out:
  * a package that implements another event-channel ABI (svc-evtchn-fifo) taps them and answers
  * while that ABI is active for the domain; no answer means the 2-level ABI, which svc-xen
  * implements itself. svc-xen never names the packages that tap them.
@@ -31,22 +31,21 @@ export interface XenEvtchnHooks {
   readonly vmmNotify: SyncHook<[Vm, number, number]>;
 }
 
-const registry = new WeakMap<Hypervisor, XenEvtchnHooks>();
+const createXenEvtchnHooks = (): XenEvtchnHooks => ({
+  setPending: new SyncBailHook<[XenDomain, number, number], true | undefined>(['domain', 'port', 'vcpu']),
+  clearPending: new SyncBailHook<[XenDomain, number], true | undefined>(['domain', 'port']),
+  unmask: new SyncBailHook<[XenDomain, number], true | undefined>(['domain', 'port']),
+  isBusy: new SyncBailHook<[XenDomain, number], boolean | undefined>(['domain', 'port']),
+  maxPorts: new SyncBailHook<[XenDomain], number | undefined>(['domain']),
+  portInit: new SyncHook<[XenDomain, number]>(['domain', 'port']),
+  reset: new SyncHook<[XenDomain]>(['domain']),
+  vmmNotify: new SyncHook<[Vm, number, number]>(['vm', 'vmmPort', 'guestPort']),
+});
 
+/**
+ * The build's hooks, kept in its registry (`pluginHooks` of @plugvisor/core), not in this
+ * module: every copy of svc-xen (one installed by a package that taps these) gets the same set.
+ */
 export function xenEvtchnHooks(hv: Hypervisor): XenEvtchnHooks {
-  let hooks = registry.get(hv);
-  if (!hooks) {
-    hooks = Object.freeze({
-      setPending: new SyncBailHook<[XenDomain, number, number], true | undefined>(['domain', 'port', 'vcpu']),
-      clearPending: new SyncBailHook<[XenDomain, number], true | undefined>(['domain', 'port']),
-      unmask: new SyncBailHook<[XenDomain, number], true | undefined>(['domain', 'port']),
-      isBusy: new SyncBailHook<[XenDomain, number], boolean | undefined>(['domain', 'port']),
-      maxPorts: new SyncBailHook<[XenDomain], number | undefined>(['domain']),
-      portInit: new SyncHook<[XenDomain, number]>(['domain', 'port']),
-      reset: new SyncHook<[XenDomain]>(['domain']),
-      vmmNotify: new SyncHook<[Vm, number, number]>(['vm', 'vmmPort', 'guestPort']),
-    });
-    registry.set(hv, hooks);
-  }
-  return hooks;
+  return pluginHooks(hv, '@plugvisor/svc-xen:evtchn', createXenEvtchnHooks);
 }
