@@ -12,7 +12,7 @@ RUNTIME=("$RT/start.S" "$RT/runtime.c" "$RT/smccc_regs.S")
 
 RT_OBJS=()
 for s in "${RUNTIME[@]}"; do RT_OBJS+=("$(compile "$s")"); done
-for g in smccc preempt; do
+for g in smccc preempt soc-id impl-cpus; do
   "$CC" "${CFLAGS[@]}" "${LDFLAGS[@]}" -o "$OUT/$g.elf" "${RT_OBJS[@]}" "$(compile "src/$g.c")"
 done
 echo "built: $(cd "$OUT" && ls *.elf | tr '\n' ' ')"

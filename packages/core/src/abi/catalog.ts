@@ -28,6 +28,8 @@ export type RegisterEntry =
       /** bit number → feature name */
       readonly bits: ReadonlyMap<number, string>;
       readonly mask: bigint;
+      /** Enumerated only while non-zero: every bit declared `listed: 'when-set'` (surface.ts). */
+      readonly listedWhenSet: boolean;
     }
   | { readonly kind: 'version'; readonly id: bigint; readonly name: string; readonly version: string }
   | { readonly kind: 'constant'; readonly id: bigint; readonly name: string; readonly decl: ConstantRegisterDecl };
@@ -122,7 +124,7 @@ export class AbiCatalog<S extends ServiceDecl = ServiceDecl> {
             continue;
           }
           bitOwners.set(key, p.name);
-          claimRegister(id, name, p.name, { kind: 'bitmap', id, name, bits: new Map(), mask: 0n });
+          claimRegister(id, name, p.name, { kind: 'bitmap', id, name, bits: new Map(), mask: 0n, listedWhenSet: true });
         }
       }
       for (const v of s.versions ?? []) {
@@ -295,6 +297,7 @@ export class AbiCatalog<S extends ServiceDecl = ServiceDecl> {
       const entry = registerOwners.get(decl.register.id)!.entry as Extract<RegisterEntry, { kind: 'bitmap' }>;
       (entry.bits as Map<number, string>).set(decl.register.bit, decl.name);
       (entry as { mask: bigint }).mask = entry.mask | (1n << BigInt(decl.register.bit));
+      if (decl.register.listed !== 'when-set') (entry as { listedWhenSet: boolean }).listedWhenSet = false;
     }
 
     this.services = services;

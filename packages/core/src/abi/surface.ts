@@ -71,6 +71,16 @@ export interface FeatureRegisterBit {
   readonly id: bigint;
   readonly name: string;
   readonly bit: number;
+  /**
+   * When the register is enumerated (KVM_GET_REG_LIST, `vm.abi.getRegList()`) and recorded in a
+   * VM's ABI record. `always` (default): in every VM of a build that has it. `when-set`: only
+   * while the register reads non-zero, i.e. only for VMs that turned one of its features on —
+   * for a register added after VMs existed, so a VM that did not ask for it keeps the register
+   * list it had (a VMM migrates what the list names: QEMU refuses a register the destination
+   * kernel lacks, target/arm/machine.c cpu_post_load). It stays readable and writable by id.
+   * A bitmap register is `when-set` only if every bit declared in it says so.
+   */
+  readonly listed?: 'always' | 'when-set';
 }
 
 export interface FeatureDecl {

@@ -80,7 +80,7 @@ export class ProbeMachine implements Machine {
     this.effects.push(`${removed ? 'page-remove' : 'page-add'}(0x${gpa.toString(16)},${count})`),
   );
 
-  /** Fixed clocks, entropy reading as ones, interrupt configuration logged as an effect, no interrupt pending, page removals logged. */
+  /** Fixed clocks, entropy reading as ones, interrupt configuration logged as an effect, no interrupt pending, page removals logged, a CPU identity of zeros. */
   private readonly capabilities: MachineCapabilities = Object.freeze({
     'counter-clock': { sample: () => ({ wallClockNs: PROBE_WALL_CLOCK_NS, counter: PROBE_COUNTER }) },
     'interrupt-config': { configure: (intid: number, trigger: 'level' | 'edge') => void this.effects.push(`irq-config(${intid},${trigger})`) },
@@ -88,6 +88,8 @@ export class ProbeMachine implements Machine {
     // Never an interrupt pending: a probe's legs end on their budget only, so transcripts are deterministic.
     'interrupt-pending': { pending: () => false },
     'guest-pages': this.pages,
+    // A CPU identity of zeros: results that read it are declared `host` and recorded by kind.
+    'cpu-identity': { read: () => ({ midr: 0n, revidr: 0n, aidr: 0n }) },
   });
 
   capability<K extends CapabilityName>(name: K): MachineCapabilities[K] | undefined {

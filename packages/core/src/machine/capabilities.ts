@@ -50,6 +50,16 @@ export interface GuestPages {
   size(): { readonly base: bigint; readonly pages: number; readonly present: number };
 }
 
+/**
+ * The identity registers of the machine's CPU implementation as its guest reads them at EL1:
+ * MIDR_EL1 (what a guest under a hypervisor reads: VPIDR_EL2), REVIDR_EL1, AIDR_EL1 (Arm ARM
+ * D23.2). What a KVM VMM reports through DISCOVER_IMPL_CPUS when the operator supplies no list
+ * (Linux Documentation/virt/kvm/arm/hypercalls.rst).
+ */
+export interface CpuIdentity {
+  read(vcpu: number): { readonly midr: bigint; readonly revidr: bigint; readonly aidr: bigint };
+}
+
 /** Capability names and their interfaces. Extend by declaration merging for new abilities. */
 export interface MachineCapabilities {
   'counter-clock': CounterClock;
@@ -57,6 +67,7 @@ export interface MachineCapabilities {
   entropy: EntropySource;
   'interrupt-pending': InterruptPending;
   'guest-pages': GuestPages;
+  'cpu-identity': CpuIdentity;
 }
 
 export type CapabilityName = keyof MachineCapabilities;

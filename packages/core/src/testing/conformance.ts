@@ -99,10 +99,12 @@ export function checkServiceConformance(service: ServicePlugin<any>, options: Co
     try {
       onDisk = readFileSync(options.abiFile, 'utf8');
     } catch {
-      problems.push(`no ABI manifest at ${options.abiFile} (generate it with 'pnpm lint --fix')`);
+      problems.push(`no ABI manifest at ${options.abiFile} (generate it with 'plugvisor abi --service ${service.name} --manifest > ${options.abiFile}' in the package's folder, or 'pnpm lint --fix' in the Plugvisor repository)`);
     }
     if (onDisk && onDisk !== serviceAbiFile(service, hv)) {
-      problems.push(`${options.abiFile} is stale: the declared surface or the behaviour differs (run 'pnpm lint --fix' and add a changeset)`);
+      problems.push(
+        `${options.abiFile} is stale: the declared surface or the behaviour differs (regenerate it with 'plugvisor abi --service ${service.name} --manifest', or 'pnpm lint --fix' in the Plugvisor repository, and release the change)`,
+      );
     }
   }
   return problems;
@@ -177,9 +179,14 @@ function checkBehaviour(hv: Hypervisor, service: ServicePlugin<any>): string[] {
       } else {
         runner.run(decl, { label: '-', id: decl.id, regs: [], smc: false });
         const regs = runner.machine.vcpus[0]!.regs;
+        // A bit names a function number: on SMCCC the function is there under either calling
+        // convention (bit 30, SMC64; SMCCC DEN0028 "Function Identifier" — KVM's DISCOVER_IMPL_*,
+        // functions 64 and 65 of KVM_FEATURES, are the SMC64 ids 0xC6000040/41).
+        const smc64 = decl.conduit === 'smccc' ? 0x4000_0000 : 0;
         d.words.forEach((reg, w) => {
           for (let bit = 0; bit < 32; bit++) {
-            const id = (d.base + w * 32 + bit) >>> 0;
+            const id32 = (d.base + w * 32 + bit) >>> 0;
+            const id = smc64 !== 0 && !vm.exposes(conduit, id32) && vm.exposes(conduit, (id32 | smc64) >>> 0) ? (id32 | smc64) >>> 0 : id32;
             const says = ((regs.u32[reg * 2]! >>> bit) & 1) === 1;
             if (says !== vm.exposes(conduit, id)) report(`${decl.name} bit ${w * 32 + bit} says ${says ? '' : 'not '}supported, but the VM ${says ? 'does not expose' : 'exposes'} ${exposedName(id)}${where}`);
           }
