@@ -93,6 +93,8 @@ export const XENMEMF = Object.freeze({
 export const DOMU_MAX_ORDER = 9;
 export const XENMAPSPACE_shared_info = 0;
 export const XENMAPSPACE_gmfn_foreign = 4;
+/** Device MMIO (xen/include/public/memory.h): the hardware domain only (xen/common/memory.c xatp_permission_check). */
+export const XENMAPSPACE_dev_mmio = 5;
 /** memory_op: cmd[5:0] is the sub-op, cmd[:6] the start extent (MEMOP_EXTENT_SHIFT). */
 export const MEMOP_EXTENT_SHIFT = 6;
 export const MEMOP_CMD_MASK = 63;
@@ -133,6 +135,9 @@ export const SHINFO = Object.freeze({
   EVTCHN_PENDING: 48,
   EVTCHN_MASK: 560,
   WC_VERSION: 1072,
+  WC_SEC: 1076,
+  WC_NSEC: 1080,
+  WC_SEC_HI: 1084,
   SIZE: 1088,
 });
 export const VCPU_INFO = Object.freeze({
@@ -196,3 +201,9 @@ export const evtchnSubOf = (cmd: number): SubOpDecl =>
 export const XEN_SUBOP_BASE = 0x8000_0000;
 /** @deprecated See XEN_SUBOP_BASE. */
 export const xenSubOpId = (hypercall: number, cmd: number): number => (XEN_SUBOP_BASE | (hypercall << 16) | cmd) >>> 0;
+
+/**
+ * The opt-in feature under which svc-xen answers as Xen does where svc-xen 1.0 differed (the
+ * shared_info wallclock, add_to_physmap(dev_mmio)'s errno). README, "Deviations and limits".
+ */
+export const XEN_FIDELITY = 'xen-fidelity';

@@ -1,4 +1,4 @@
-import type { GuestMemory, Vm } from '@plugvisor/core';
+import { capabilityOf, type GuestMemory, type Vm } from '@plugvisor/core';
 import {
   DOMID_GUEST,
   EVTCHN_2L_NR_CHANNELS,
@@ -8,6 +8,7 @@ import {
   SHINFO,
   VCPU_INFO,
   virqType,
+  XEN_FIDELITY,
 } from './abi.js';
 import { hostPage, mapGuestPage, testAndClearBit, testAndSetBit, testBit, clearBit, type PageView } from './guest-page.js';
 import type { XenEvtchnHooks } from './hooks.js';
@@ -62,6 +63,13 @@ export class XenDomain {
    * stays the domain's). tot_pages is the machine's present RAM pages plus these (ops/reservation.ts).
    */
   unmappedPages = 0;
+  /**
+   * A new domain whose shared_info wallclock is still to be written (Xen's arch_domain_create
+   * calls update_domain_wallclock_time): set by `create`, done at the first binding to a
+   * machine, whose clock it reads. Saved while set, so a domain snapshotted before then still
+   * gets it. Only with the opt-in `xen-fidelity` (README, "Deviations and limits").
+   */
+  wallclockPending = false;
   private mappedFor: GuestMemory | undefined;
   private vcpus = 0;
 
@@ -93,6 +101,10 @@ export class XenDomain {
       this.virqToPort = new Uint32Array(this.vcpus * NR_VIRQS);
       this.rebuildVirqs(); // a restored domain's VIRQ ports
     }
+    if (this.wallclockPending) {
+      this.wallclockPending = false;
+      if (this.vm.abi.isEnabled(XEN_FIDELITY)) this.writeWallclock();
+    }
     if (this.sharedInfoGfn !== null) {
       const v = mapGuestPage(mem, this.sharedInfoGfn);
       if (v) this.shinfo = v;
@@ -117,6 +129,28 @@ export class XenDomain {
     this.vcpuInfo = slots;
     this.mappedFor = mem;
     this.memoryEpoch++;
+  }
+
+  /**
+   * update_domain_wallclock_time (xen/common/time.c), as arch_domain_create runs it on Arm
+   * (xen/arch/arm/domain.c): wc_version goes odd, wc_sec/wc_nsec/wc_sec_hi are written, then
+   * it goes even — version_update_begin/end (xen/include/xen/time.h) take a new domain's 0 to 1
+   * and then 2, the value a guest reads. Xen writes the UTC of its system time 0 as dom0 last
+   * set it (XENPF_settime64, do_settime), or 0 if dom0 never did. Here the VMM is dom0 and the
+   * domain's time starts with it: the host's UTC when the domain is first bound to its machine
+   * (the machine's `counter-clock`; a machine without one gives 0, as Xen before any settime).
+   * A guest adds its own uptime, as Linux's xen_read_wallclock (arch/arm/xen/enlighten.c) does.
+   */
+  private writeWallclock(): void {
+    const ns = capabilityOf(this.vm.machine, 'counter-clock')?.sample('virtual').wallClockNs ?? 0n;
+    const sec = ns / 1_000_000_000n;
+    const v = this.shinfo;
+    const w = (off: number, x: number) => Atomics.store(v, off / 4, x | 0);
+    w(SHINFO.WC_VERSION, (v[SHINFO.WC_VERSION / 4]! + 1) | 1);
+    w(SHINFO.WC_SEC, Number(sec & 0xffff_ffffn));
+    w(SHINFO.WC_NSEC, Number(ns % 1_000_000_000n));
+    w(SHINFO.WC_SEC_HI, Number((sec >> 32n) & 0xffff_ffffn));
+    w(SHINFO.WC_VERSION, v[SHINFO.WC_VERSION / 4]! + 1);
   }
 
   /** Pages changed (shared_info mapped, vcpu_info registered): re-derive every view. */

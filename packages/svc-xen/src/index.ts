@@ -1,5 +1,5 @@
 import { defineService, packageVersion, type CallDecl, type CallHandler, type ServicePlugin, type Vm } from '@plugvisor/core';
-import { EVTCHNOP, EVTCHN_ARG_SIZE as SIZE, HYPERVISOR, MEMOP_EXTENT_SHIFT, XENMEM, XEN_ERRNO, evtchnSubOf } from './abi.js';
+import { EVTCHNOP, EVTCHN_ARG_SIZE as SIZE, HYPERVISOR, MEMOP_EXTENT_SHIFT, XENMEM, XEN_ERRNO, XEN_FIDELITY, evtchnSubOf } from './abi.js';
 import { XenDomain } from './domain.js';
 import { xenEvtchnHooks } from './hooks.js';
 import * as evtchn from './ops/evtchn.js';
@@ -160,13 +160,23 @@ export function createXenService(): ServicePlugin<XenDomain> {
           description:
             'memory_op XENMEM_increase_reservation, decrease_reservation, populate_physmap (preemptible) and current/maximum_reservation: ballooning; off: those cmds are -ENOSYS',
         },
+        {
+          name: XEN_FIDELITY,
+          default: 'opt-in',
+          description:
+            "Xen's own answers where svc-xen 1.0 differed: shared_info's wallclock written at domain creation (wc_version 2, wc_sec/wc_nsec the host's UTC), add_to_physmap(XENMAPSPACE_dev_mmio) from the domU -EACCES; off: wallclock 0, dev_mmio -ENOSYS",
+        },
       ],
       calls,
       continuations: RESERVATION_CONTINUATIONS,
       state: { id: STATE_ID, version: STATE_VERSION },
     },
     state: {
-      create: (vm) => new XenDomain(vm, hooksOf(vm)),
+      create: (vm) => {
+        const d = new XenDomain(vm, hooksOf(vm));
+        d.wallclockPending = true;
+        return d;
+      },
       save: (d) => saveDomain(d),
       load: (data, _schema, vm) => loadDomain(data, vm, hooksOf(vm)),
     },

@@ -18,6 +18,8 @@ import { ECS } from './ports.js';
  *   vmmPorts       number[]        the VMM's ports (-1 free, 0 unbound, n bound to guest port n)
  *   unmappedPages  number          optional, absent when 0: pages the domain owns outside its
  *                                  physical map (the memory reservation ops' accounting)
+ *   wallclockPending true          optional, absent when false: a new domain whose shared_info
+ *                                  wallclock is still to be written (xen-fidelity)
  */
 export const STATE_ID = 'xen-domain';
 export const STATE_VERSION = 1;
@@ -43,6 +45,7 @@ export function saveDomain(d: XenDomain): StateValue {
     vcpuInfo: d.vcpuInfo.map((s) => (s.gfn === null ? null : [s.gfn, s.offset])),
     vmmPorts: [...d.vmmPorts],
     ...(d.unmappedPages ? { unmappedPages: d.unmappedPages } : {}),
+    ...(d.wallclockPending ? { wallclockPending: true } : {}),
   };
 }
 
@@ -94,6 +97,8 @@ export function loadDomain(data: StateValue, vm: Vm, hooks: XenEvtchnHooks): Xen
   d.vmmPorts = [...(data.vmmPorts as number[])];
   if (data.unmappedPages !== undefined && !isInt(data.unmappedPages, 1, 2 ** 52)) bad('unmappedPages');
   d.unmappedPages = (data.unmappedPages as number | undefined) ?? 0;
+  if (data.wallclockPending !== undefined && data.wallclockPending !== true) bad('wallclockPending');
+  d.wallclockPending = data.wallclockPending === true;
   // Each end of a channel must name the other: a snapshot that disagrees with itself is refused.
   for (let p = 1; p < t.valid; p++) {
     if (t.state[p] !== ECS.INTERDOMAIN) continue;

@@ -18,6 +18,7 @@ typedef int s32;
 
 #define XENMEM_add_to_physmap 7
 #define XENMAPSPACE_shared_info 0
+#define XENMAPSPACE_dev_mmio 5
 #define VCPUOP_register_vcpu_info 10
 
 #define EVTCHNOP_bind_interdomain 0
@@ -37,9 +38,11 @@ typedef int s32;
 #define DOMID_SELF 0x7ff0
 #define GUEST_EVTCHN_PPI 31
 
+#define EPERM 1
 #define ENOENT 2
 #define ESRCH 3
 #define ENXIO 6
+#define EACCES 13
 #define EFAULT 14
 #define EBUSY 16
 #define EINVAL 22
@@ -63,7 +66,7 @@ struct evtchn_set_priority { u32 port; u32 priority; };
 
 /* arm64 layouts: vcpu_info 48 bytes, shared_info.evtchn_pending @48, evtchn_mask @560. */
 struct vcpu_info { u8 evtchn_upcall_pending; u8 pad0[7]; u64 evtchn_pending_sel; u8 time[32]; };
-struct shared_info { struct vcpu_info vcpu_info[1]; u64 evtchn_pending[64]; u64 evtchn_mask[64]; u32 wc_version; };
+struct shared_info { struct vcpu_info vcpu_info[1]; u64 evtchn_pending[64]; u64 evtchn_mask[64]; u32 wc_version; u32 wc_sec; u32 wc_nsec; u32 wc_sec_hi; };
 
 /* FIFO */
 #define EVTCHN_FIFO_PENDING 31

@@ -57,8 +57,12 @@ export function fifoSetPending(d: XenDomain, f: FifoDomain, vcpu: number, port: 
   const oldVcpu = f.vcpus[last >>> 16]!;
   const oldPrio = last & 0xff;
 
+  // Control block not mapped: Xen drops the event before it touches PENDING ("The guest must
+  // not unmask an event until the control block is initialized, so we can just drop the
+  // event", xen/common/event_fifo.c evtchn_fifo_set_pending, `goto unlock`), so a later
+  // unmask finds nothing pending and the event is lost. See README, "Deviations kept and fixed".
+  if (v.cbView === undefined) return;
   Atomics.or(page, idx, PENDING_BIT); // was_pending only matters to SCHEDOP_poll, not modelled
-  if (v.cbView === undefined) return; // no control block: Xen drops the event
 
   let linked = true;
   if (!(Atomics.load(page, idx) & MASKED_BIT) && !(Atomics.or(page, idx, LINKED_BIT) & LINKED_BIT)) {

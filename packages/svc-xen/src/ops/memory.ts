@@ -1,5 +1,5 @@
 import type { CallHandler } from '@plugvisor/core';
-import { MEMOP_CMD_MASK, MEMOP_EXTENT_SHIFT, XENMAPSPACE_gmfn_foreign, XENMAPSPACE_shared_info, XENMEM_add_to_physmap, XEN_ERRNO as E } from '../abi.js';
+import { MEMOP_CMD_MASK, MEMOP_EXTENT_SHIFT, XEN_FIDELITY, XENMAPSPACE_dev_mmio, XENMAPSPACE_gmfn_foreign, XENMAPSPACE_shared_info, XENMEM_add_to_physmap, XEN_ERRNO as E } from '../abi.js';
 import type { XenDomain } from '../domain.js';
 import { GuestStruct } from '../guest-args.js';
 import { highBitsSet, ret } from '../subop.js';
@@ -31,6 +31,10 @@ export const memoryOp: CallHandler<XenDomain> = (v, b) => {
   if (space === XENMAPSPACE_gmfn_foreign) return ret(r, -E.ENOSYS); // only via the batch op
   const dom = d.lookupDomain(xatp.u16(0));
   if (dom === undefined) return ret(r, -E.ESRCH);
+  // xatp_permission_check (xen/common/memory.c): dev_mmio is for the hardware domain mapping
+  // into itself, so a domU gets -EACCES before XSM is asked. svc-xen 1.0 answered -ENOSYS (the
+  // space check below), and keeps that for VMs without the opt-in `xen-fidelity`.
+  if (space === XENMAPSPACE_dev_mmio && b.vm.abi.isEnabled(XEN_FIDELITY)) return ret(r, -E.EACCES);
   if (dom === 'vmm') return ret(r, -E.EPERM);
   if (space !== XENMAPSPACE_shared_info) return ret(r, -E.ENOSYS);
   if (xatp.u64(8) !== 0n) return ret(r, -E.EINVAL); // shared_info has one frame, idx 0
