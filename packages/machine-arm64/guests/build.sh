@@ -21,7 +21,7 @@ build_asm() { # name (no runtime)
   "$CC" "${CFLAGS[@]}" "${LDFLAGS[@]}" -o "$OUT/$1.elf" "$(compile "src/$1.S")"
 }
 
-for g in abi-facts debug exceptions fault gic hello holes holes-bench holes-smp masked-counter mmu-alias smp timer-sleep; do build_c "$g"; done
+for g in abi-facts cpu-on-endian debug exceptions fault gic hello holes holes-bench holes-smp masked-counter mmu-alias smp timer-sleep; do build_c "$g"; done
 # CPU_ON at entry points vCPU 1 cannot run from (see src/cpu-on-bad.c)
 build_variant cpu-on-past-ram cpu-on-bad -DTARGET=0x48000000UL     # RAM ends at 0x4800_0000 (128 MiB)
 build_variant cpu-on-uart cpu-on-bad -DTARGET=0x09000000UL         # the PL011

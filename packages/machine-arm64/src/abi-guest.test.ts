@@ -10,11 +10,14 @@
 import { describe, expect, it } from 'vitest';
 import { flattenMachineFacts, type MachineAbi } from '@plugvisor/core';
 import { machineAbi } from './abi.js';
+import { HVC_IMMEDIATES, type HvcImmediates } from './traps.js';
 import { bootTestGuest } from './testing/guests.js';
 import { unicornAvailable } from './ffi/unicorn.js';
 
 /** What the package's TestRouter answers on each conduit to the guest's calls: SMCCC_VERSION, Xen op 7 with arguments 1..5. */
 const ROUTER_ANSWER: Record<string, string> = { smccc: '0x10001', xen: `0x${(7 * 1000 + 1 + 2 + 3 + 4 + 5).toString(16)}` };
+/** The same for HVC #0xEA1 (x16 = 7, x0..x4 = 1..5): on SMCCC it is function id 1, which the router does not answer (-1). */
+const EA1_ANSWER: Record<string, string> = { smccc: '0xffffffffffffffff', xen: ROUTER_ANSWER.xen! };
 
 /** Every fact the guest must report. */
 const REQUIRED_FACTS = [
@@ -33,14 +36,13 @@ const REQUIRED_FACTS = [
   'timer.virtualTimerIntid',
   'cpu.MPIDR_EL1.byVcpu.vcpu0',
   'cpu.MPIDR_EL1.byVcpu.vcpu1',
-  'traps.hvc.other.ESR_EL1',
   'traps.smc.other.x0',
 ];
 
 const asHex = (v: unknown): unknown => (typeof v === 'number' ? `0x${v.toString(16)}` : v);
 
 /** Every disagreement between the guest's report and the manifest, as "path: guest X, manifest Y". */
-export function mismatches(report: string, abi: MachineAbi): string[] {
+export function mismatches(report: string, abi: MachineAbi, personality: HvcImmediates = 'kvm-xen'): string[] {
   const { facts } = flattenMachineFacts(abi.surface);
   const fact = (p: string) => asHex(facts.get(p)?.value);
   const out: string[] = [];
@@ -70,9 +72,23 @@ export function mismatches(report: string, abi: MachineAbi): string[] {
   // trap routing: each immediate reaches the conduit the manifest names (its answer proves which)
   expectObs('hvc-0x0-x0', ROUTER_ANSWER[String(fact('traps.hvc.0x0'))], `traps.hvc.0x0 = ${String(fact('traps.hvc.0x0'))}`);
   expectObs('smc-0x0-x0', ROUTER_ANSWER[String(fact('traps.smc.0x0'))], `traps.smc.0x0 = ${String(fact('traps.smc.0x0'))}`);
-  expectObs('hvc-0xea1-x0', ROUTER_ANSWER[String(fact('traps.hvc.0xea1'))], `traps.hvc.0xea1 = ${String(fact('traps.hvc.0xea1'))}`);
-  expectObs('hvc-other-traps', fact('traps.hvc.other.result') === 'UNDEFINED' ? '1' : '0', `traps.hvc.other.result ${String(fact('traps.hvc.other.result'))}`);
-  expectObs('hvc-other-elr-minus-hvc', fact('traps.hvc.other.ELR_EL1') === 'the HVC instruction' ? '0x0' : '?', 'traps.hvc.other.ELR_EL1');
+  const ea1 = `traps.hvc.0xea1.${personality}`;
+  const ea1Conduit = String(fact(ea1) ?? fact(`${ea1}.conduit`));
+  expectObs('hvc-0xea1-x0', EA1_ANSWER[ea1Conduit], `${ea1} = ${ea1Conduit}`);
+  // HVC #0x123 with x0 = SMCCC_VERSION, under the machine's personality: a conduit's answer
+  // (traps.hvc.other.P names it) or UNDEFINED with the declared ESR_EL1 and ELR_EL1
+  const other = `traps.hvc.other.${personality}`;
+  const routed = fact(other);
+  if (routed !== undefined) {
+    expectObs('hvc-other-traps', '0', `${other} = ${String(routed)}`);
+    expectObs('hvc-other-x0', ROUTER_ANSWER[String(routed)], `${other} = ${String(routed)}`);
+  } else {
+    const elr = fact(`${other}.ELR_EL1`);
+    expectObs('hvc-other-traps', fact(`${other}.result`) === 'UNDEFINED' ? '1' : '0', `${other}.result ${String(fact(`${other}.result`))}`);
+    expectObs('hvc-other-esr', fact(`${other}.ESR_EL1`), `${other}.ESR_EL1`);
+    expectObs('hvc-other-elr-minus-hvc', elr === 'the HVC instruction' ? '0x0' : elr === 'past the HVC' ? '0x4' : '?', `${other}.ELR_EL1 ${String(elr)}`);
+    expectObs('hvc-other-x0', '0x80000000', `${other}: x0 as the guest left it`);
+  }
   expectObs('smc-other-x1', fact('traps.smc.other.otherRegisters') === 'unchanged' ? '0x55' : '?', 'traps.smc.other.otherRegisters');
   // sanitised ID register fields read 0
   for (const [path, f] of facts) {
@@ -86,8 +102,8 @@ export function mismatches(report: string, abi: MachineAbi): string[] {
 }
 
 /** Runs the guest on 2 vCPUs; `prepare` may change the machine first. */
-function runGuest(prepare?: (m: ReturnType<typeof bootTestGuest>['m']) => void): string {
-  const { m, console } = bootTestGuest('abi-facts', { vcpus: 2 });
+function runGuest(prepare?: (m: ReturnType<typeof bootTestGuest>['m']) => void, hvcImmediates?: HvcImmediates): string {
+  const { m, console } = bootTestGuest('abi-facts', { vcpus: 2, ...(hvcImmediates ? { hvcImmediates } : {}) });
   try {
     prepare?.(m);
     const r = m.run();
@@ -107,6 +123,29 @@ describe.skipIf(!unicornAvailable())('the declared machine ABI, read back by a r
     expect(report).toMatch(/^fact timer\.virtualTimerIntid=0x1b$/m);
   });
 
+  for (const personality of HVC_IMMEDIATES) {
+    it(`HVC #0x123 under the '${personality}' personality is what the manifest declares for it`, () => {
+      const report = runGuest(undefined, personality);
+      expect(mismatches(report, machineAbi(), personality)).toEqual([]);
+      // pinned beside the manifest: KVM answers SMCCC_VERSION; Xen and legacy inject UNDEFINED
+      // (ESR_EL1 EC 0, IL), ELR_EL1 past the HVC for Xen, at it for legacy
+      const obs = (k: string) => new RegExp(`^obs ${k}=(.*)$`, 'm').exec(report)?.[1];
+      expect([obs('hvc-other-traps'), obs('hvc-other-x0'), obs('hvc-other-elr-minus-hvc')]).toEqual(
+        personality.startsWith('kvm') ? ['0', '0x10001', '0x0'] : ['1', '0x80000000', personality === 'xen' ? '0x4' : '0x0'],
+      );
+      if (!personality.startsWith('kvm')) expect(obs('hvc-other-esr')).toBe('0x2000000');
+      // HVC #0xEA1 (Xen op 7 with 1..5): SMCCC under 'kvm' (KVM ignores the immediate), Xen's conduit otherwise
+      expect(obs('hvc-0xea1-x0')).toBe(personality === 'kvm' ? '0xffffffffffffffff' : ROUTER_ANSWER.xen);
+    });
+  }
+
+  it("a guest told another personality's rule is caught: a 'xen' run against the 'legacy' facts", () => {
+    const report = runGuest(undefined, 'xen');
+    expect(mismatches(report, machineAbi(), 'legacy')).toEqual([
+      "hvc-other-elr-minus-hvc: the guest saw 0x4, the manifest (traps.hvc.other.legacy.ELR_EL1 the HVC instruction) implies 0x0",
+    ]);
+  });
+
   it('a machine change the manifest does not declare is caught: PPI 31 made level before boot', () => {
     const report = runGuest((m) => m.configureInterrupt(31, 'level'));
     expect(mismatches(report, machineAbi())).toEqual([
@@ -117,12 +156,12 @@ describe.skipIf(!unicornAvailable())('the declared machine ABI, read back by a r
 
   it('a manifest change the machine does not make is caught: another CNTFRQ_EL0, HVC #0xEA1 routed to SMCCC', () => {
     const report = runGuest();
-    const abi = machineAbi() as MachineAbi & { surface: { timer: Record<string, unknown>; traps: { hvc: Record<string, unknown> } } };
+    const abi = machineAbi() as MachineAbi & { surface: { timer: Record<string, unknown>; traps: { hvc: Record<string, Record<string, unknown>> } } };
     abi.surface.timer.CNTFRQ_EL0 = 24_000_000;
-    abi.surface.traps.hvc['0xea1'] = 'smccc';
+    abi.surface.traps.hvc['0xea1']!['kvm-xen'] = 'smccc';
     expect(mismatches(report, abi)).toEqual([
       'timer.CNTFRQ_EL0: the guest read 0x3b9aca0, the manifest says 0x16e3600',
-      "hvc-0xea1-x0: the guest saw 0x1b67, the manifest (traps.hvc.0xea1 = smccc) implies 0x10001",
+      "hvc-0xea1-x0: the guest saw 0x1b67, the manifest (traps.hvc.0xea1.kvm-xen = smccc) implies 0xffffffffffffffff",
     ]);
   });
 });

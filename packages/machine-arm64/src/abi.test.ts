@@ -34,8 +34,15 @@ describe('the machine ABI manifest', () => {
     expect(v('gic.interrupts.31.trigger')).toBe('edge');
     expect(v('gic.interrupts.33.trigger')).toBe('level');
     expect(v('traps.hvc.0x0')).toBe('smccc');
-    expect(v('traps.hvc.0xea1')).toBe('xen');
-    expect(v('traps.hvc.other.ESR_EL1')).toBe('0x2000000');
+    expect(v('traps.hvc.0xea1.kvm-xen')).toBe('xen');
+    expect(v('traps.hvc.0xea1.kvm')).toBe('smccc');
+    expect(v('traps.hvc.0xea1.legacy.conduit')).toBe('xen');
+    expect(v('traps.hvc.other.kvm')).toBe('smccc');
+    expect(v('traps.hvc.other.xen.ESR_EL1')).toBe('0x2000000');
+    expect(v('traps.hvc.other.xen.ELR_EL1')).toBe('past the HVC');
+    expect(v('traps.hvc.other.legacy.ELR_EL1')).toBe('the HVC instruction');
+    expect(facts.get('traps.hvc.other.legacy.ELR_EL1')?.affects).toMatch(/snapshots whose machine description has no hvcImmediates/);
+    expect(facts.get('traps.hvc.other.kvm')?.affects).toBe('every VM on this machine');
     expect(v('traps.smc.other.x0')).toBe('0xffffffffffffffff');
     expect(v('cpu.MPIDR_EL1.byVcpu.vcpu16')).toBe('0x80000100');
     expect(v('cpu.idRegisters.sanitised.ID_AA64PFR0_EL1.clears')).toBe('0xf00000000');

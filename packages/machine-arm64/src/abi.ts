@@ -26,9 +26,12 @@ import { COUNTER_HZ, TIMER_INTID, TimerId } from './devices/generic-timer.js';
 import { Pl011 } from './devices/pl011.js';
 import { CNTHCTL_EL1_ACCESS, EC, ESR_IL, MPIDR_AFF_MASK, MPIDR_RES1, SANITISED_ID_REGISTERS, affinityOfIndex } from './cpu/vcpu.js';
 import { MODE_EL1H, PSTATE_DAIF } from './cpu/sysregs.js';
-import { SMC_UNKNOWN_IMM_X0, XEN_HVC_IMM, hvcConduit, smcConduit } from './traps.js';
+import { HVC_IMMEDIATES, SMC_UNKNOWN_IMM_X0, XEN_HVC_IMM, hvcConduit, smcConduit } from './traps.js';
 
 export const MACHINE_PACKAGE = '@plugvisor/machine-arm64';
+
+/** The VMs that keep the machine's rules from before personalities (snapshot descriptions without the field). */
+const LEGACY_VMS = 'VMs restored from snapshots whose machine description has no hvcImmediates (taken before personalities)';
 
 const hex = (v: number | bigint): string => `0x${BigInt.asUintN(64, BigInt(v)).toString(16)}`;
 const u32hex = (v: number): string => hex(v >>> 0);
@@ -86,8 +89,7 @@ export function machineAbi(): MachineAbi {
   const tree = boardTree({ ...virtBoard(Layout.DEFAULT_RAM_SIZE, [affinityOfIndex(0)]), bootargs: '' });
   const uart = new Pl011(() => {});
   const uartSpi = uartIntid(tree);
-  const xen = hvcConduit(XEN_HVC_IMM);
-  const conduitName = (c: typeof xen) => (c === undefined ? undefined : c.name);
+  const conduitName = (c: ReturnType<typeof hvcConduit>) => (c === undefined ? undefined : c.name);
   const mpidrSamples = [0, 1, 7, 15, 16, 255, 256, 4095, 4096];
 
   return {
@@ -108,6 +110,11 @@ export function machineAbi(): MachineAbi {
         description: 'The boot vCPU (Arm64Machine.boot) and a vCPU started by PSCI CPU_ON: EL1h, MMU off, D/A/I/F masked.',
         pstate: hex(MODE_EL1H | PSTATE_DAIF),
         x0: 'the context: 0 for an ELF or raw image, the device tree for a Linux Image, CPU_ON context_id',
+        cpuOnEndianness: {
+          description: "SCTLR_EL1.EE of a vCPU started by PSCI CPU_ON, by the machine description's cpuOnEndianness (Arm64Machine.powerOn); the boot vCPU and a host's powerOn start little-endian.",
+          caller: "the calling vCPU's SCTLR_EL1.EE at the CPU_ON call (KVM: kvm_psci_vcpu_on, kvm_reset_vcpu)",
+          little: { affects: 'VMs restored from snapshots whose machine description has no cpuOnEndianness (taken before it)', SCTLR_EL1_EE: hex(0) },
+        },
       },
       gic: {
         description: 'A GICv2 (Arm IHI 0048B): one distributor serving up to 8 vCPUs, a CPU interface per vCPU.',
@@ -154,9 +161,28 @@ export function machineAbi(): MachineAbi {
       traps: {
         description: 'How a trapping instruction reaches a conduit (traps.ts). PC is past the HVC/SMC when a conduit answers.',
         hvc: {
-          '0x0': conduitName(hvcConduit(0)),
-          [hex(XEN_HVC_IMM)]: conduitName(xen),
-          other: hvcConduit(1) === undefined ? { result: 'UNDEFINED', ESR_EL1: hex(ESR_IL | (BigInt(EC.UNKNOWN) << 26n)), ELR_EL1: 'the HVC instruction' } : conduitName(hvcConduit(1)),
+          '0x0': conduitName(hvcConduit(0, 'legacy')),
+          description:
+            "A non-zero immediate routes by the VM's HVC personality (traps.ts HvcImmediates), recorded in the snapshot's machine description: the build's unless the operator chose one.",
+          ...Object.fromEntries(
+            [XEN_HVC_IMM, 0x123].map((imm) => [
+              imm === XEN_HVC_IMM ? hex(imm) : 'other',
+              Object.fromEntries(
+                HVC_IMMEDIATES.map((p) => {
+                  const c = hvcConduit(imm, p);
+                  const fact = c !== undefined ? conduitName(c) : { result: 'UNDEFINED', ESR_EL1: hex(ESR_IL | (BigInt(EC.UNKNOWN) << 26n)), ELR_EL1: p === 'xen' ? 'past the HVC' : 'the HVC instruction' };
+                  if (p !== 'legacy') return [p, fact];
+                  return [p, typeof fact === 'string' ? { affects: LEGACY_VMS, conduit: fact } : { affects: LEGACY_VMS, ...fact }];
+                }),
+              ),
+            ]),
+          ),
+          personality: {
+            description: 'The HVC personality a VM gets when its machine is made (traps.ts personalityOf), unless the operator chose one (the machine option hvcImmediates).',
+            kvm: 'a build whose services answer SMCCC calls and no Xen ones',
+            'kvm-xen': 'a build whose services answer SMCCC and Xen calls (the default build)',
+            xen: 'a build whose services answer Xen calls and no SMCCC ones',
+          },
         },
         smc: {
           '0x0': conduitName(smcConduit(0)),

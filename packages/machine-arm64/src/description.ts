@@ -3,6 +3,7 @@ import { Layout } from './board/layout.js';
 import { validatePl011State, type Pl011State } from './devices/pl011.js';
 import { GICD_MAX_CPUS, validateGicdState, type GicdState } from './devices/gicd.js';
 import { parseHoleRuns, type HoleRun } from './memory/holes.js';
+import { HVC_IMMEDIATES, type HvcImmediates } from './traps.js';
 
 /** The board and device state a snapshot carries beside the per-vCPU blobs. */
 export interface Arm64MachineDescription {
@@ -28,7 +29,23 @@ export interface Arm64MachineDescription {
    * builds before page removal).
    */
   readonly holes?: readonly HoleRun[];
+  /**
+   * What an HVC with a non-zero immediate does for this VM (traps.ts HvcImmediates); absent in snapshots of builds before personalities, whose guests saw the
+   * 'legacy' rule and are restored with it.
+   */
+  readonly hvcImmediates?: HvcImmediates;
+  /**
+   * 'caller': a CPU_ON target starts with its caller's SCTLR_EL1.EE (KVM's rule); absent in
+   * snapshots of builds before it, whose targets always started little-endian ('little').
+   */
+  readonly cpuOnEndianness?: CpuOnEndianness;
+  /** vCPUs whose pending CPU_ON came from a big-endian caller (ascending; absent when none). */
+  readonly bigEndianCpuOn?: readonly number[];
 }
+
+/** Whether a CPU_ON target starts with its caller's data endianness ('caller', KVM's) or little-endian ('little'). */
+export type CpuOnEndianness = 'caller' | 'little';
+export const CPU_ON_ENDIANNESS: readonly CpuOnEndianness[] = Object.freeze(['caller', 'little']);
 
 export interface Arm64MachineOptions {
   /** Number of vCPUs (default 1). vCPU 0 boots; the others start powered off. */
@@ -45,6 +62,14 @@ export interface Arm64MachineOptions {
    * unless the environment sets PLUGVISOR_ARM64_REGISTER_WINDOW=0 (to test the batch path).
    */
   registerWindow?: boolean;
+  /**
+   * What an HVC with a non-zero immediate does (traps.ts HvcImmediates). Default: the personality
+   * of the build whose VM is attached (`personalityOf`: 'kvm' for SMCCC calls only, 'kvm-xen' for
+   * SMCCC and Xen calls, 'xen' for Xen calls only).
+   */
+  hvcImmediates?: HvcImmediates;
+  /** Whether a CPU_ON target starts with its caller's SCTLR_EL1.EE (default 'caller', KVM's rule) or little-endian ('little'). */
+  cpuOnEndianness?: CpuOnEndianness;
 }
 
 /**
@@ -69,6 +94,16 @@ export function validateArm64Description(value: unknown, vcpuRecords: number): A
   }
   const holes = r.raw('holes');
   if (holes !== undefined) parseHoleRuns(holes, ramSize, (problem) => r.fail('holes', problem));
+  const hvc = r.raw('hvcImmediates');
+  if (hvc !== undefined && !HVC_IMMEDIATES.includes(hvc as HvcImmediates)) r.fail('hvcImmediates', `is not one of ${HVC_IMMEDIATES.join(', ')}`);
+  const endian = r.raw('cpuOnEndianness');
+  if (endian !== undefined && !CPU_ON_ENDIANNESS.includes(endian as CpuOnEndianness)) r.fail('cpuOnEndianness', `is not one of ${CPU_ON_ENDIANNESS.join(', ')}`);
+  const beOn = r.raw('bigEndianCpuOn');
+  if (beOn !== undefined) {
+    const ok = Array.isArray(beOn) && beOn.length > 0 && beOn.every((x, i) => Number.isInteger(x) && x >= 0 && x < vcpus && (i === 0 || x > (beOn[i - 1] as number)));
+    if (!ok) r.fail('bigEndianCpuOn', `must be a non-empty ascending list of vCPU indexes below ${vcpus}`);
+    if (endian !== 'caller') r.fail('bigEndianCpuOn', "is set but cpuOnEndianness is not 'caller'");
+  }
   const gicd = r.raw('gicd') === undefined ? undefined : validateGicdState(r.raw('gicd'), Math.min(vcpus, GICD_MAX_CPUS), 'arm64 machine description gicd');
   return {
     board: 'plugvisor-virt',
@@ -81,6 +116,9 @@ export function validateArm64Description(value: unknown, vcpuRecords: number): A
     ...(gicd ? { gicd } : {}),
     ...(counter !== undefined ? { virtualCounter: counter as string } : {}),
     ...(holes !== undefined ? { holes: holes as HoleRun[] } : {}),
+    ...(hvc !== undefined ? { hvcImmediates: hvc as HvcImmediates } : {}),
+    ...(endian !== undefined ? { cpuOnEndianness: endian as CpuOnEndianness } : {}),
+    ...(beOn !== undefined ? { bigEndianCpuOn: beOn as number[] } : {}),
   };
 }
 
@@ -99,5 +137,9 @@ export function checkArm64Options(options: Arm64MachineOptions): { vcpus: number
   if (!Number.isInteger(ramSize) || ramSize < 0x10000 || ramSize % 4096 !== 0 || ramSize > 0xc000_0000) {
     throw new MachineError(`RAM size must be a multiple of 4 KiB between 64 KiB and 3 GiB, got ${ramSize}`);
   }
+  const endian = options.cpuOnEndianness;
+  if (endian !== undefined && !CPU_ON_ENDIANNESS.includes(endian)) throw new MachineError(`cpuOnEndianness must be one of ${CPU_ON_ENDIANNESS.join(', ')}, got ${String(endian)}`);
+  const hvc = options.hvcImmediates;
+  if (hvc !== undefined && !HVC_IMMEDIATES.includes(hvc)) throw new MachineError(`hvcImmediates must be one of ${HVC_IMMEDIATES.join(', ')}, got ${String(hvc)}`);
   return { vcpus, ramSize };
 }

@@ -26,7 +26,7 @@ export { boardFdt, writeFdt, FDT_MAGIC, type BoardDescription, type FdtNode, typ
 export { affinityOfIndex, MPIDR_AFF_MASK } from './cpu/vcpu.js';
 export { SPURIOUS_INTID, MAX_INTID, DEFAULT_EDGE_INTIDS, type InterruptTrigger } from './devices/gicc.js';
 export { GicDistributor, validateGicdState, GICD_MAX_CPUS, type GicdState } from './devices/gicd.js';
-export { XEN_HVC_IMM, type TrapRouter } from './traps.js';
+export { XEN_HVC_IMM, HVC_IMMEDIATES, personalityOf, type HvcImmediates, type TrapRouter } from './traps.js';
 export { unicornAvailable, UnicornError } from './ffi/unicorn.js';
 export { checkArm64Snapshot, machineFromPlan } from './snapshot.js';
 export { arm64Backend } from './backend.js';

@@ -34,8 +34,14 @@ import { Vcpu, Excp, MPIDR_AFF_MASK, type TakenException, type VcpuHost } from '
 import { CNTPCT_EL0, CNTVCT_EL0, sampleClock, type ClockSample } from './cpu/clock.js';
 import { GuestFault, MachineError } from './errors.js';
 import { isElf, loadElf, loadRaw, type LoadedImage } from './loader/elf.js';
-import { SMC_UNKNOWN_IMM_X0, TrapKind, hvcConduit, smcConduit, trapPaths, type TrapRouter } from './traps.js';
+import { SMC_UNKNOWN_IMM_X0, TrapKind, hvcConduit, personalityOf, smcConduit, trapPaths, type HvcImmediates, type TrapRouter } from './traps.js';
+import type { CpuOnEndianness } from './description.js';
 import { arm64VcpuCodec, arm64VcpuStateValue, type Arm64VcpuState, type Arm64VcpuStateValue } from './cpu/state.js';
+
+/** The CPU identity registers 'cpu-identity' reads (Arm ARM D23.2: MIDR_EL1 at EL1 under EL2 reads VPIDR_EL2). */
+const VPIDR_EL2 = Object.freeze({ name: 'VPIDR_EL2', op0: 3, op1: 4, crn: 0, crm: 0, op2: 0 });
+const REVIDR_EL1 = Object.freeze({ name: 'REVIDR_EL1', op0: 3, op1: 0, crn: 0, crm: 0, op2: 6 });
+const AIDR_EL1 = Object.freeze({ name: 'AIDR_EL1', op0: 3, op1: 1, crn: 0, crm: 0, op2: 7 });
 
 export type { Arm64MachineOptions, Arm64MachineDescription } from './description.js';
 
@@ -82,6 +88,21 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
   readonly gicd!: GicDistributor;
   /** Guest pages removed from RAM (memory/holes.ts): removeGuestPages / addGuestPages. */
   private readonly holes: GuestPageHoles;
+  /**
+   * What an HVC with a non-zero immediate does (traps.ts HvcImmediates): the option, else a
+   * restored snapshot's, else the build's personality when a router is attached.
+   */
+  private hvcRule: HvcImmediates | undefined;
+  /**
+   * Whether a CPU_ON gives its target the caller's data endianness (SCTLR_EL1.EE), as KVM does:
+   * 'caller'; or always little-endian, as this machine did before: 'little', kept for VMs
+   * restored from snapshots that predate the field.
+   */
+  private readonly cpuOnEndian: CpuOnEndianness;
+  /** vCPUs whose pending CPU_ON came from a big-endian caller: they reset with SCTLR_EL1.EE set. */
+  private readonly bigEndianOn = new Set<number>();
+  /** The vCPU whose hypercall is being handled (the CPU_ON caller), else undefined. */
+  private trapping: Vcpu | undefined;
 
   constructor(options: Arm64MachineOptions = {}) {
     super();
@@ -89,6 +110,8 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
     this.vcpuCount = n;
     this.ramSize = size;
     this.sliceInstructions = options.sliceInstructions ?? 100_000;
+    this.hvcRule = options.hvcImmediates;
+    this.cpuOnEndian = options.cpuOnEndianness ?? 'caller';
     this.registerWindow = options.registerWindow ?? process.env.PLUGVISOR_ARM64_REGISTER_WINDOW !== '0';
     const sink = options.console ?? ((b: Uint8Array) => void process.stdout.write(b));
     this.uart = new Pl011(sink);
@@ -98,7 +121,7 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
     this.memory = new HoleAwareMemory(new FlatGuestMemory([{ base: Layout.RAM_BASE, bytes: this.ram.bytes }]), this.holes.set);
     this.runtime = new MachineRuntime(
       {
-        reset: (i, entry, context) => this.vcpus[i]!.reset(entry, context),
+        reset: (i, entry, context) => this.vcpus[i]!.reset(entry, context, this.bigEndianOn.delete(i)),
         interruptPending: (i) => {
           const v = this.vcpus[i]!;
           v.pollTimers();
@@ -179,10 +202,17 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
     return -1;
   }
 
-  /** Capabilities: 'counter-clock' (sampleClock), 'interrupt-config' (configureInterrupt), 'guest-pages' (the page holes), 'interrupt-pending'; made once. */
+  /** Capabilities: 'counter-clock' (sampleClock), 'interrupt-config' (configureInterrupt), 'cpu-identity', 'guest-pages' (the page holes), 'interrupt-pending'; made once. */
   private readonly capabilities: Partial<MachineCapabilities> = Object.freeze({
     'counter-clock': { sample: (c: 'virtual' | 'physical') => this.sampleClock(c) },
     'interrupt-config': { configure: (i: number, t: 'level' | 'edge') => this.configureInterrupt(i, t) },
+    // MIDR_EL1 as an EL1 guest reads it is VPIDR_EL2 (Arm ARM D23.2.110); REVIDR_EL1, AIDR_EL1 as the CPU model has them.
+    'cpu-identity': {
+      read: (i: number) => {
+        const e = this.vcpu(i).engine;
+        return { midr: e.readSys(VPIDR_EL2), revidr: e.readSys(REVIDR_EL1), aidr: e.readSys(AIDR_EL1) };
+      },
+    },
     // For preemptible calls between units of work (core continueCall): timers are brought up to
     // date first, so a tick that fell due during a long call counts.
     // The memory reservation ops (Xen's guest_remove_page / guest_physmap_add_page): memory/holes.ts.
@@ -414,17 +444,51 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
 
   // ---- traps (called from the engine's interrupt hook) ---------------------------------------
 
+  /**
+   * The VM's HVC personality (traps.ts HvcImmediates). Fixed once known: by the option, by a
+   * restored snapshot, or by the first router attached (`personalityOf` its build).
+   */
+  get hvcImmediates(): HvcImmediates {
+    return (this.hvcRule ??= 'kvm-xen');
+  }
+
+  /**
+   * CPU_ON (the runtime's, pending until the target next runs). Called from a hypercall handler
+   * (svc-psci), the target resets with the caller's data endianness, as KVM's kvm_psci_vcpu_on
+   * records it (`reset_state.be = kvm_vcpu_is_be(source_vcpu)`, Linux arch/arm64/kvm/psci.c) and
+   * kvm_reset_vcpu applies it (SCTLR_EL1.EE); from the host (no caller) little-endian, as a
+   * vCPU's KVM_ARM_VCPU_INIT reset. A machine made 'little' (an older snapshot's) never sets it.
+   */
+  override powerOn(vcpu: number, entry: bigint, context: bigint): void {
+    super.powerOn(vcpu, entry, context);
+    if (this.cpuOnEndian === 'caller' && this.trapping?.dataBigEndian()) this.bigEndianOn.add(vcpu);
+    else this.bigEndianOn.delete(vcpu);
+  }
+
+  /** Attaches the VM's router; a machine whose HVC personality is not fixed yet takes its build's. */
+  override attach(router: TrapRouter): void {
+    super.attach(router);
+    this.hvcRule ??= personalityOf(router);
+  }
+
   onHypercall(v: Vcpu, intno: number, imm16: number): void {
-    const conduit = intno === Excp.HVC ? hvcConduit(imm16) : smcConduit(imm16);
+    const conduit = intno === Excp.HVC ? hvcConduit(imm16, this.hvcRule ?? 'kvm-xen') : smcConduit(imm16);
     if (conduit) {
-      const back = v.route(conduit.index);
+      this.trapping = v;
+      let back: number;
+      try {
+        back = v.route(conduit.index);
+      } finally {
+        this.trapping = undefined;
+      }
       if (back !== 0) v.rewind(back);
       // A handler removed guest pages: this engine sees it before the guest runs on (memory/holes.ts).
       if (this.holes.unsettled(v)) this.holes.settle(v);
     } else if (intno === Excp.SMC) {
       v.setX0Signed(SMC_UNKNOWN_IMM_X0); // TrapKind.SMC_REJECT
     } else {
-      v.exception = { intno: -TrapKind.UNDEF }; // HVC with an unknown immediate
+      // HVC with an immediate no conduit takes: Xen's UNDEF (ELR past it) or the legacy one (ELR at it)
+      v.exception = { intno: this.hvcRule === 'xen' ? -TrapKind.UNDEF_PAST : -TrapKind.UNDEF };
       v.kick = true;
     }
     this.runtime.trapped();
@@ -566,18 +630,25 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
       nextVcpu: this.runtime.nextVcpu,
       virtualCounter,
       ...(this.holes.count > 0 ? { holes: this.holes.save() } : {}),
+      hvcImmediates: this.hvcImmediates,
+      cpuOnEndianness: this.cpuOnEndian,
+      ...(this.bigEndianOn.size > 0 ? { bigEndianCpuOn: [...this.bigEndianOn].sort((a, b) => a - b) } : {}),
     };
   }
 
   /** Builds a machine from a snapshot image (RAM contents, device and vCPU state); the caller attaches the restored VM and calls run(). */
   static fromImage(image: MachineImage, options: Omit<Arm64MachineOptions, 'vcpus' | 'memSize'> = {}): Arm64Machine {
     const d = validateArm64Description(image.description, image.vcpus.length);
-    const build = () => new Arm64Machine({ ...options, vcpus: d.vcpus, memSize: d.ramSize });
+    // A snapshot from before HVC personalities: its guest saw the legacy rule, and keeps it.
+    // ... and one from before CPU_ON carried the caller's endianness started every target little-endian.
+    const build = () =>
+      new Arm64Machine({ ...options, vcpus: d.vcpus, memSize: d.ramSize, hvcImmediates: d.hvcImmediates ?? 'legacy', cpuOnEndianness: d.cpuOnEndianness ?? 'little' });
     return RuntimeMachine.restoreImage(image, arm64VcpuCodec.decode, build, d.nextVcpu, (m) => {
       m.uart.restore(d.uart);
       if (d.gicd) m.gicd.restore(d.gicd);
       // Removed pages (absent in snapshots of builds before them, and when none were removed).
       if (d.holes) m.holes.restore(parseArm64Holes(d));
+      for (const i of d.bigEndianCpuOn ?? []) m.bigEndianOn.add(i);
       // A snapshot from before the counter was saved: its guest saw the host's counter (CNTVOFF 0).
       if (d.virtualCounter !== undefined) m.continueCounter(BigInt(d.virtualCounter));
       else for (const v of m.vcpus) v.engine.writeSys(Sys.CNTVOFF_EL2, 0n);

@@ -6,9 +6,22 @@
  * Guest-visible trap rules (KVM/arm64 and Xen on Arm behaviour):
  *   HVC #0       -> SMCCC conduit (w0 = function id)
  *   SMC #0       -> SMCCC conduit
- *   HVC #0xEA1   -> Xen conduit (x16 = op)
  *   SMC #imm!=0  -> x0 = -1 (SMCCC NOT_SUPPORTED), nothing else (as KVM's handle_smc)
- *   HVC #other   -> UNDEFINED: an Unknown-reason synchronous exception (EC=0) for the guest
+ *   HVC #imm!=0  -> by the VM's HVC personality (HvcImmediates):
+ *     'kvm'     every immediate is the SMCCC conduit: KVM ignores it (Linux
+ *               arch/arm64/kvm/handle_exit.c, handle_hvc → kvm_smccc_call_handler; the immediate
+ *               is only traced). A build with SMCCC services and no Xen ones.
+ *     'kvm-xen' HVC #0xEA1 -> Xen conduit (x16 = op), any other -> SMCCC: KVM's rule for a build
+ *               that also serves Xen calls (the default build), whose Xen calls must stay reachable
+ *     'xen'     HVC #0xEA1 -> Xen conduit; any other -> UNDEFINED with ELR_EL1 past the HVC: Xen's
+ *               do_trap_guest_sync (HSR_EC_HVC64) sends an immediate other than 0 to
+ *               do_trap_hypercall, which injects an undefined instruction for one other than
+ *               XEN_HYPERCALL_TAG (xen/arch/arm/traps.c); inject_undef64_exception sets ELR_EL1 =
+ *               regs->pc, which for a trapped HVC is the preferred return address, the next
+ *               instruction (Arm ARM D1.10.1). A build with Xen services and no SMCCC ones.
+ *     'legacy'  HVC #0xEA1 -> Xen conduit; any other -> UNDEFINED with ELR_EL1 at the HVC: what
+ *               this machine did before personalities, matching neither; kept for VMs restored
+ *               from snapshots that predate them
  *
  * Registers move per call (RegisterTransfer, from the core): the function-id register, then the
  * call's declared arguments and results; after the handler, its declared results go back. An id
@@ -47,19 +60,54 @@ export const TrapKind = Object.freeze({
   ROUTE: 0,
   /** SMC with a non-zero immediate: x0 = -1 only. */
   SMC_REJECT: 1,
-  /** HVC with an unknown immediate: inject UNDEF. */
+  /** HVC with an unknown immediate, 'legacy' personality: inject UNDEF, ELR_EL1 at the HVC. */
   UNDEF: 2,
+  /** HVC with an unknown immediate, 'xen' personality: inject UNDEF, ELR_EL1 past the HVC. */
+  UNDEF_PAST: 3,
 });
+
+/**
+ * What an HVC with a non-zero immediate does (see the rules above): a property of
+ * the VM, chosen from its build when the machine is made (`personalityOf`) or by the operator
+ * (the machine option `hvcImmediates`), recorded in every snapshot's machine description and
+ * restored from it; a description without it is 'legacy'.
+ */
+export type HvcImmediates = 'kvm' | 'kvm-xen' | 'xen' | 'legacy';
+export const HVC_IMMEDIATES: readonly HvcImmediates[] = Object.freeze(['kvm', 'kvm-xen', 'xen', 'legacy']);
+
+/** What the personality rule reads of a router: the core's Vm has it (vm.hv.services). */
+interface BuildView {
+  readonly hv?: { readonly services: readonly { readonly surface: { readonly calls: readonly { readonly conduit: string }[] } }[] };
+}
+
+/**
+ * A build's HVC personality, from the conduits its services answer calls on: SMCCC only (or
+ * nothing) 'kvm'; SMCCC and Xen 'kvm-xen' (the default build); Xen only 'xen'. A router that does
+ * not say what it serves (this package's test router answers both) gets 'kvm-xen'.
+ */
+export function personalityOf(router: TrapRouter): Exclude<HvcImmediates, 'legacy'> {
+  const services = (router as TrapRouter & BuildView).hv?.services;
+  if (!services) return 'kvm-xen';
+  let smccc = false;
+  let xen = false;
+  for (const svc of services) {
+    for (const c of svc.surface.calls) {
+      if (c.conduit === smcccConduit.name) smccc = true;
+      else if (c.conduit === xenConduit.name) xen = true;
+    }
+  }
+  return xen ? (smccc ? 'kvm-xen' : 'xen') : 'kvm';
+}
 
 /** Conduits by trap: looked up once, not per trap. */
 export const smcccConduit: Conduit = Conduits.smccc;
 export const xenConduit: Conduit = Conduits.xen;
 
-/** Conduit for an HVC immediate, or undefined for an UNDEF. */
-export function hvcConduit(imm16: number): Conduit | undefined {
-  if (imm16 === 0) return smcccConduit;
+/** Conduit for an HVC immediate under a personality, or undefined for an UNDEF. */
+export function hvcConduit(imm16: number, personality: HvcImmediates): Conduit | undefined {
+  if (imm16 === 0 || personality === 'kvm') return smcccConduit;
   if (imm16 === XEN_HVC_IMM) return xenConduit;
-  return undefined;
+  return personality === 'kvm-xen' ? smcccConduit : undefined;
 }
 
 /** Conduit for an SMC immediate, or undefined for "x0 = -1". */

@@ -48,16 +48,18 @@ const NAME = '@plugvisor/svc-pvtime';
 
 /**
  * The VMM places vCPU `vcpu`'s stolen-time structure at `ipa`, as KVM_SET_DEVICE_ATTR
- * (KVM_ARM_VCPU_PVTIME_CTRL, KVM_ARM_VCPU_PVTIME_IPA) does: EINVAL unless 64-byte aligned and
- * inside guest RAM, EEXIST if already set.
+ * (KVM_ARM_VCPU_PVTIME_CTRL, KVM_ARM_VCPU_PVTIME_IPA) does, in Linux's order
+ * (arch/arm64/kvm/pvtime.c, kvm_arm_pvtime_set_attr): EINVAL unless 64-byte aligned, then EEXIST
+ * if already set, then EINVAL unless inside guest RAM (the memslot check comes last). So a second
+ * address outside RAM is EEXIST, and a second unaligned one EINVAL.
  */
 export function setStolenTimeBase(vm: Vm, vcpu: number, ipa: bigint): void {
   const state = vm.stateOf<PvTimeState>(NAME);
   if (!Number.isInteger(vcpu) || vcpu < 0 || vcpu >= vm.machine.vcpuCount) throw new AbiError('EINVAL', `no vCPU ${vcpu}`);
   while (state.bases.length <= vcpu) state.bases.push(null);
   if (ipa % BigInt(STRUCT_SIZE) !== 0n) throw new AbiError('EINVAL', `stolen-time IPA 0x${ipa.toString(16)} is not 64-byte aligned`);
-  if (!vm.machine.memory.contains(ipa, STRUCT_SIZE)) throw new AbiError('EINVAL', `stolen-time IPA 0x${ipa.toString(16)} is not in guest RAM`);
   if (state.bases[vcpu] != null) throw new AbiError('EEXIST', `vCPU ${vcpu} already has a stolen-time structure`);
+  if (!vm.machine.memory.contains(ipa, STRUCT_SIZE)) throw new AbiError('EINVAL', `stolen-time IPA 0x${ipa.toString(16)} is not in guest RAM`);
   state.bases[vcpu] = ipa;
 }
 

@@ -2,13 +2,18 @@ import { AbiError } from '../errors.js';
 import type { AbiCatalog, RegisterEntry } from './catalog.js';
 import { hex } from './surface.js';
 
+/** KVM_REG_ARM64 and KVM_REG_SIZE_MASK (Linux include/uapi/linux/kvm.h). */
+const KVM_REG_ARM64 = 0x6000_0000_0000_0000n;
+const KVM_REG_SIZE_MASK = 0x00f0_0000_0000_0000n;
+
 /**
  * One VM's guest ABI: which features are on and which version each selector has. Created
  * from the build's defaults plus operator overrides (or from a snapshot's ABI record);
  * changeable until the first vCPU runs; frozen after that.
  *
  * The VMM-facing interface mirrors Linux KVM's ONE_REG for firmware registers: same ids,
- * bit meanings and errno values (ENOENT unknown register, EINVAL unsupported bits or values,
+ * bit meanings and errno values (EINVAL an id that is not an arm64 register, ENOENT unknown
+ * register, EINVAL unsupported bits or values,
  * checked before EBUSY, which is a change after the first run; writing the current value
  * after the run succeeds, so a restore path can replay registers blindly).
  *
@@ -111,9 +116,12 @@ export class VmAbi {
 
   // ---- ONE_REG ------------------------------------------------------------------------------
 
-  /** KVM_GET_REG_LIST's firmware block: every firmware register of the build, ascending id. */
+  /**
+   * KVM_GET_REG_LIST's firmware block: every firmware register of the build, ascending id —
+   * except a bitmap declared `listed: 'when-set'` while it reads 0 (surface.ts FeatureRegisterBit).
+   */
   getRegList(): bigint[] {
-    return this.catalog.registers.map((r) => r.id);
+    return this.listedRegisters().map((r) => r.id);
   }
 
   getOneReg(id: bigint): bigint {
@@ -162,13 +170,28 @@ export class VmAbi {
     }
   }
 
-  /** Every firmware register with its current value, ascending id. */
+  /** Every firmware register getRegList names, with its current value, ascending id (what a VM record keeps). */
   registerValues(): Array<[bigint, bigint]> {
-    return this.catalog.registers.map((r) => [r.id, this.read(r)]);
+    return this.listedRegisters().map((r) => [r.id, this.read(r)]);
   }
 
+  /** The registers getRegList names: a `when-set` bitmap only while it reads non-zero. */
+  private listedRegisters(): RegisterEntry[] {
+    return this.catalog.registers.filter((r) => !(r.kind === 'bitmap' && r.listedWhenSet && this.read(r) === 0n));
+  }
+
+  /**
+   * The register `id` names, checked as KVM_GET/SET_ONE_REG does (Linux arch/arm64/kvm/guest.c,
+   * kvm_arm_get_reg / kvm_arm_set_reg): first the upper 32 bits without the size field must be
+   * KVM_REG_ARM64's — "we currently use nothing arch-specific in upper 32 bits" — else EINVAL;
+   * only then is the id looked up (arch/arm64/kvm/hypercalls.c, kvm_arm_get_fw_reg: ENOENT).
+   */
   private entry(id: bigint): RegisterEntry {
-    const entry = this.catalog.registerById.get(BigInt.asUintN(64, id));
+    const u = BigInt.asUintN(64, id);
+    if ((u & ~KVM_REG_SIZE_MASK) >> 32n !== KVM_REG_ARM64 >> 32n) {
+      throw new AbiError('EINVAL', `${hex(u)} is not an arm64 register id (bits 63:32 other than the size field must be ${hex(KVM_REG_ARM64 >> 32n)}, KVM_REG_ARM64)`);
+    }
+    const entry = this.catalog.registerById.get(u);
     if (!entry) throw new AbiError('ENOENT', `no firmware register ${hex(BigInt.asUintN(64, id))} in this build`);
     return entry;
   }

@@ -14,7 +14,7 @@
 #define GICD_BASE 0x08000000UL
 
 static volatile u32 cpu1_done;
-static volatile u64 trap_esr, trap_elr;
+static volatile u64 trap_esr, trap_elr, hvc_at;
 static volatile u32 traps;
 
 static u64 entry_pstate(void)
@@ -35,7 +35,8 @@ void handle_exception(u64 kind, struct exc_frame *f)
     trap_esr = read_esr();
     trap_elr = f->elr;
     traps++;
-    f->elr += 4; /* skip the instruction */
+    if (f->elr == hvc_at)
+        f->elr += 4; /* ELR at the HVC (legacy rule): skip it; past it (Xen's rule): return there */
 }
 
 void secondary_main(u64 context)
@@ -133,12 +134,15 @@ int main(u64 x0)
     printf("obs smc-0x0-x0=0x%lx\n", r.a0);
     printf("obs hvc-0xea1-x0=0x%lx\n", (u64)xen_hypercall(7, 1, 2, 3, 4, 5));
 
-    /* HVC with an unknown immediate: what the guest gets, and where ELR points */
-    u64 at;
-    __asm__ volatile("adr %0, 1f\n1:\thvc #0x123" : "=r"(at) : : "memory");
+    /* HVC with an unknown immediate, x0 = SMCCC_VERSION: an SMCCC answer (KVM's rule) or an
+       exception (Xen's, legacy), its ESR and where ELR points */
+    register u64 hx0 __asm__("x0") = SMCCC_VERSION;
+    __asm__ volatile("adr x9, 1f\n\tstr x9, [%1]\n1:\thvc #0x123" : "+r"(hx0) : "r"(&hvc_at) : "x1", "x2", "x3", "x9", "memory");
+    u64 hvc_x0 = hx0, at = hvc_at;
     printf("obs hvc-other-traps=%u\n", traps);
-    printf("fact traps.hvc.other.ESR_EL1=0x%lx\n", trap_esr);
-    printf("obs hvc-other-elr-minus-hvc=0x%lx\n", trap_elr - at);
+    printf("obs hvc-other-x0=0x%lx\n", hvc_x0);
+    printf("obs hvc-other-esr=0x%lx\n", trap_esr);
+    printf("obs hvc-other-elr-minus-hvc=0x%lx\n", traps ? trap_elr - at : 0);
 
     /* SMC with a non-zero immediate: x0 and x1 after */
     register u64 x0r __asm__("x0") = 0x77;

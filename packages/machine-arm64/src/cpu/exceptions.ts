@@ -16,8 +16,11 @@ export function deliverException(v: Vcpu, intno: number, pc: bigint, ram32: Uint
     return addr >= Layout.RAM_BASE && off + 4 <= ramSize ? ram32[off >>> 2] : undefined;
   };
   switch (intno) {
-    case -TrapKind.UNDEF: // HVC with an unknown immediate; PC is past it
+    case -TrapKind.UNDEF: // HVC with an unknown immediate, legacy rule; PC is past it
       v.injectUndef(pc - 4n);
+      return undefined;
+    case -TrapKind.UNDEF_PAST: // the same, Xen's rule: ELR_EL1 = the preferred return address, past it
+      v.injectUndef(pc);
       return undefined;
     case Excp.UDEF: // PC at the instruction
       v.injectUndef(pc);

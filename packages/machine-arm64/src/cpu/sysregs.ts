@@ -116,6 +116,8 @@ export const MODE_EL1H = (1 << PSTATE_EL_SHIFT) | PSTATE_SP;
 export const MODE_EL3H = (3 << PSTATE_EL_SHIFT) | PSTATE_SP;
 
 export const SCTLR_M = 1n;
+/** SCTLR_EL1.EE (bit 25): data accesses and translation table walks at EL1 are big-endian. */
+export const SCTLR_EE = 1n << 25n;
 export const SCTLR_SPAN = 1n << 23n;
 export const SCTLR_DSSBS = 1n << 44n;
 

@@ -53,6 +53,7 @@ import {
   SCR_NS,
   SCR_RW,
   SCTLR_DSSBS,
+  SCTLR_EE,
   SCTLR_M,
   SCTLR_SPAN,
   Sys,
@@ -798,7 +799,21 @@ export class Vcpu {
    * Architectural reset into EL1h, MMU and caches off, all interrupts masked, at `entry` with
    * x0 = `context` (PSCI CPU_ON / boot). All EL1 state returns to its reset value.
    */
-  reset(entry: bigint, context: bigint): void {
+  /**
+   * SCTLR_EL1.EE of this vCPU now: its data endianness at EL1 (Arm ARM D13.2.118). A vCPU makes
+   * HVC and SMC only from EL1 (both are UNDEFINED at EL0), so this is Linux's kvm_vcpu_is_be for
+   * a CPU_ON caller (arch/arm64/include/asm/kvm_emulate.h: SCTLR_EL1.EE in a privileged mode).
+   */
+  dataBigEndian(): boolean {
+    return (this.engine.readSys(Sys.SCTLR_EL1) & SCTLR_EE) !== 0n;
+  }
+
+  /**
+   * The vCPU's reset state at `entry` with x0 = `context`; `bigEndian` sets SCTLR_EL1.EE on top of
+   * the reset value, as KVM's kvm_reset_vcpu does for a CPU_ON from a big-endian caller
+   * (kvm_vcpu_set_be, arch/arm64/kvm/reset.c).
+   */
+  reset(entry: bigint, context: bigint, bigEndian = false): void {
     this.assertNotEl0('reset');
     this.held = undefined;
     const e = this.engine;
@@ -814,7 +829,7 @@ export class Vcpu {
       if (r !== Sys.SCTLR_EL1) e.writeSys(r, this.resetSysregs[i]!);
     });
     this.timer.restore({ ctl: [0, 0], cval: [0n, 0n] });
-    this.applyEntry(MODE_EL1H | PSTATE_DAIF, entry, 0n, 0n, this.resetSctlr, this.resetSysregs[SAVED_SYSREGS.indexOf(Sys.ELR_EL1)]!);
+    this.applyEntry(MODE_EL1H | PSTATE_DAIF, entry, 0n, 0n, bigEndian ? this.resetSctlr | SCTLR_EE : this.resetSctlr, this.resetSysregs[SAVED_SYSREGS.indexOf(Sys.ELR_EL1)]!);
     this.exception = null;
   }
 
