@@ -5,6 +5,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import semver from 'semver';
 import { checkServiceOptions, ComposeError, describeThrown, Hypervisor, optionsSchemaOf, UsageError, type ServicePlugin } from '@plugvisor/core';
 import { BACKEND_CONDUITS } from './backends.js';
+import { checkCopies } from './copies.js';
 
 /**
  * Build files: which service packages (and options) make up a hypervisor build.
@@ -25,6 +26,15 @@ import { BACKEND_CONDUITS } from './backends.js';
  * docs.npmjs.com "npm install": a folder `node_modules/<alias>` whose package.json "name" is the
  * package). No release satisfying it, or a release that reports another name or version than its
  * package.json, is a UsageError (BAD_BUILD_FILE) listing what is installed.
+ *
+ * A build file may extend another ("extends": a build name — the CLI's builds/<name>.json — or a
+ * path relative to the file), remove services of it ("remove": package names, or module paths
+ * relative to the file) and replace one by listing it again (with other options or another
+ * version range): the replacing entry takes the base's position; a service the base does not
+ * have is added after the base's. Chains are allowed; a cycle, an unknown base or a "remove" the
+ * base does not have is a UsageError (BAD_BUILD_FILE), one line. Every entry resolves from the
+ * file that declares it (packages from that file's folder, modules relative to it), so a base
+ * keeps meaning what it meant on its own.
  *
  * Options are checked before the factory runs, against the schema the factory declares
  * (`defineServiceFactory` in @plugvisor/core: per key an enum, boolean, integer range or
@@ -50,6 +60,8 @@ export interface InstalledRelease {
 
 /** A pinned build entry and the release it resolved to. */
 export interface PinnedService {
+  /** The build file that declares the entry (the one given, or a build it extends) and the entry's index there. */
+  readonly file: string;
   readonly index: number;
   readonly range: string;
   readonly release: InstalledRelease;
@@ -58,15 +70,112 @@ export interface PinnedService {
 export interface BuildSpec {
   readonly name: string;
   readonly description?: string;
+  /** A build name (the CLI's builds/<name>.json) or a path relative to this file. */
+  readonly extends?: string;
+  /** With "extends": services of the base to leave out (package names, or module paths relative to this file). */
+  readonly remove?: readonly string[];
+  /** Without "extends": the whole build; with it, services added or (listed again) replaced. */
   readonly services: ReadonlyArray<string | ServiceRef>;
 }
 
-export const DEFAULT_BUILD = fileURLToPath(new URL('../builds/default.json', import.meta.url));
+/** The folder of the builds the CLI ships, nameable by their file name without ".json". */
+export const BUILDS_DIR = fileURLToPath(new URL('../builds/', import.meta.url));
+export const DEFAULT_BUILD = join(BUILDS_DIR, 'default.json');
+
+/** The names of the builds the CLI ships (builds/<name>.json). */
+export function buildNames(): string[] {
+  try {
+    return readdirSync(BUILDS_DIR).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -'.json'.length)).sort();
+  } catch {
+    return [];
+  }
+}
+
+/** A name rather than a path: no folder separator, no ".json", not "." or "..". */
+const isBareName = (s: string) => s !== '' && s !== '.' && s !== '..' && !/[\\/]/.test(s) && !s.endsWith('.json');
+
+/** The CLI's build of that name, or undefined. */
+function namedBuild(name: string): string | undefined {
+  if (!isBareName(name)) return undefined;
+  const file = join(BUILDS_DIR, `${name}.json`);
+  return existsSync(file) ? file : undefined;
+}
+
+/**
+ * Where a build argument points (`--build X`, `check A B`, `abi diff`): an existing file as
+ * given (for a bare name, a file rather than a folder); else a bare name (no '/', no ".json") of a build the CLI ships, builds/<name>.json; else
+ * the path as given (which then does not exist, and says so).
+ */
+export function resolveBuildArg(arg: string): string {
+  const abs = resolve(arg);
+  if (existsSync(abs) && !(isBareName(arg) && statSync(abs).isDirectory())) return abs; // a folder named like a build is not one
+  const named = namedBuild(arg);
+  if (named) return named;
+  if (isBareName(arg)) throw new UsageError(`no build file ${abs} and no build named '${arg}' (the CLI's builds: ${buildNames().join(', ') || 'none'})`, 'BAD_BUILD_FILE');
+  return abs;
+}
+
+/** One service entry of a composed build, with the build file that declares it and its index there. */
+interface BuildEntry {
+  readonly ref: ServiceRef;
+  readonly file: string;
+  readonly index: number;
+  /** How messages name the entry when no build file declares it (a service named on the command line). */
+  readonly where?: string;
+}
+
+/** What an entry (or a "remove" item) names: a package, or a module file by its absolute path. */
+const entryKey = (ref: ServiceRef, file: string) => (ref.module !== undefined ? `module ${resolve(dirname(file), ref.module)}` : `package ${ref.package}`);
+const removeKey = (item: string, file: string) => (/^\.{0,2}\//.test(item) ? `module ${resolve(dirname(file), item)}` : `package ${item}`);
+
+/** The base a build file extends: a path relative to it if that exists, else a build the CLI ships. */
+function resolveExtends(file: string, base: string): string {
+  const relative = resolve(dirname(file), base);
+  if (existsSync(relative) && !statSync(relative).isDirectory()) return relative;
+  const named = namedBuild(base);
+  if (named) return named;
+  throw new UsageError(
+    `build file ${file}: extends ${JSON.stringify(base)}: no such build (no file ${relative}${isBareName(base) ? `, and the CLI's builds are ${buildNames().join(', ') || 'none'}` : ''})`,
+    'BAD_BUILD_FILE',
+  );
+}
+
+/** A build file with everything it extends folded in: its own spec and the service entries in order. */
+function flattenBuild(path: string, chain: readonly string[] = []): { spec: BuildSpec; entries: BuildEntry[]; files: string[] } {
+  const real = (f: string) => (existsSync(f) ? realpathSync(f) : f); // a symlinked base is the same file
+  const seen = chain.findIndex((f) => real(f) === real(path));
+  if (seen >= 0) {
+    const cycle = [...chain.slice(seen), path].join(' → ');
+    throw new UsageError(`build file ${chain[0]}: extends a cycle: ${cycle}`, 'BAD_BUILD_FILE');
+  }
+  const spec = parseSpec(path);
+  const own = spec.services.map((s, index): BuildEntry => ({ ref: typeof s === 'string' ? { package: s } : s, file: path, index }));
+  if (spec.extends === undefined) return { spec, entries: own, files: [path] };
+  const basePath = resolveExtends(path, spec.extends);
+  const base = flattenBuild(basePath, [...chain, path]);
+  const entries = [...base.entries];
+  (spec.remove ?? []).forEach((item, i) => {
+    const at = entries.findIndex((e) => entryKey(e.ref, e.file) === removeKey(item, path));
+    if (at < 0) throw new UsageError(`build file ${path}: remove[${i}]: ${item} is not in the build it extends (${basePath})`, 'BAD_BUILD_FILE');
+    entries.splice(at, 1);
+  });
+  // Listed again: the entry replaces the base's in its position; anything else is added after it.
+  const baseKeys = entries.map((e) => entryKey(e.ref, e.file));
+  for (const e of own) {
+    const at = baseKeys.indexOf(entryKey(e.ref, e.file));
+    if (at >= 0) entries[at] = e;
+    else entries.push(e);
+  }
+  return { spec, entries, files: [path, ...base.files] };
+}
 
 export interface LoadedBuild {
   readonly hv: Hypervisor;
   readonly path: string;
+  /** The build as composed: its own name and description, every service entry (extended ones folded in, module paths absolute). */
   readonly spec: BuildSpec;
+  /** The build file and every build it extends, nearest first. */
+  readonly files: readonly string[];
   /** The entries that pinned a version, with the release each one loaded. */
   readonly pinned: readonly PinnedService[];
 }
@@ -79,10 +188,20 @@ function parseSpec(path: string): BuildSpec {
   } catch (e) {
     throw new UsageError(`build file ${path} is not valid JSON: ${(e as Error).message}`, 'BAD_BUILD_FILE');
   }
-  const spec = json as Partial<BuildSpec>;
-  if (!spec || typeof spec !== 'object' || typeof spec.name !== 'string' || !Array.isArray(spec.services)) {
-    throw new UsageError(`build file ${path} needs a "name" string and a "services" array`, 'BAD_BUILD_FILE');
+  const raw = json as Partial<BuildSpec>;
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw) || typeof raw.name !== 'string') throw new UsageError(`build file ${path} needs a "name" string`, 'BAD_BUILD_FILE');
+  if (raw.extends !== undefined && (typeof raw.extends !== 'string' || raw.extends === '')) {
+    throw new UsageError(`build file ${path}: "extends" must be a build name or a path to a build file`, 'BAD_BUILD_FILE');
   }
+  if (raw.extends === undefined && !Array.isArray(raw.services)) throw new UsageError(`build file ${path} needs a "services" array (or "extends": a build to start from)`, 'BAD_BUILD_FILE');
+  if (raw.services !== undefined && !Array.isArray(raw.services)) throw new UsageError(`build file ${path}: "services" must be an array`, 'BAD_BUILD_FILE');
+  if (raw.remove !== undefined) {
+    if (raw.extends === undefined) throw new UsageError(`build file ${path}: "remove" needs "extends" (the build to remove services from)`, 'BAD_BUILD_FILE');
+    if (!Array.isArray(raw.remove) || !raw.remove.every((r) => typeof r === 'string' && r !== '')) {
+      throw new UsageError(`build file ${path}: "remove" must be an array of package names (or module paths)`, 'BAD_BUILD_FILE');
+    }
+  }
+  const spec = { ...raw, services: raw.services ?? [] } as BuildSpec;
   spec.services.forEach((s, i) => {
     const ok =
       typeof s === 'string' ||
@@ -104,7 +223,7 @@ function parseSpec(path: string): BuildSpec {
       );
     }
   });
-  return spec as BuildSpec;
+  return spec;
 }
 
 /**
@@ -198,13 +317,13 @@ function releaseEntry(path: string, index: number, release: InstalledRelease): s
   }
 }
 
-function resolveFrom(path: string, ref: ServiceRef): string {
+function resolveFrom(path: string, ref: ServiceRef, label = `build file ${path}`): string {
   if (ref.module) {
     const file = resolve(dirname(path), ref.module);
-    if (!existsSync(file)) throw new UsageError(`build file ${path}: module ${ref.module} does not exist`, 'BAD_BUILD_FILE');
+    if (!existsSync(file)) throw new UsageError(`${label}: module ${ref.module} does not exist`, 'BAD_BUILD_FILE');
     return file;
   }
-  if (isBuiltin(ref.package!)) throw new UsageError(`build file ${path}: ${ref.package} is a Node.js built-in module, not a service package`, 'BAD_BUILD_FILE');
+  if (isBuiltin(ref.package!)) throw new UsageError(`${label}: ${ref.package} is a Node.js built-in module, not a service package`, 'BAD_BUILD_FILE');
   for (const base of [path, fileURLToPath(import.meta.url)]) {
     try {
       return createRequire(base).resolve(ref.package!);
@@ -212,7 +331,7 @@ function resolveFrom(path: string, ref: ServiceRef): string {
       // try the next place
     }
   }
-  throw new UsageError(`build file ${path}: cannot find service package ${ref.package} (is it installed?)`, 'BAD_BUILD_FILE');
+  throw new UsageError(`${label}: cannot find service package ${ref.package} (is it installed?)`, 'BAD_BUILD_FILE');
 }
 
 /** An error's message on one line (a factory's own message may span several). */
@@ -239,18 +358,36 @@ function declarationProblem(p: ServicePlugin): string | undefined {
  * and a conduit no backend declares is a BAD_BUILD_FILE naming the service and the call.
  */
 export async function loadBuild(path: string = DEFAULT_BUILD): Promise<LoadedBuild> {
-  const abs = resolve(path);
-  const spec = parseSpec(abs);
+  const abs = resolveBuildArg(path);
+  const { spec, entries, files } = flattenBuild(abs);
+  return composeEntries(abs, spec, entries, files);
+}
+
+/**
+ * A build plus one service named on the command line (`plugvisor abi --service PKG` for a
+ * package the build does not have): PKG is a package name resolved from `dir` as a build file
+ * there would resolve it (its node_modules folders, or the package `dir` belongs to, by its own
+ * name: nodejs.org/api/packages.html "Self-referencing a package using its name"), or a path
+ * to a module file.
+ */
+export async function loadBuildWithService(pkg: string, path: string = DEFAULT_BUILD, dir: string = process.cwd()): Promise<LoadedBuild> {
+  const abs = resolveBuildArg(path);
+  const { spec, entries, files } = flattenBuild(abs);
+  const ref: ServiceRef = /^\.{0,2}\//.test(pkg) ? { module: pkg } : { package: pkg };
+  const extra: BuildEntry = { ref, file: join(resolve(dir), 'package.json'), index: 0, where: `--service ${pkg}` };
+  return composeEntries(abs, { ...spec, name: `${spec.name}+${pkg}` }, [...entries, extra], files);
+}
+
+async function composeEntries(abs: string, spec: BuildSpec, entries: readonly BuildEntry[], files: readonly string[]): Promise<LoadedBuild> {
   const plugins: ServicePlugin<any>[] = [];
   const pinned: PinnedService[] = [];
-  for (const [i, entry] of spec.services.entries()) {
-    const ref: ServiceRef = typeof entry === 'string' ? { package: entry } : entry;
+  for (const { ref, file: declaredIn, index: i, where } of entries) {
     const service = ref.package ?? ref.module!;
-    // Every message names the build file and the entry (its index and what it names).
-    const at = `build file ${abs}: services[${i}]: service ${service}`;
-    if (ref.version !== undefined && isBuiltin(ref.package!)) throw new UsageError(`build file ${abs}: ${ref.package} is a Node.js built-in module, not a service package`, 'BAD_BUILD_FILE');
-    const release = ref.version !== undefined ? pinRelease(abs, i, ref.package!, ref.version) : undefined;
-    const file = release ? releaseEntry(abs, i, release) : resolveFrom(abs, ref);
+    // Every message names the build file that declares the entry, the entry's index there and what it names.
+    const at = where ?? `build file ${declaredIn}: services[${i}]: service ${service}`;
+    if (ref.version !== undefined && isBuiltin(ref.package!)) throw new UsageError(`build file ${declaredIn}: ${ref.package} is a Node.js built-in module, not a service package`, 'BAD_BUILD_FILE');
+    const release = ref.version !== undefined ? pinRelease(declaredIn, i, ref.package!, ref.version) : undefined;
+    const file = release ? releaseEntry(declaredIn, i, release) : resolveFrom(declaredIn, ref, where);
     if (statSync(file, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`${at}: ${file} is a directory, not a module`, 'BAD_BUILD_FILE');
     let mod: { default?: unknown };
     try {
@@ -289,12 +426,18 @@ export async function loadBuild(path: string = DEFAULT_BUILD): Promise<LoadedBui
           'BAD_BUILD_FILE',
         );
       }
-      pinned.push({ index: i, range: ref.version!, release });
+      pinned.push({ file: declaredIn, index: i, range: ref.version!, release });
     }
+    checkCopies(at, file, plugin, plugins); // one @plugvisor/core, one copy of each hook owner
     plugins.push(plugin);
   }
   try {
-    return { hv: Hypervisor.compose(plugins, { name: spec.name, conduits: BACKEND_CONDUITS }), path: abs, spec, pinned };
+    const composedSpec: BuildSpec = {
+      name: spec.name,
+      ...(spec.description !== undefined ? { description: spec.description } : {}),
+      services: entries.map(({ ref, file }) => (ref.module !== undefined ? { ...ref, module: resolve(dirname(file), ref.module) } : ref)),
+    };
+    return { hv: Hypervisor.compose(plugins, { name: spec.name, conduits: BACKEND_CONDUITS }), path: abs, spec: composedSpec, files, pinned };
   } catch (e) {
     if (e instanceof ComposeError) throw new UsageError(`build file ${abs}: ${e.message}`, 'BAD_BUILD_FILE');
     throw e;

@@ -241,7 +241,8 @@ describe.skipIf(!unicornAvailable())('a VM with memory-reservation on meets rele
     const upgrade = text.out.slice(text.out.indexOf('upgrade A→B: REFUSED'), text.out.indexOf('rollback B→A:'));
     for (const [call, op] of PREEMPTIBLE) {
       expect(upgrade).toContain(`  - ${refusal(call, op, v)}`);
-      expect(text.out).toMatch(new RegExp(`\\ncall ${call} +xen 0xc/0x${op} +xen 0xc/0x${op} +REFUSED +ok +major\\n`));
+      // The VM's own column first: it was given the call (its feature is on).
+      expect(text.out).toMatch(new RegExp(`\\ncall ${call} +given \\(feature memory-reservation\\) +xen 0xc/0x${op} +xen 0xc/0x${op} +REFUSED +ok +major\\n`));
     }
     const json = plugvisor(install.dir, 'check', builds.default, builds[v], '--vm', on.file, '--json');
     expect(json.code, json.err).toBe(3);

@@ -20,7 +20,8 @@ import {
   type Bump,
   type Hypervisor,
 } from '@plugvisor/core';
-import { loadBuild, DEFAULT_BUILD } from '../build-file.js';
+import { loadBuild, DEFAULT_BUILD, resolveBuildArg } from '../build-file.js';
+import { existsSync, statSync } from 'node:fs';
 import { table } from '../format.js';
 import { readSuppressions, suppressionFor, type Suppression } from '../abi-suppressions.js';
 import { readInputFile, readSnapshotKey } from './guest-run.js';
@@ -175,6 +176,11 @@ async function readInput(path: string, which: 'OLD' | 'NEW', key: { key?: Uint8A
     const record = validateAbiRecord(isObj(json.record) ? json.record : json);
     if (typeof record === 'string') throw bad(record);
     return { kind: 'record', path, what: 'a VM ABI record', record };
+  }
+  if (typeof json.extends === 'string' && json.services === undefined) {
+    // A build file that extends another ("extends": a build name or a path).
+    const { hv, spec, manifest } = await composed(path);
+    return { kind: 'build', path, what: `build file '${spec.name}'`, build: manifest, hv };
   }
   if (Array.isArray(json.services)) {
     const list = json.services as unknown[];
@@ -468,9 +474,11 @@ export async function abiDiffCommand(argv: string[]): Promise<number> {
   if (positionals.length < 1 || positionals.length > 2) throw new UsageError('abi diff takes OLD and NEW: plugvisor abi diff OLD NEW (see plugvisor abi --help)');
   const suppressions: Suppression[] = (values.suppressions ?? []).flatMap((f) => readSuppressions(f));
   const key = readSnapshotKey(values['snapshot-key']);
-  const old = await readInput(positionals[0]!, 'OLD', key);
+  // A bare name that is no file here is a build the CLI ships (builds/<name>.json).
+  const arg = (p: string) => (/[\\/]/.test(p) || p.endsWith('.json') || (existsSync(p) && statSync(p).isFile()) ? p : resolveBuildArg(p));
+  const old = await readInput(arg(positionals[0]!), 'OLD', key);
   let neu: Input;
-  if (positionals.length === 2) neu = await readInput(positionals[1]!, 'NEW', key);
+  if (positionals.length === 2) neu = await readInput(arg(positionals[1]!), 'NEW', key);
   else {
     if (old.kind !== 'record') throw new UsageError('abi diff takes OLD and NEW; only a VM record (a snapshot or run --record JSON) may be given alone, against the default build');
     const { hv, spec, manifest } = await composed(DEFAULT_BUILD);

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
-import { canonicalJson, describeSignature, hex, serviceAbiFile, UsageError, type Hypervisor } from '@plugvisor/core';
-import { loadBuild } from '../build-file.js';
+import { canonicalJson, describeSignature, hex, Hypervisor, serviceAbiFile, UsageError, type ServicePlugin } from '@plugvisor/core';
+import { BACKEND_CONDUITS } from '../backends.js';
+import { loadBuild, loadBuildWithService } from '../build-file.js';
 import { table } from '../format.js';
 import { abiDiffCommand, abiDiffHelp } from './abi-diff.js';
 
@@ -10,9 +11,13 @@ plugvisor abi diff OLD NEW [--json] [--suppressions FILE]... [--strict]
 Prints the guest ABI of a build: every service with its version, every call (conduit, id,
 gating feature, version bounds), every feature with its default, every version selector and
 every firmware register with its default value.
-  --build FILE     build file (default: the default build)
+  --build FILE     build file, or the name of a build the CLI ships (default: the default build)
   --json           the build manifest as canonical JSON, with its hash
-  --service PKG    only this service; with --manifest, print the abi.json it checks in
+  --service PKG    only this service; with --manifest, print its abi.json: the service as the
+                   build configures it, composed with what it requires (as the conformance kit
+                   checks it with those as companions). Without --build, a package the default
+                   build does not have is loaded from the current directory (its node_modules,
+                   or the package you are in, by its own name) beside the default build
 
 ${abiDiffHelp}`;
 
@@ -82,6 +87,25 @@ export function formatAbi(hv: Hypervisor): string {
   return out.join('\n') + '\n';
 }
 
+/**
+ * The build a service's abi.json describes: the service (as this build configured it) and what
+ * it requires, transitively, from the same build — what the repository's lint composes, and
+ * what the conformance kit composes when those are its `companions`.
+ */
+function standalone(hv: Hypervisor, service: ServicePlugin<any>): Hypervisor {
+  const list: ServicePlugin<any>[] = [];
+  const visit = (p: ServicePlugin<any>) => {
+    if (list.includes(p)) return;
+    for (const dep of p.requires ?? []) {
+      const d = hv.catalog.services.get(dep);
+      if (d) visit(d); // composing reports a requirement the build does not have
+    }
+    list.push(p);
+  };
+  visit(service);
+  return Hypervisor.compose(list, { name: service.name, conduits: BACKEND_CONDUITS });
+}
+
 export async function abiCommand(argv: string[]): Promise<number> {
   if (argv[0] === 'diff') return abiDiffCommand(argv.slice(1));
   const { values } = parseArgs({
@@ -89,11 +113,15 @@ export async function abiCommand(argv: string[]): Promise<number> {
     options: { build: { type: 'string' }, json: { type: 'boolean' }, service: { type: 'string' }, manifest: { type: 'boolean' } },
     strict: true,
   });
-  const { hv } = await loadBuild(values.build);
+  let { hv } = await loadBuild(values.build);
   if (values.service) {
-    const s = hv.catalog.services.get(values.service);
-    if (!s) throw new UsageError(`service ${values.service} is not in build ${hv.name}`);
-    process.stdout.write(values.manifest ? serviceAbiFile(s, hv) : canonicalJson(hv.manifest().services.find((x) => x.name === s.name), 2) + '\n');
+    let s = hv.catalog.services.get(values.service);
+    if (!s) {
+      if (values.build !== undefined) throw new UsageError(`service ${values.service} is not in build ${hv.name} (${values.build}); without --build it is loaded from the current directory`);
+      hv = (await loadBuildWithService(values.service)).hv;
+      s = hv.catalog.services.get(values.service) ?? hv.services[hv.services.length - 1];
+    }
+    process.stdout.write(values.manifest ? serviceAbiFile(s!, standalone(hv, s!)) : canonicalJson(hv.manifest().services.find((x) => x.name === s!.name), 2) + '\n');
     return 0;
   }
   if (values.manifest) throw new UsageError('--manifest needs --service PKG');

@@ -27,7 +27,11 @@ the ABI the VM recorded (features, calls, versions, registers, state, what its c
 never from version numbers. Each row also shows the ABI change A → B on its subject, and per
 service every classified change is listed (what changed, old → new, which VMs it affects), so
 a change the checked VMs do not see (an opt-in feature removed, a register that accepts fewer
-values) is shown too. --json has the same: rows[].change/changes/status and services[].
+values) is shown too. With --vm, a column shows the VM's own values from its record (each
+feature on or off, the version it selected, each register's value, the release of each service
+it was created on, whether it was given a call) beside what A and B offer. --json has the same:
+rows[].change/changes/status/vm and services[]. A and B are build files, or the names of builds
+the CLI ships (plugvisor check default no-trng).
 
 With --hosts (host capability dumps from 'plugvisor hosts --json', repeatable or
 comma-separated): prints the pool baseline — the XSAVE policy a VM must be created with to move

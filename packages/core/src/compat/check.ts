@@ -20,6 +20,12 @@ export interface CompatRow {
   readonly subject: string;
   readonly a: string;
   readonly b: string;
+  /**
+   * With a VM record (scope 'vm'): the VM's own value on this subject, from its record — a
+   * feature on or off, the version it selected, a register's value, the release of a service it
+   * was created on, whether it was given a call — where `a` and `b` say what each build offers.
+   */
+  readonly vm?: string;
   /** What the checker says for the VMs in scope (each build's default VMs, or the --vm record). */
   readonly upgrade: Verdict;
   readonly rollback: Verdict;
@@ -137,6 +143,39 @@ function classifyServices(a: Hypervisor, b: Hypervisor): Map<string, { a?: Servi
   return out;
 }
 
+/** The VM's own value on a row's subject, from its ABI record (registers and calls named through either build). */
+function recordCell(record: AbiRecord, subject: string, a: Hypervisor, b: Hypervisor): string {
+  const space = subject.indexOf(' ');
+  const kind = subject.slice(0, space);
+  const name = subject.slice(space + 1);
+  switch (kind) {
+    case 'service':
+      return record.services[name] ? `created on ${record.services[name]!.version}` : 'not in the VM';
+    case 'feature': {
+      const f = record.features[name];
+      return f ? (f.enabled ? 'on' : 'off') : 'off (not recorded)';
+    }
+    case 'version': {
+      const v = record.versions[name];
+      return v ? `${v.name} (${hex(v.value)})` : 'not recorded';
+    }
+    case 'register': {
+      const r = a.catalog.registers.find((x) => x.name === name) ?? b.catalog.registers.find((x) => x.name === name);
+      const value = r ? record.registers[hex(r.id)] : undefined;
+      return value ?? 'not recorded';
+    }
+    case 'call': {
+      const decl = a.catalog.calls.get(name)?.decl ?? b.catalog.calls.get(name)?.decl;
+      if (!decl) return '—';
+      const id = callId(decl);
+      const by = Object.entries(record.features).find(([, f]) => f.enabled && f.calls.includes(id));
+      return by ? `given (feature ${by[0]})` : 'not given';
+    }
+    default:
+      return '—';
+  }
+}
+
 export function checkBuilds(a: Hypervisor, b: Hypervisor, vm?: AbiRecord): CompatReport {
   const upgradeRecord = vm ?? a.createVm().record();
   const rollbackRecord = vm ?? b.createVm().record();
@@ -175,6 +214,7 @@ export function checkBuilds(a: Hypervisor, b: Hypervisor, vm?: AbiRecord): Compa
         subject,
         a: da.get(subject) ?? '—',
         b: db.get(subject) ?? '—',
+        ...(vm ? { vm: recordCell(vm, subject, a, b) } : {}),
         upgrade: u.length ? 'refused' : 'ok',
         rollback: d.length ? 'refused' : 'ok',
         reasons: [...u.map((p) => `upgrade: ${p.message}`), ...d.map((p) => `rollback: ${p.message}`)],
@@ -211,8 +251,10 @@ export function checkBuilds(a: Hypervisor, b: Hypervisor, vm?: AbiRecord): Compa
 
 /** Plain-text table for people, then every classified change per service, then the verdicts. */
 export function formatCompatReport(r: CompatReport): string {
-  const head = ['subject', `A: ${r.a.name}`, `B: ${r.b.name}`, 'upgrade A→B', 'rollback B→A', 'ABI change'];
-  const body = r.rows.map((x) => [x.subject, x.a, x.b, x.upgrade === 'ok' ? 'ok' : 'REFUSED', x.rollback === 'ok' ? 'ok' : 'REFUSED', x.change]);
+  // With a VM record, its own values come first; A and B say what each build offers.
+  const vmColumn = r.scope === 'vm';
+  const head = ['subject', ...(vmColumn ? ['the VM (its record)'] : []), `A: ${r.a.name}`, `B: ${r.b.name}`, 'upgrade A→B', 'rollback B→A', 'ABI change'];
+  const body = r.rows.map((x) => [x.subject, ...(vmColumn ? [x.vm ?? '—'] : []), x.a, x.b, x.upgrade === 'ok' ? 'ok' : 'REFUSED', x.rollback === 'ok' ? 'ok' : 'REFUSED', x.change]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
   const scope = r.scope === 'vm' ? 'for the given VM record' : "for each build's default VMs";
