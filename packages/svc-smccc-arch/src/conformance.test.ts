@@ -46,7 +46,7 @@ describe('svc-smccc-arch: conformance kit', () => {
     expect(() => hv.createVm({ versions: { smccc: '1.3' } })).toThrow(/1\.3/);
   });
 
-  it('moves VMs of the release before the selector (1.0.0: SMCCC_VERSION fixed at 1.1) up, not back', () => {
+  it('moves VMs of the release before the selector (1.0.0: SMCCC_VERSION fixed at 1.1) up, and back when they see what 1.0.0 answers', () => {
     // 1.0.0 as released: no version selector, SMCCC_VERSION answering 0x10001.
     const real = createSmcccArchService();
     const { versions: _, ...surface } = real.surface;
@@ -55,11 +55,14 @@ describe('svc-smccc-arch: conformance kit', () => {
     const now = Hypervisor.compose([createSmcccArchService()], { name: 'now' });
     // upgrade: a VM that never had the selector gets the default, 1.1, and answers exactly as before
     expect(checkRecord(before.createVm().record(), now.catalog, now)).toEqual([]);
-    // rollback: a VM of this release records its smccc selection, which 1.0.0 cannot offer (core's
-    // "selected versions must be offered"), even at 1.1 — refused by name, never a changed view
-    for (const smccc of ['1.1', '1.2']) {
-      expect(checkRecord(now.createVm({ versions: { smccc } }).record(), before.catalog, before)).toEqual(['@plugvisor/svc-smccc-arch no longer offers a smccc version selector']);
-    }
+    // rollback: 1.0.0 has no selector; the VM's behaviour decides. At 1.1 it sees exactly what
+    // 1.0.0 answers and moves back; at 1.2 SMCCC_VERSION would change under it: refused by name.
+    expect(checkRecord(now.createVm({ versions: { smccc: '1.1' } }).record(), before.catalog, before)).toEqual([]);
+    const refused = checkRecord(now.createVm({ versions: { smccc: '1.2' } }).record(), before.catalog, before);
+    expect(refused).toHaveLength(1);
+    expect(refused[0]).toMatch(/^feature 'smccc-arch' of @plugvisor\/svc-smccc-arch@.* answers differently than the VM saw: SMCCC_VERSION .*x0=0x10002.* → x0=0x10001/);
+    // Without the destination's code (no replay possible) the selector's absence is the refusal.
+    expect(checkRecord(now.createVm({ versions: { smccc: '1.1' } }).record(), before.catalog)).toEqual(['@plugvisor/svc-smccc-arch no longer offers a smccc version selector']);
   });
 
   it('catches ARCH_FEATURES advertising a workaround call the VM does not expose', () => {

@@ -251,7 +251,13 @@ export function checkRecordDetailed(record: AbiRecord, catalog: AbiCatalog, hv?:
     service = use.service;
     const have = catalog.versions.get(selector);
     if (!have) {
-      if (catalog.services.has(use.service)) problems.push(`${use.service} no longer offers a ${selector} version selector`);
+      // A destination without the selector (a release from before it existed) behaves one fixed
+      // way. What the VM sees at its selection is in its behaviour transcripts, so with them the
+      // replay below decides: a VM at the value that release always answered moves back, one at
+      // another value is refused naming the call that answers differently. Without transcripts
+      // nothing can tell, and the selector's absence is the refusal.
+      const replayed = hv !== undefined && Object.entries(record.features).some(([f, u]) => u.enabled && u.service === use.service && record.behaviour?.[f]);
+      if (catalog.services.has(use.service) && !replayed) problems.push(`${use.service} no longer offers a ${selector} version selector`);
       continue;
     }
     const offered = have.decl.values.find((v) => v.name === use.name);
@@ -407,6 +413,7 @@ export function abiFromRecord(record: AbiRecord, catalog: AbiCatalog): VmAbi {
   const features: Record<string, boolean> = {};
   for (const [name, use] of Object.entries(record.features)) features[name] = use.enabled;
   const versions: Record<string, string> = {};
-  for (const [name, use] of Object.entries(record.versions)) versions[name] = use.name;
+  // A selector the destination does not have is not selected there (checkRecord replays it).
+  for (const [name, use] of Object.entries(record.versions)) if (catalog.versions.has(name)) versions[name] = use.name;
   return VmAbi.fromSelections(catalog, features, versions);
 }
