@@ -79,7 +79,7 @@ export { MachineRuntime, RuntimeMachine, validateVcpuRunState, YIELD, HALT, type
 export { StateError, StateReader, hex64, type Persist } from './runtime/persist.js';
 export { defineServiceFactory, optionsSchemaOf, checkServiceOptions, describeOptionSpec, type OptionSpec, type OptionsSchema, type OptionProblem, type ServiceFactory } from './service-options.js';
 export { ImageError, isElf, elfMachine, loadElfImage, loadRawImage, EM_X86_64, EM_AARCH64, type LoadedImage } from './machine/image.js';
-export { capabilityOf, FlatGuestPages, type CapabilityName, type MachineCapabilities, type CounterClock, type InterruptConfig, type EntropySource, type InterruptPending, type GuestPages, type CpuIdentity } from './machine/capabilities.js';
+export { capabilityOf, guestPhysicalRange, FlatGuestPages, type CapabilityName, type MachineCapabilities, type CounterClock, type InterruptConfig, type EntropySource, type InterruptPending, type GuestPages, type CpuIdentity, type GuestVirtual } from './machine/capabilities.js';
 export type { ConduitDefinition } from './router/conduits.js';
 export { backendFor, type MachineBackend, type MachineCreateOptions, type RunnableMachine } from './machine/backend.js';
 export { BuildConduits, type BuildConduit } from './router/build-conduits.js';

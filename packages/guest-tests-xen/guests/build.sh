@@ -15,7 +15,7 @@ RUNTIME=("$RT/start.S" "$RT/runtime.c" src/xenlib.c)
 
 RT_OBJS=()
 for s in "${RUNTIME[@]}"; do o="$(compile "$s")" || exit 1; RT_OBJS+=("$o"); done
-for g in badinput deviations evbench fifo probe; do
+for g in badinput deviations evbench fifo probe vaddr; do
   o="$(compile "src/$g.c")" || exit 1
   "$CC" "${CFLAGS[@]}" "${LDFLAGS[@]}" -o "$OUT/$g.elf" "${RT_OBJS[@]}" "$o"
 done

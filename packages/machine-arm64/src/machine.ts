@@ -231,6 +231,8 @@ export class Arm64Machine extends RuntimeMachine<TrapRouter, Arm64VcpuStateValue
     // Reading the timers costs engine calls (about 4 µs), and a preemptible call asks between
     // every unit of work (Xen: every extent), so they are read at most every TIMER_POLL_MS of host
     // time; a line raised otherwise (setInterrupt, an SGI) is in the GIC state and seen at once.
+    // Hypercall pointer arguments as the guest's translation gives them (copy_from_guest on Xen).
+    'guest-virtual': { translate: (i: number, va: bigint) => this.vcpu(i).physicalOf(va) },
     'interrupt-pending': {
       pending: (i: number) => {
         const v = this.vcpu(i);

@@ -14,7 +14,7 @@ type Handler = CallHandler<FifoDomain>;
 /** Common prologue: svc-xen's domain (synced), argument struct copied in. */
 function begin(v: VcpuContext, vm: Vm, size: number): [XenDomain, GuestStruct] | undefined {
   const d = xenDomainOf(vm);
-  const arg = GuestStruct.read(v.machine.memory, v.regs.get(1), size);
+  const arg = GuestStruct.arg(v, v.regs.get(1), size);
   if (!arg) {
     ret(v.regs, -E.EFAULT);
     return undefined;

@@ -1,11 +1,12 @@
-import type { GuestMemory } from '@plugvisor/core';
+import { guestPhysicalRange, type GuestMemory, type VcpuContext } from '@plugvisor/core';
 
 /**
  * An argument struct in guest memory. Xen copies the whole struct in (copy_from_guest) and,
  * for ops with OUT fields, back out (copy_to_guest); a struct not wholly in guest RAM is
- * -EFAULT and nothing is written. Arm passes guest virtual addresses; Plugvisor's Machine
- * interface has no stage-1 translation yet, so pointers are taken as guest-physical (guests
- * run with the MMU off or identity-mapped) — see the README.
+ * -EFAULT and nothing is written. On Arm a pointer argument is a guest virtual address,
+ * translated through the calling vCPU's stage 1 and stage 2 (xen/arch/arm/guestcopy.c,
+ * get_page_from_gva): `GuestStruct.arg` does that through the machine's 'guest-virtual'
+ * capability (core's guestPhysicalRange); a machine without it takes pointers as physical.
  */
 export class GuestStruct {
   private readonly bytes: Uint8Array;
@@ -21,9 +22,15 @@ export class GuestStruct {
     this.view = new DataView(this.bytes.buffer);
   }
 
-  /** copy_from_guest of `size` bytes at `ptr`, or undefined (-EFAULT) if not all in RAM. */
-  static read(mem: GuestMemory, ptr: bigint, size: number): GuestStruct | undefined {
-    return mem.contains(ptr, size) ? new GuestStruct(mem, ptr, size) : undefined;
+  /** `size` bytes at guest-physical `gpa`, or undefined (-EFAULT) if not all in RAM. */
+  static read(mem: GuestMemory, gpa: bigint, size: number): GuestStruct | undefined {
+    return mem.contains(gpa, size) ? new GuestStruct(mem, gpa, size) : undefined;
+  }
+
+  /** copy_from_guest of `size` bytes at the calling vCPU's pointer `ptr`, or undefined (-EFAULT). */
+  static arg(v: VcpuContext, ptr: bigint, size: number): GuestStruct | undefined {
+    const gpa = guestPhysicalRange(v.machine, v.index, ptr, size);
+    return gpa === undefined ? undefined : GuestStruct.read(v.machine.memory, gpa, size);
   }
 
   u8(off: number): number {
@@ -65,9 +72,15 @@ export class GuestStruct {
   }
 }
 
-/** Copies `bytes` to guest memory at `ptr`: false (-EFAULT) if not all in RAM. */
-export function copyToGuest(mem: GuestMemory, ptr: bigint, bytes: Uint8Array): boolean {
-  if (!mem.contains(ptr, bytes.byteLength)) return false;
-  mem.write(ptr, bytes);
+/** Copies `bytes` to guest memory at guest-physical `gpa`: false (-EFAULT) if not all in RAM. */
+export function copyToGuest(mem: GuestMemory, gpa: bigint, bytes: Uint8Array): boolean {
+  if (!mem.contains(gpa, bytes.byteLength)) return false;
+  mem.write(gpa, bytes);
   return true;
+}
+
+/** copy_to_guest of `bytes` at the calling vCPU's pointer `ptr`: false (-EFAULT) where it would fault. */
+export function copyToGuestArg(v: VcpuContext, ptr: bigint, bytes: Uint8Array): boolean {
+  const gpa = guestPhysicalRange(v.machine, v.index, ptr, bytes.byteLength);
+  return gpa !== undefined && copyToGuest(v.machine.memory, gpa, bytes);
 }

@@ -25,7 +25,7 @@ export { XenError } from './errors.js';
 export { xenEvtchnHooks, type XenEvtchnHooks } from './hooks.js';
 export { ECS, PortTable } from './ports.js';
 export { mapGuestPage, hostPage, testAndSetBit, testAndClearBit, testBit, setBit, clearBit, type PageView } from './guest-page.js';
-export { GuestStruct, copyToGuest } from './guest-args.js';
+export { GuestStruct, copyToGuest, copyToGuestArg } from './guest-args.js';
 export { xenDomainOf, ret as xenReturn } from './subop.js';
 export { XEN_VERSION, XEN_FEATURES_SUBMAP0 } from './ops/version.js';
 export { EVENT_CHANNEL_OP, MEMORY_OP, VCPU_OP, XEN_RC, XEN_VERSION_OP, evtchnSubOp, guestHandle } from './signatures.js';

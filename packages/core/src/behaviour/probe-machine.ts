@@ -80,7 +80,7 @@ export class ProbeMachine implements Machine {
     this.effects.push(`${removed ? 'page-remove' : 'page-add'}(0x${gpa.toString(16)},${count})`),
   );
 
-  /** Fixed clocks, entropy reading as ones, interrupt configuration logged as an effect, no interrupt pending, page removals logged, a CPU identity of zeros. */
+  /** Fixed clocks, entropy reading as ones, interrupt configuration logged as an effect, no interrupt pending, page removals logged, a CPU identity of zeros, pointers taken as physical. */
   private readonly capabilities: MachineCapabilities = Object.freeze({
     'counter-clock': { sample: () => ({ wallClockNs: PROBE_WALL_CLOCK_NS, counter: PROBE_COUNTER }) },
     'interrupt-config': { configure: (intid: number, trigger: 'level' | 'edge') => void this.effects.push(`irq-config(${intid},${trigger})`) },
@@ -90,6 +90,8 @@ export class ProbeMachine implements Machine {
     'guest-pages': this.pages,
     // A CPU identity of zeros: results that read it are declared `host` and recorded by kind.
     'cpu-identity': { read: () => ({ midr: 0n, revidr: 0n, aidr: 0n }) },
+    // The MMU off: a pointer is its own guest-physical address, as on every machine without stage 1.
+    'guest-virtual': { translate: (_vcpu: number, va: bigint) => va },
   });
 
   capability<K extends CapabilityName>(name: K): MachineCapabilities[K] | undefined {

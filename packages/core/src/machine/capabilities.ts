@@ -60,6 +60,18 @@ export interface CpuIdentity {
   read(vcpu: number): { readonly midr: bigint; readonly revidr: bigint; readonly aidr: bigint };
 }
 
+/**
+ * The guest's own address translation, for hypercalls whose arguments are guest virtual
+ * addresses (Xen on Arm: copy_from_guest/copy_to_guest translate through the vCPU's current
+ * stage 1 and stage 2, xen/arch/arm/guestcopy.c → get_page_from_gva). `translate` gives the
+ * guest-physical address of `va` as the vCPU sees it now — `va` itself while its MMU is off — or
+ * undefined where the access would fault. A machine without it has no stage 1: addresses are
+ * taken as guest-physical (see `guestPhysicalRange`).
+ */
+export interface GuestVirtual {
+  translate(vcpu: number, va: bigint): bigint | undefined;
+}
+
 /** Capability names and their interfaces. Extend by declaration merging for new abilities. */
 export interface MachineCapabilities {
   'counter-clock': CounterClock;
@@ -67,6 +79,7 @@ export interface MachineCapabilities {
   entropy: EntropySource;
   'interrupt-pending': InterruptPending;
   'guest-pages': GuestPages;
+  'guest-virtual': GuestVirtual;
   'cpu-identity': CpuIdentity;
 }
 
@@ -75,6 +88,27 @@ export type CapabilityName = keyof MachineCapabilities;
 /** The machine's `name` capability, or undefined when it has none. */
 export function capabilityOf<K extends CapabilityName>(machine: Machine, name: K): MachineCapabilities[K] | undefined {
   return machine.capability?.(name);
+}
+
+const PAGE = 4096n;
+
+/**
+ * The guest-physical address of the `size` bytes a guest passed at virtual address `va`, as Xen's
+ * copy_from_guest walks them page by page: each 4 KiB page translated ('guest-virtual'), the
+ * range returned only when the pages are physically contiguous (an argument struct or array
+ * entry is one object); undefined where any page would fault, or pages are scattered. On a
+ * machine without the capability the address is guest-physical already.
+ */
+export function guestPhysicalRange(machine: Machine, vcpu: number, va: bigint, size: number): bigint | undefined {
+  const gv = capabilityOf(machine, 'guest-virtual');
+  if (!gv) return va;
+  const start = gv.translate(vcpu, va);
+  if (start === undefined || size <= 1) return start;
+  const last = va + BigInt(size - 1);
+  for (let page = (va / PAGE + 1n) * PAGE; page <= last; page += PAGE) {
+    if (gv.translate(vcpu, page) !== start + (page - va)) return undefined;
+  }
+  return start;
 }
 
 /**

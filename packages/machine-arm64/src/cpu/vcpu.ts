@@ -695,6 +695,18 @@ export class Vcpu {
     return this.engine.read64(Reg.PC);
   }
 
+  /**
+   * The guest-physical address of `va` as this vCPU translates it now (a hypercall's pointer
+   * argument: Xen's get_page_from_gva): `va` itself while SCTLR_EL1.M is clear, else through the
+   * CPU model's stage 1 and stage 2; undefined where the access would fault. Without the CPU
+   * internals the address is taken as physical, as before they existed.
+   */
+  physicalOf(va: bigint): bigint | undefined {
+    if ((this.engine.readSys(Sys.SCTLR_EL1) & SCTLR_M) === 0n) return va;
+    const translate = this.cpu?.physicalOf;
+    return translate ? translate(va) : va;
+  }
+
   /** PSTATE: a 32-bit register (unicorn_aarch64.c reads it as uint32_t). */
   pstate(): number {
     return Number(this.engine.read64(Reg.PSTATE) & 0xffff_ffffn);

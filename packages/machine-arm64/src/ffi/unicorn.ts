@@ -171,6 +171,7 @@ interface Lib {
     doInterrupt?: (cs: number) => void;
     rebuildHflags?: (env: number) => void;
     memoryRwDebug?: (cs: number, addr: bigint, buf: Uint8Array, len: number, isWrite: boolean) => number;
+    physPageDebug?: (cs: number, addr: bigint, attrs: Uint32Array) => bigint;
   };
   IntrHook: TypeObject;
   MemHook: TypeObject;
@@ -258,6 +259,8 @@ function bindInternals(uc: LibraryHandle): Lib['internal'] {
     doInterrupt: bind('void arm_cpu_do_interrupt_aarch64(uintptr_t cs)'),
     rebuildHflags: bind('void arm_rebuild_hflags_aarch64(uintptr_t env)'),
     memoryRwDebug: bind('int cpu_memory_rw_debug_aarch64(uintptr_t cs, uint64_t addr, _Inout_ uint8_t *buf, uint64_t len, bool is_write)'),
+    // MemTxAttrs is a 32-bit bitfield struct (qemu/include/exec/memattrs.h), written through the pointer.
+    physPageDebug: bind('uint64_t arm_cpu_get_phys_page_attrs_debug_aarch64(uintptr_t cs, uint64_t addr, _Out_ uint32_t *attrs)'),
   };
 }
 
@@ -868,6 +871,9 @@ function findRegisterWindow(engine: UcEngine): { view: Uint32Array; address: big
  *    after the host changed PSTATE (uc_reg_write of PSTATE does not).
  *  - `cpu_memory_rw_debug` (qemu/exec.c): reads guest memory through the vCPU's current
  *    translation (the HVC immediate at a virtual PC). Unicorn 2.1.1 has no uc_vmem_read.
+ *  - `arm_cpu_get_phys_page_attrs_debug` (qemu/target/arm/helper.c): the physical address of a
+ *    virtual one through the current regime, stage 1 and stage 2 (a hypercall's pointer
+ *    arguments, as Xen's get_page_from_gva); -1 where it would fault.
  *
  * They take QEMU's CPUState (`cs`) and CPUARMState (`env`). The register window is
  * `env->xregs` (CPUARMState starts with `uint32_t regs[16]` then `uint64_t xregs[32]`:
@@ -882,11 +888,13 @@ export interface CpuInternals {
   rebuildFlags(): void;
   /** Reads `buf.length` bytes at virtual address `va` through the current translation; false if unmapped. */
   readVirtual(va: bigint, buf: Uint8Array): boolean;
+  /** The physical address `va` translates to now (stage 1 and stage 2), or undefined where it faults; absent on a build without the function. */
+  physicalOf?(va: bigint): bigint | undefined;
 }
 
 function locateInternals(engine: UcEngine, xregs: bigint): CpuInternals | undefined {
   const l = load();
-  const { doInterrupt, rebuildHflags, memoryRwDebug } = l.internal;
+  const { doInterrupt, rebuildHflags, memoryRwDebug, physPageDebug } = l.internal;
   const r = safeReader();
   if (!doInterrupt || !rebuildHflags || !memoryRwDebug || !r || !windowLocation) return undefined;
   const env = xregs - 64n;
@@ -899,9 +907,18 @@ function locateInternals(engine: UcEngine, xregs: bigint): CpuInternals | undefi
   if (!envPtr) return undefined;
   const csAddr = Number(cs);
   const envAddr = Number(env);
+  const attrs = new Uint32Array(2);
   return {
     takeException: () => doInterrupt(csAddr),
     rebuildFlags: () => rebuildHflags(envAddr),
     readVirtual: (va, buf) => memoryRwDebug(csAddr, va, buf, buf.length, false) === 0,
+    ...(physPageDebug
+      ? {
+          physicalOf: (va: bigint) => {
+            const pa = BigInt.asUintN(64, BigInt(physPageDebug(csAddr, va, attrs)));
+            return pa === 0xffff_ffff_ffff_ffffn ? undefined : pa;
+          },
+        }
+      : {}),
   };
 }

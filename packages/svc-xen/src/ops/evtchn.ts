@@ -17,7 +17,7 @@ type Handler = CallHandler<XenDomain>;
 /** Common prologue: domain synced, argument struct copied in. */
 function begin(v: VcpuContext, d: XenDomain, size: number): GuestStruct | undefined {
   d.sync();
-  const arg = GuestStruct.read(v.machine.memory, v.regs.get(1), size);
+  const arg = GuestStruct.arg(v, v.regs.get(1), size);
   if (!arg) ret(v.regs, -E.EFAULT);
   return arg;
 }

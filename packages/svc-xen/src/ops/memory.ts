@@ -25,7 +25,7 @@ export const memoryOp: CallHandler<XenDomain> = (v, b) => {
   const startExtent = cmd >> BigInt(MEMOP_EXTENT_SHIFT);
   if (op !== XENMEM_add_to_physmap) return ret(r, -E.ENOSYS);
   if (startExtent > 0xffffn) return ret(r, -E.EDOM); // does not fit xatp.size
-  const xatp = GuestStruct.read(v.machine.memory, r.get(1), 24);
+  const xatp = GuestStruct.arg(v, r.get(1), 24);
   if (!xatp) return ret(r, -E.EFAULT);
   const space = xatp.u32(4);
   if (space === XENMAPSPACE_gmfn_foreign) return ret(r, -E.ENOSYS); // only via the batch op

@@ -1,4 +1,4 @@
-import { capabilityOf, continueCall, type CallHandler, type GuestPages, type VcpuContext } from '@plugvisor/core';
+import { capabilityOf, continueCall, guestPhysicalRange, type CallHandler, type GuestPages, type VcpuContext } from '@plugvisor/core';
 import { MEMOP_EXTENT_SHIFT, PAGE_SHIFT, PAGE_SIZE, XENMEM, XENMEMF, XEN_ERRNO as E, DOMU_MAX_ORDER } from '../abi.js';
 import type { XenDomain } from '../domain.js';
 import { GuestStruct } from '../guest-args.js';
@@ -70,14 +70,33 @@ export function reservationOf(v: VcpuContext, d: XenDomain): { tot: number; max:
   return { tot: ram + d.unmappedPages, max: ram };
 }
 
-/** copy_from_guest_offset of extent_start[i] (a xen_pfn_t), or undefined when it faults. */
-function readExtent(v: VcpuContext, pages: GuestPages | undefined, list: bigint, i: bigint): bigint | undefined {
-  const at = list + i * 8n;
-  if (at + 8n > 1n << 64n) return undefined;
+/**
+ * copy_from_guest_offset of extent_start[i] (a xen_pfn_t), or undefined when it faults. The list
+ * is a guest virtual address: each of its pages is translated once per leg (an entry that
+ * straddles two pages, only if misaligned, is translated whole).
+ */
+function extentReader(v: VcpuContext, pages: GuestPages | undefined, list: bigint): (i: bigint) => bigint | undefined {
   const mem = v.machine.memory;
-  if (!mem.contains(at, 8)) return undefined;
-  if (pages && (!pages.isPresent(at) || !pages.isPresent(at + 7n))) return undefined;
-  return mem.readU64(at);
+  let vpage = -1n;
+  let ppage: bigint | undefined;
+  return (i) => {
+    const at = list + i * 8n;
+    if (at + 8n > 1n << 64n) return undefined;
+    let gpa: bigint | undefined;
+    if ((at & 0xfffn) > 0xff8n) {
+      gpa = guestPhysicalRange(v.machine, v.index, at, 8);
+    } else {
+      const page = at & ~0xfffn;
+      if (page !== vpage) {
+        vpage = page;
+        ppage = guestPhysicalRange(v.machine, v.index, page, 1);
+      }
+      gpa = ppage === undefined ? undefined : ppage + (at - page);
+    }
+    if (gpa === undefined || !mem.contains(gpa, 8)) return undefined;
+    if (pages && (!pages.isPresent(gpa) || !pages.isPresent(gpa + 7n))) return undefined;
+    return mem.readU64(gpa);
+  };
 }
 
 type Op = typeof XENMEM.increase_reservation | typeof XENMEM.decrease_reservation | typeof XENMEM.populate_physmap;
@@ -89,7 +108,7 @@ function reservationOp(op: Op): CallHandler<XenDomain> {
     d.sync();
     const start = r.get(0) >> shift;
     const answer = (n: bigint) => r.set(0, n);
-    const resv = GuestStruct.read(v.machine.memory, r.get(1), RESERVATION_SIZE);
+    const resv = GuestStruct.arg(v, r.get(1), RESERVATION_SIZE);
     if (!resv) return answer(start);
     const list = resv.u64(0);
     const nr = resv.u64(8);
@@ -109,6 +128,7 @@ function reservationOp(op: Op): CallHandler<XenDomain> {
 
     const pages = capabilityOf(v.machine, 'guest-pages');
     const pending = capabilityOf(v.machine, 'interrupt-pending');
+    const readExtent = extentReader(v, pages, list);
     const span = 1 << order;
     const spanBytes = BigInt(span) << BigInt(PAGE_SHIFT);
     let legPages = 0;
@@ -121,7 +141,7 @@ function reservationOp(op: Op): CallHandler<XenDomain> {
         if (tot + span > max) return answer(i); // alloc_domheap_pages: assign_pages refuses past max_pages
         d.unmappedPages += span;
       } else {
-        const gfn = readExtent(v, pages, list, i);
+        const gfn = readExtent(i);
         if (gfn === undefined || !pages || pod) return answer(i);
         const gpa = gfn << BigInt(PAGE_SHIFT);
         if (gfn >= 1n << 52n) return answer(i);
@@ -166,7 +186,7 @@ function reservationStat(which: 'current' | 'maximum'): CallHandler<XenDomain> {
     const r = v.regs;
     const d = b.state;
     d.sync();
-    const arg = GuestStruct.read(v.machine.memory, r.get(1), MEMORY_DOMAIN_SIZE);
+    const arg = GuestStruct.arg(v, r.get(1), MEMORY_DOMAIN_SIZE);
     if (!arg) return ret(r, -E.EFAULT);
     const dom = d.lookupDomain(arg.u16(0));
     if (dom === undefined) return ret(r, -E.ESRCH);

@@ -22,7 +22,7 @@ export const vcpuOp: CallHandler<XenDomain> = (v, b) => {
   const vcpu = r.lo(1);
   if (vcpu >= d.vcpuCount) return ret(r, -E.ENOENT);
   if (cmd !== VCPUOP_register_vcpu_info) return ret(r, -E.EINVAL);
-  const info = GuestStruct.read(v.machine.memory, r.get(2), 16);
+  const info = GuestStruct.arg(v, r.get(2), 16);
   if (!info) return ret(r, -E.EFAULT);
   const mfn = info.u64(0);
   const offset = info.u32(8);

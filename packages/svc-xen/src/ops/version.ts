@@ -1,7 +1,7 @@
 import type { CallHandler } from '@plugvisor/core';
 import { XENFEAT, XENVER, XEN_ERRNO as E } from '../abi.js';
 import type { XenDomain } from '../domain.js';
-import { GuestStruct, copyToGuest } from '../guest-args.js';
+import { GuestStruct, copyToGuestArg } from '../guest-args.js';
 import { highBitsSet, ret } from '../subop.js';
 
 /**
@@ -41,10 +41,9 @@ const DENIED = enc.encode('<denied>\0');
 export const xenVersion: CallHandler<XenDomain> = (v) => {
   const r = v.regs;
   if (highBitsSet(r)) return ret(r, -E.ENOSYS);
-  const mem = v.machine.memory;
   const cmd = r.lo(0) | 0;
   const arg = r.get(1);
-  const out = (bytes: Uint8Array) => ret(r, copyToGuest(mem, arg, bytes) ? 0 : -E.EFAULT);
+  const out = (bytes: Uint8Array) => ret(r, copyToGuestArg(v, arg, bytes) ? 0 : -E.EFAULT);
   switch (cmd) {
     case XENVER.version:
       return ret(r, (XEN_VERSION.major << 16) | XEN_VERSION.minor);
@@ -60,7 +59,7 @@ export const xenVersion: CallHandler<XenDomain> = (v) => {
       return out(new Uint8Array(8)); // virt_start = 0 (not a PV guest)
     case XENVER.get_features: {
       // {u32 submap_idx (IN), u32 submap (OUT)}
-      const s = GuestStruct.read(mem, arg, 8);
+      const s = GuestStruct.arg(v, arg, 8);
       if (!s) return ret(r, -E.EFAULT);
       if (s.u32(0) !== 0) return ret(r, -E.EINVAL);
       s.setU32(4, XEN_FEATURES_SUBMAP0).writeBack();
