@@ -9,13 +9,9 @@
  * extents) — and reads the result back through the identity mapping. Reports TAG_CASE (id, value).
  */
 #include "xen.h"
+#include "mmu-alias.h"
 
-#define ALIAS 0x40000000UL
 #define UNMAPPED 0xc0000000UL
-#define DESC_BLOCK 0x1UL
-#define DESC_AF (1UL << 10)
-#define DESC_SH_INNER (3UL << 8)
-#define DESC_ATTR(i) ((u64)(i) << 2)
 
 #define XENVER_extraversion 1
 #define XENMEM_decrease_reservation 1
@@ -24,7 +20,7 @@
 
 enum { TAG_CASE = 1 };
 #define R(id, v) test_report(TAG_CASE, (id), (u64)(s64)(v))
-#define VA(p) ((u64)(p) + ALIAS)
+#define VA(p) ((u64)(p) + RAM_ALIAS_OFFSET)
 
 struct xen_memory_reservation { u64 extent_start; u64 nr_extents; u32 extent_order; u32 mem_flags; u16 domid; };
 struct xen_memory_domain { u16 domid; };
@@ -37,22 +33,6 @@ static struct xen_memory_domain md = { DOMID_SELF };
 static char ver_phys[16], ver_virt[16];
 static struct evtchn_alloc_unbound au;
 
-static void mmu_on(void)
-{
-    l1[0] = 0x00000000UL | DESC_AF | DESC_ATTR(0) | DESC_BLOCK;                 /* Device-nGnRnE */
-    l1[1] = 0x40000000UL | DESC_AF | DESC_SH_INNER | DESC_ATTR(1) | DESC_BLOCK; /* RAM */
-    l1[2] = 0x40000000UL | DESC_AF | DESC_SH_INNER | DESC_ATTR(1) | DESC_BLOCK; /* RAM again */
-    u64 mair = 0x00UL | (0xffUL << 8);                  /* attr0 Device-nGnRnE, attr1 Normal WB */
-    u64 tcr = 25UL                                       /* T0SZ: 39-bit VAs, walk from level 1 */
-              | (1UL << 8) | (1UL << 10) | (3UL << 12)   /* IRGN0, ORGN0 write-back, SH0 inner */
-              | (1UL << 23);                             /* EPD1: no TTBR1 walks */
-    __asm__ volatile("msr mair_el1, %0; msr tcr_el1, %1; msr ttbr0_el1, %2; isb; tlbi vmalle1; dsb sy; isb"
-                     ::"r"(mair), "r"(tcr), "r"((u64)l1) : "memory");
-    u64 sctlr;
-    __asm__ volatile("mrs %0, sctlr_el1" : "=r"(sctlr));
-    sctlr |= 1UL | (1UL << 2) | (1UL << 12);             /* M, C, I */
-    __asm__ volatile("msr sctlr_el1, %0; isb" ::"r"(sctlr) : "memory");
-}
 
 static s64 memop(u64 cmd, u64 arg) { return xen_hypercall(__HYPERVISOR_memory_op, cmd, arg, 0, 0, 0); }
 
@@ -65,7 +45,7 @@ static s64 reserve(u32 op)
 int main(u64 x0)
 {
     (void)x0;
-    mmu_on();
+    mmu_on_ram_alias(l1);
     for (int i = 0; i < 2; i++) {
         area[i][0] = 0x77;
         list[i] = (u64)area[i] >> 12; /* gfns are physical frame numbers, never translated */

@@ -12,12 +12,8 @@
  */
 #include "guest.h"
 #include "test-calls.h"
+#include "mmu-alias.h"
 
-#define ALIAS_OFFSET 0x40000000UL
-#define DESC_BLOCK 0x1UL       /* level-1 block descriptor */
-#define DESC_AF (1UL << 10)    /* access flag */
-#define DESC_SH_INNER (3UL << 8)
-#define DESC_ATTR(i) ((u64)(i) << 2)
 
 static u64 l1[512] __attribute__((aligned(4096)));
 static volatile u64 undef_elr;
@@ -40,22 +36,6 @@ void handle_exception(u64 kind, struct exc_frame *f)
     halt();
 }
 
-static void mmu_on(void)
-{
-    l1[0] = 0x00000000UL | DESC_AF | DESC_ATTR(0) | DESC_BLOCK;                 /* Device-nGnRnE */
-    l1[1] = 0x40000000UL | DESC_AF | DESC_SH_INNER | DESC_ATTR(1) | DESC_BLOCK; /* RAM */
-    l1[2] = 0x40000000UL | DESC_AF | DESC_SH_INNER | DESC_ATTR(1) | DESC_BLOCK; /* RAM again */
-    u64 mair = 0x00UL | (0xffUL << 8);                  /* attr0 Device-nGnRnE, attr1 Normal WB */
-    u64 tcr = 25UL                                       /* T0SZ: 39-bit VAs, walk from level 1 */
-              | (1UL << 8) | (1UL << 10) | (3UL << 12)   /* IRGN0, ORGN0 write-back, SH0 inner */
-              | (1UL << 23);                             /* EPD1: no TTBR1 walks */
-    __asm__ volatile("msr mair_el1, %0; msr tcr_el1, %1; msr ttbr0_el1, %2; isb; tlbi vmalle1; dsb sy; isb"
-                     ::"r"(mair), "r"(tcr), "r"((u64)l1) : "memory");
-    u64 sctlr;
-    __asm__ volatile("mrs %0, sctlr_el1" : "=r"(sctlr));
-    sctlr |= 1UL | (1UL << 2) | (1UL << 12);             /* M, C, I */
-    __asm__ volatile("msr sctlr_el1, %0; isb" ::"r"(sctlr) : "memory");
-}
 
 __attribute__((noinline)) static void aliased(void)
 {
@@ -73,8 +53,8 @@ __attribute__((noinline)) static void aliased(void)
 int main(u64 x0)
 {
     (void)x0;
-    mmu_on();
-    void (*at_alias)(void) = (void (*)(void))((u64)aliased + ALIAS_OFFSET);
+    mmu_on_ram_alias(l1);
+    void (*at_alias)(void) = (void (*)(void))((u64)aliased + RAM_ALIAS_OFFSET);
     at_alias();
     printf("back at %lx\n", (u64)main);
     psci_system_off();

@@ -702,7 +702,7 @@ export class Vcpu {
    * internals the address is taken as physical, as before they existed.
    */
   physicalOf(va: bigint): bigint | undefined {
-    if ((this.engine.readSys(Sys.SCTLR_EL1) & SCTLR_M) === 0n) return va;
+    if (!this.mmu) return va;
     const translate = this.cpu?.physicalOf;
     return translate ? translate(va) : va;
   }
